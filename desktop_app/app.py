@@ -1,0 +1,100 @@
+"""GUI entry point: QApplication set-up, theme, crash dialog, main window."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+
+log = logging.getLogger("atelier")
+
+
+def _install_excepthook(app) -> None:
+    """An uncaught exception is logged and shown in a dialog with the log path, never lost."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from desktop_app.core.logs import log_file
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        log.error("uncaught exception:\n%s", "".join(traceback.format_exception(exc_type, exc, tb)))
+        try:
+            box = QMessageBox(QMessageBox.Icon.Critical, "Atelier — unexpected error",
+                              f"Something went wrong: {exc_type.__name__}: {exc}\n\n"
+                              f"Details were written to the log:\n{log_file()}\n\n"
+                              "Atelier keeps running; if something looks wrong, restart it.")
+            box.setObjectName("crashDialog")
+            box.setAccessibleName("Unexpected error")
+            box.exec()
+        except Exception:  # noqa: BLE001 - never recurse while reporting
+            pass
+
+    sys.excepthook = hook
+
+
+def apply_theme(app) -> None:
+    """Follow the system's light/dark scheme (Fusion palette, updated live)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QPalette
+
+    app.setStyle("Fusion")
+    hints = app.styleHints()
+
+    def update(*_args) -> None:
+        dark = hints.colorScheme() == Qt.ColorScheme.Dark
+        if not dark:
+            app.setPalette(app.style().standardPalette())
+            return
+        p = QPalette()
+        base, window, text = QColor(30, 30, 32), QColor(40, 40, 44), QColor(230, 230, 230)
+        p.setColor(QPalette.ColorRole.Window, window)
+        p.setColor(QPalette.ColorRole.WindowText, text)
+        p.setColor(QPalette.ColorRole.Base, base)
+        p.setColor(QPalette.ColorRole.AlternateBase, window)
+        p.setColor(QPalette.ColorRole.Text, text)
+        p.setColor(QPalette.ColorRole.Button, window)
+        p.setColor(QPalette.ColorRole.ButtonText, text)
+        p.setColor(QPalette.ColorRole.ToolTipBase, base)
+        p.setColor(QPalette.ColorRole.ToolTipText, text)
+        p.setColor(QPalette.ColorRole.Highlight, QColor(64, 128, 214))
+        p.setColor(QPalette.ColorRole.HighlightedText, QColor(255, 255, 255))
+        p.setColor(QPalette.ColorRole.Link, QColor(110, 170, 255))
+        p.setColor(QPalette.ColorRole.PlaceholderText, QColor(150, 150, 150))
+        app.setPalette(p)
+
+    update()
+    hints.colorSchemeChanged.connect(update)
+
+
+def create_app(argv: list[str] | None = None):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("Atelier")
+    app.setApplicationDisplayName("Atelier")
+    app.setOrganizationName("Atelier")
+    app.setDesktopFileName("atelier")
+    apply_theme(app)
+    return app
+
+
+def run_gui() -> int:
+    from desktop_app.core.logs import setup_logging
+
+    setup_logging(debug=bool(os.environ.get("ATELIER_DEBUG")))
+    app = create_app()
+    _install_excepthook(app)
+    from desktop_app.ui.main_window import MainWindow
+
+    win = MainWindow()
+    win.show()
+    win.start()  # background start-up work begins after the window is shown
+    return app.exec()

@@ -1,0 +1,174 @@
+"""Command-line front end over the Qt-free core. With no arguments it opens the GUI."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from desktop_app import __version__
+from desktop_app.core.errors import AtelierError, Cancelled
+
+# command name -> "module:function" (modules under desktop_app.commands, imported lazily so that
+# `atelier doctor` never pays for torch or llama_cpp).
+HANDLERS = {
+    "doctor": "doctor:cmd_doctor",
+    "models.fit": "fit:cmd_fit",
+    "models.list": "models:cmd_list",
+    "models.pull": "models:cmd_pull",
+    "models.import": "models:cmd_import",
+    "models.discover": "models:cmd_discover",
+    "models.rm": "models:cmd_rm",
+    "models.search": "models:cmd_search",
+    "models.files": "models:cmd_files",
+    "models.catalog": "models:cmd_catalog",
+    "run": "chat:cmd_run",
+    "imagine": "imagine:cmd_imagine",
+    "upscale": "postprocess:cmd_upscale",
+    "remove-bg": "postprocess:cmd_remove_bg",
+    "gui": None,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="atelier", description="Atelier: offline chat and image studio.")
+    p.add_argument("--version", action="version", version=f"atelier {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("doctor", help="hardware, backends, paths and the fit of every installed model")
+    d.add_argument("--json", action="store_true")
+
+    m = sub.add_parser("models", help="list, fit, pull, import, discover, remove and search models")
+    ms = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    f = ms.add_parser("fit", help="how a model file or folder fits this machine")
+    f.add_argument("path")
+    f.add_argument("--ctx", type=int, default=None, help="context length to plan for")
+    f.add_argument("--json", action="store_true")
+    ls = ms.add_parser("list", help="installed models")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--task", choices=["chat", "image", "upscale", "background_removal"])
+    pl = ms.add_parser("pull", help="download a model from the hub (resumable, verified)")
+    pl.add_argument("repo")
+    pl.add_argument("file", nargs="?")
+    pl.add_argument("--revision", default=None)
+    pl.add_argument("--accept-license", action="store_true", help="accept a gated/restrictive licence")
+    pl.add_argument("--json", action="store_true")
+    im = ms.add_parser("import", help="register a local file or folder")
+    im.add_argument("path")
+    im.add_argument("--copy", action="store_true", help="copy into the models folder instead of using it in place")
+    im.add_argument("--allow-pickle", action="store_true")
+    im.add_argument("--json", action="store_true")
+    dc = ms.add_parser("discover", help="register models other apps already have on this machine")
+    dc.add_argument("--dir", action="append", default=[], help="extra ComfyUI/A1111 models folder")
+    dc.add_argument("--json", action="store_true")
+    rm = ms.add_parser("rm", help="remove a model (deletes files Atelier owns)")
+    rm.add_argument("id")
+    rm.add_argument("--json", action="store_true")
+    se = ms.add_parser("search", help="search the hub")
+    se.add_argument("text")
+    se.add_argument("--task", choices=["chat", "image"], default="chat")
+    se.add_argument("--limit", type=int, default=20)
+    se.add_argument("--json", action="store_true")
+    fl = ms.add_parser("files", help="list a hub repo's files with sizes and fit")
+    fl.add_argument("repo")
+    fl.add_argument("--revision", default=None)
+    fl.add_argument("--json", action="store_true")
+    ca = ms.add_parser("catalog", help="the curated catalog with fit badges for this machine")
+    ca.add_argument("--task", choices=["chat", "image", "upscale", "background_removal"])
+    ca.add_argument("--fits", action="store_true", help="only what fits this machine")
+    ca.add_argument("--json", action="store_true")
+
+    r = sub.add_parser("run", help="chat with a model once, streaming the reply")
+    r.add_argument("--model", default=None, help="library id or path (default: the starter model)")
+    r.add_argument("--prompt", required=True)
+    r.add_argument("--system", default=None)
+    r.add_argument("--max-tokens", type=int, default=512)
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--temperature", type=float, default=None)
+    r.add_argument("--ctx", type=int, default=None)
+    r.add_argument("--json", action="store_true")
+
+    g = sub.add_parser("imagine", help="generate or edit an image")
+    g.add_argument("--model", required=True)
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--out", required=True)
+    g.add_argument("--negative", default="")
+    g.add_argument("--steps", type=int, default=None)
+    g.add_argument("--guidance", type=float, default=None)
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--size", default=None, help="WxH, e.g. 512x512")
+    g.add_argument("--scheduler", default=None)
+    g.add_argument("--init-image", default=None)
+    g.add_argument("--strength", type=float, default=0.75)
+    g.add_argument("--mask", default=None)
+    g.add_argument("--lora", action="append", default=[], help="PATH[:WEIGHT], repeatable")
+    g.add_argument("--json", action="store_true")
+
+    u = sub.add_parser("upscale", help="super-resolution")
+    u.add_argument("input")
+    u.add_argument("output")
+    u.add_argument("--model", default=None)
+    u.add_argument("--scale", type=int, default=None)
+    u.add_argument("--tile", type=int, default=256)
+    u.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("remove-bg", help="remove the background of an image")
+    b.add_argument("input")
+    b.add_argument("output")
+    b.add_argument("--model", default=None)
+    b.add_argument("--mask-only", action="store_true")
+    b.add_argument("--soft", action="store_true", help="soft edges")
+    b.add_argument("--json", action="store_true")
+
+    sub.add_parser("gui", help="open the desktop app (the default)")
+    return p
+
+
+def _handler(args: argparse.Namespace):
+    key = args.command
+    if key == "models":
+        key = f"models.{args.models_command}"
+    target = HANDLERS[key]
+    mod_name, func = target.split(":")
+    mod = importlib.import_module(f"desktop_app.commands.{mod_name}")
+    return getattr(mod, func)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in (None, "gui"):
+        from desktop_app.app import run_gui
+
+        return run_gui()
+    from desktop_app.core.logs import setup_logging
+
+    setup_logging(debug=args.debug, console=args.debug)
+    try:
+        return int(_handler(args)(args) or 0)
+    except KeyboardInterrupt:
+        print("atelier: interrupted", file=sys.stderr)
+        return 130
+    except Cancelled as exc:
+        print(f"atelier: {exc}", file=sys.stderr)
+        return 130
+    except AtelierError as exc:
+        if args.debug:
+            raise
+        print(f"atelier: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the contract: one line, no traceback unless --debug
+        if args.debug:
+            raise
+        logging.getLogger("atelier").exception("command failed")
+        print(f"atelier: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def gui_main() -> int:
+    from desktop_app.app import run_gui
+
+    return run_gui()

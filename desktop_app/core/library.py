@@ -1,0 +1,182 @@
+"""The library of installed models: one JSON file of records in the data dir.
+
+Record contract (``atelier models list --json``): ``id`` (stable: ``org/repo/file`` for hub
+files, a slug of the file name for local ones), ``task`` (chat, image, upscale,
+background_removal), ``format`` (gguf, diffusers, safetensors, onnx), ``path``, ``size_bytes``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from desktop_app.core.errors import AtelierError
+from desktop_app.core.paths import get_paths
+
+TASKS = ("chat", "image", "upscale", "background_removal")
+FORMATS = ("gguf", "diffusers", "safetensors", "onnx")
+
+
+@dataclass
+class ModelRecord:
+    id: str
+    task: str
+    format: str
+    path: str
+    size_bytes: int
+    name: str = ""
+    source: str = "import"  # starter | hub | import | discovered | catalog
+    managed: bool = False  # True: the file lives in our models dir and deleting it is ours to do
+    repo_id: str = ""
+    filename: str = ""
+    revision: str = ""
+    quantization: str = ""
+    family: str = ""  # e.g. llama, qwen3 (chat) or sd15, sdxl, sd3, flux (image)
+    sha256: str = ""
+    license: str = ""
+    added_at: float = field(default_factory=time.time)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelRecord":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def display_name(self) -> str:
+        return self.name or Path(self.path).name
+
+
+def slugify(name: str) -> str:
+    """Stable id for a local file: lower case, [a-z0-9._-] only."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.")
+    return slug or "model"
+
+
+def hub_id(repo_id: str, filename: str = "") -> str:
+    return f"{repo_id}/{filename}" if filename else repo_id
+
+
+def path_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += (Path(root) / f).stat().st_size
+            except OSError:
+                pass
+    return total
+
+
+class Library:
+    """Thread-safe, file-backed list of ModelRecords (atomic writes)."""
+
+    _lock = threading.RLock()
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or (get_paths().data / "library.json")
+
+    # storage ------------------------------------------------------------------------
+    def _load(self) -> list[ModelRecord]:
+        if not self.path.exists():
+            return []
+        try:
+            raw = json.loads(self.path.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise AtelierError(f"The model library file {self.path} is unreadable: {exc}") from exc
+        return [ModelRecord.from_dict(d) for d in raw.get("models", [])]
+
+    def _save(self, records: Iterable[ModelRecord]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"version": 1, "models": [r.to_dict() for r in records]}, indent=1), "utf-8")
+        os.replace(tmp, self.path)
+
+    # queries ------------------------------------------------------------------------
+    def list(self, task: str | None = None) -> list[ModelRecord]:
+        with self._lock:
+            recs = self._load()
+        return [r for r in recs if task is None or r.task == task]
+
+    def get(self, model_id: str) -> ModelRecord | None:
+        for r in self.list():
+            if r.id == model_id:
+                return r
+        return None
+
+    def find_by_path(self, path: str | Path) -> ModelRecord | None:
+        p = str(Path(path).expanduser().resolve())
+        for r in self.list():
+            if str(Path(r.path).resolve()) == p:
+                return r
+        return None
+
+    def resolve(self, id_or_path: str) -> ModelRecord:
+        """A record for ``--model``: a library id, or a path (registered or not)."""
+        rec = self.get(id_or_path)
+        if rec:
+            return rec
+        p = Path(id_or_path).expanduser()
+        if p.exists():
+            rec = self.find_by_path(p)
+            if rec:
+                return rec
+            from desktop_app.core.model_files import record_for_path  # local import: avoids a cycle
+
+            return record_for_path(p)
+        raise AtelierError(
+            f"No model '{id_or_path}': not an id in the library and not an existing path "
+            "(see 'atelier models list')."
+        )
+
+    # changes ------------------------------------------------------------------------
+    def add(self, record: ModelRecord) -> ModelRecord:
+        """Insert or replace (by id)."""
+        if record.task not in TASKS:
+            raise ValueError(f"unknown task {record.task!r}")
+        if record.format not in FORMATS:
+            raise ValueError(f"unknown format {record.format!r}")
+        with self._lock:
+            recs = [r for r in self._load() if r.id != record.id]
+            recs.append(record)
+            self._save(recs)
+        return record
+
+    def remove(self, model_id: str) -> ModelRecord:
+        """Unregister a record (files are left alone; see ``delete``)."""
+        with self._lock:
+            recs = self._load()
+            hit = [r for r in recs if r.id == model_id]
+            if not hit:
+                raise AtelierError(f"No model with id '{model_id}' in the library.")
+            self._save([r for r in recs if r.id != model_id])
+        return hit[0]
+
+    def delete(self, model_id: str) -> int:
+        """Unregister and, when the files are ours (managed), delete them.
+
+        Returns the bytes freed (0 for a model used in place from another app's folder).
+        """
+        import shutil
+
+        rec = self.remove(model_id)
+        if not rec.managed:
+            return 0
+        p = Path(rec.path)
+        freed = path_size(p) if p.exists() else 0
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink()
+        return freed

@@ -1,0 +1,121 @@
+"""Recognise model files and folders on disk, check their headers, refuse pickle formats."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from desktop_app.core.errors import ModelFormatError
+from desktop_app.core.library import ModelRecord, path_size, slugify
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+GGUF_MAGIC = b"GGUF"
+
+
+def refuse_pickle(path: Path, allow_pickle: bool = False) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+        raise ModelFormatError(
+            f"{path.name} is a pickle checkpoint ({path.suffix}); pickle files can run arbitrary code, "
+            "so Atelier refuses them by default. Use a .safetensors or .gguf version of the model, or "
+            "turn on 'Allow pickle checkpoints' in Settings if you trust this file."
+        )
+
+
+def check_gguf_header(path: Path) -> int:
+    """Validate the GGUF magic and version; returns the version."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError as exc:
+        raise ModelFormatError(f"Cannot read {path}: {exc.strerror or exc}") from exc
+    if len(head) < 24 or head[:4] != GGUF_MAGIC:
+        raise ModelFormatError(f"{path.name} is not a GGUF file (bad magic); it may be truncated or corrupt.")
+    version = struct.unpack("<I", head[4:8])[0]
+    if version not in (2, 3):
+        raise ModelFormatError(f"{path.name}: unsupported GGUF version {version}.")
+    return version
+
+
+def read_safetensors_header(path: Path) -> dict:
+    """Parse and validate a .safetensors header (JSON) without reading the tensors."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise ModelFormatError(f"{path.name} is not a safetensors file (too short).")
+            (n,) = struct.unpack("<Q", raw)
+            if n <= 1 or n > min(size - 8, 100 * 1024 * 1024):
+                raise ModelFormatError(f"{path.name} is not a valid safetensors file (bad header length).")
+            header = json.loads(f.read(n))
+    except OSError as exc:
+        raise ModelFormatError(f"Cannot read {path}: {exc.strerror or exc}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{path.name} is not a valid safetensors file (header is not JSON).") from exc
+    if not isinstance(header, dict):
+        raise ModelFormatError(f"{path.name} is not a valid safetensors file.")
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            end = max(end, int(info["data_offsets"][1]))
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise ModelFormatError(f"{path.name}: malformed tensor entry {name!r} in the safetensors header.") from exc
+    if 8 + n + end > size:
+        raise ModelFormatError(f"{path.name} is truncated: the header promises {8 + n + end} bytes, the file has {size}.")
+    return header
+
+
+def guess_safetensors_task(header: dict) -> str:
+    """Tell a diffusion checkpoint from an upscaler/segmentation net by its tensor names."""
+    keys = [k for k in header if k != "__metadata__"]
+    if any(k.startswith(("model.diffusion_model.", "first_stage_model.", "double_blocks.", "joint_blocks.",
+                         "transformer_blocks.", "down_blocks.", "single_transformer_blocks.")) for k in keys):
+        return "image"
+    return "upscale"
+
+
+def record_for_path(path: Path, allow_pickle: bool = False) -> ModelRecord:
+    """A (not yet registered) record describing a local model file or folder."""
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise ModelFormatError(f"No such file or folder: {path}")
+    if path.is_dir():
+        if (path / "model_index.json").exists():
+            fmt, task = "diffusers", "image"
+        else:
+            raise ModelFormatError(
+                f"{path} is a folder but not a diffusers pipeline (no model_index.json)."
+            )
+    else:
+        refuse_pickle(path, allow_pickle)
+        suffix = path.suffix.lower()
+        if suffix == ".gguf":
+            check_gguf_header(path)
+            fmt, task = "gguf", "chat"
+        elif suffix == ".safetensors":
+            header = read_safetensors_header(path)
+            fmt, task = "safetensors", guess_safetensors_task(header)
+        elif suffix == ".onnx":
+            fmt, task = "onnx", "background_removal"
+        else:
+            # GGUF files sometimes lack the suffix (Ollama blobs): sniff the magic.
+            try:
+                check_gguf_header(path)
+            except ModelFormatError:
+                raise ModelFormatError(
+                    f"{path.name}: unknown model format. Atelier reads .gguf, .safetensors, .onnx and diffusers folders."
+                ) from None
+            fmt, task = "gguf", "chat"
+    return ModelRecord(
+        id=slugify(path.name),
+        task=task,
+        format=fmt,
+        path=str(path),
+        size_bytes=path_size(path),
+        name=path.stem if path.is_file() else path.name,
+        source="import",
+        managed=False,
+    )

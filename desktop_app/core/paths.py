@@ -1,0 +1,72 @@
+"""Where Atelier keeps its files.
+
+By default the platform's directories (platformdirs). With ``ATELIER_HOME=/some/dir``
+everything lives under that one folder (portable mode: run from a USB stick; the tests use
+it for isolation).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+APP_DIR_NAME = "Atelier"
+
+
+@dataclass(frozen=True)
+class Paths:
+    config: Path
+    data: Path
+    models: Path
+    cache: Path
+    logs: Path
+    portable: bool
+
+    def as_dict(self) -> dict:
+        return {
+            "config": str(self.config),
+            "data": str(self.data),
+            "models": str(self.models),
+            "cache": str(self.cache),
+            "logs": str(self.logs),
+            "portable": self.portable,
+        }
+
+    def ensure(self) -> "Paths":
+        for p in (self.config, self.data, self.models, self.cache, self.logs):
+            p.mkdir(parents=True, exist_ok=True)
+        # The data dir holds chat history: readable by the user only.
+        try:
+            os.chmod(self.data, 0o700)
+        except OSError:
+            pass
+        return self
+
+
+def get_paths(create: bool = True) -> Paths:
+    """The app's directories; created on first use unless ``create`` is False."""
+    home = os.environ.get("ATELIER_HOME")
+    if home:
+        root = Path(home).expanduser().resolve()
+        paths = Paths(
+            config=root / "config",
+            data=root / "data",
+            models=root / "models",
+            cache=root / "cache",
+            logs=root / "logs",
+            portable=True,
+        )
+    else:
+        import platformdirs
+
+        data = Path(platformdirs.user_data_dir(APP_DIR_NAME, appauthor=False))
+        paths = Paths(
+            config=Path(platformdirs.user_config_dir(APP_DIR_NAME, appauthor=False)),
+            data=data,
+            models=data / "models",
+            cache=Path(platformdirs.user_cache_dir(APP_DIR_NAME, appauthor=False)),
+            logs=Path(platformdirs.user_log_dir(APP_DIR_NAME, appauthor=False)),
+            portable=False,
+        )
+    return paths.ensure() if create else paths

@@ -1,0 +1,1 @@
+"""Qt-free inference engines, written as generators that honour a CancelToken."""

@@ -1,0 +1,88 @@
+"""AppContext: what every tab shares (settings, library, hardware, threads, status)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from desktop_app.core.library import Library
+from desktop_app.core.settings import Settings
+from desktop_app.qt.threads import BackgroundRunner, ModelThread
+
+log = logging.getLogger(__name__)
+
+
+class AppContext(QObject):
+    """Shared state of the running app. Lives on the GUI thread; never blocks it."""
+
+    hardware_ready = Signal(object)  # desktop_app.core.hardware.Hardware
+    library_changed = Signal()
+    loaded_models_changed = Signal(object)  # dict name -> description
+    status_message = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.settings = Settings()
+        self.library = Library()
+        self.hardware: Any = None
+        self.background = BackgroundRunner("background", self)
+        self._model_threads: dict[str, ModelThread] = {}
+        self._loaded: dict[str, str] = {}
+        self._shut_down = False
+
+    # start-up work, all off the GUI thread ---------------------------------------------
+    def start(self) -> None:
+        """Detect hardware and register the starter model in the background."""
+
+        def work(_token):
+            from desktop_app.core.hardware import detect_hardware
+            from desktop_app.core.starter import ensure_starter_registered
+
+            hw = detect_hardware()
+            try:
+                ensure_starter_registered(self.library)
+            except Exception:  # noqa: BLE001 - a broken library file must not stop the app
+                log.exception("could not register the starter model")
+            return hw
+
+        self.background.run(work, on_success=self._on_hardware, on_failure=self._on_start_failed)
+
+    @Slot(object)
+    def _on_hardware(self, hw) -> None:
+        self.hardware = hw
+        self.hardware_ready.emit(hw)
+        self.library_changed.emit()
+
+    @Slot(object)
+    def _on_start_failed(self, exc) -> None:
+        log.error("start-up detection failed: %s", exc)
+        self.status_message.emit(f"Hardware detection failed: {exc}")
+
+    # model threads -------------------------------------------------------------------
+    def model_thread(self, name: str) -> ModelThread:
+        """The long-lived thread for one model slot (e.g. 'chat', 'image'); created on demand."""
+        t = self._model_threads.get(name)
+        if t is None:
+            t = ModelThread(name, self)
+            self._model_threads[name] = t
+        return t
+
+    def set_loaded(self, slot: str, description: str | None) -> None:
+        if description:
+            self._loaded[slot] = description
+        else:
+            self._loaded.pop(slot, None)
+        self.loaded_models_changed.emit(dict(self._loaded))
+
+    def shutdown(self) -> None:
+        """Cancel all work, quit and wait for every thread. Safe to call twice."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        for t in self._model_threads.values():
+            t.cancel()
+        for t in self._model_threads.values():
+            t.shutdown()
+        self.background.shutdown()

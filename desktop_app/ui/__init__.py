@@ -1,0 +1,1 @@
+"""Qt widgets: the main window and one package per tab (chat, studio, models)."""

@@ -1,0 +1,95 @@
+"""The main window: title, three tabs, status bar with hardware, nothing heavy on the GUI thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from desktop_app.ui.main_window import MainWindow
+
+pytestmark = pytest.mark.gui
+SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+
+
+@pytest.fixture
+def window(qtbot):
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.start()
+    yield win
+    win.close()
+
+
+def test_window_has_title_tabs_and_hardware_status(window, qtbot):
+    assert window.windowTitle() == "Atelier"
+    labels = [window.tabs.tabText(i).replace("&", "") for i in range(window.tabs.count())]
+    assert labels == ["Chat", "Image Studio", "Models"]
+    qtbot.waitUntil(lambda: window.ctx.hardware is not None, timeout=10000)
+    text = window.hardware_label.text()
+    assert "RAM" in text and ("CPU only" in text or "VRAM" in text)
+    SHOTS.mkdir(exist_ok=True)
+    assert window.grab().save(str(SHOTS / "main_window.png"))
+
+
+def test_every_visible_control_has_an_accessible_name(window, qtbot):
+    from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit, QTextEdit
+
+    qtbot.waitUntil(lambda: window.ctx.hardware is not None, timeout=10000)
+    missing = []
+    for cls in (QAbstractButton, QLineEdit, QPlainTextEdit, QTextEdit, QComboBox, QAbstractSpinBox):
+        for w in window.findChildren(cls):
+            if w.isVisibleTo(window) and not w.accessibleName() and not getattr(w, "text", lambda: "")():
+                missing.append(f"{type(w).__name__} {w.objectName()!r}")
+    assert not missing, missing
+
+
+def test_hardware_profile_drives_status_bar(qtbot, tmp_path, monkeypatch):
+    profile = {
+        "cpu": {"name": "Test CPU", "cores": 16, "flags": ["avx2"]},
+        "ram_total_bytes": 64 * 1024**3,
+        "ram_available_bytes": 60 * 1024**3,
+        "gpus": [{"vendor": "nvidia", "name": "NVIDIA GeForce RTX 4090", "vram_total_bytes": 24 * 1024**3,
+                  "vram_free_bytes": 23 * 1024**3}],
+        "llama_backend": "cuda",
+    }
+    p = tmp_path / "hw.json"
+    p.write_text(json.dumps(profile))
+    monkeypatch.setenv("ATELIER_HARDWARE", str(p))
+    from desktop_app.core import hardware
+
+    hardware.detect_hardware(refresh=True)
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    qtbot.waitUntil(lambda: win.ctx.hardware is not None, timeout=10000)
+    assert "RTX 4090" in win.hardware_label.text() and "24 GB VRAM" in win.hardware_label.text()
+    win.close()
+    hardware.detect_hardware(refresh=True)
+
+
+def test_startup_imports_nothing_heavy_on_gui_thread(tmp_path):
+    """Window shown, start-up done: torch, diffusers and llama_cpp are not in the GUI process."""
+    code = r"""
+import sys
+from desktop_app.app import create_app
+from desktop_app.ui.main_window import MainWindow
+app = create_app()
+win = MainWindow(); win.show(); win.start()
+from PySide6.QtCore import QTimer
+QTimer.singleShot(1500, app.quit)
+app.exec()
+win.close()
+print([m for m in ("torch", "diffusers", "llama_cpp", "transformers") if m in sys.modules])
+"""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", ATELIER_HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

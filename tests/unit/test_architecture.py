@@ -1,0 +1,65 @@
+"""The Qt-free core: nothing in core/, engines/ or hub/ imports PySide6 (STYLE.md, issue 2)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[2] / "desktop_app"
+QT_FREE = ("core", "engines", "hub", "commands")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text("utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_core_engines_hub_never_import_qt():
+    offenders = []
+    for sub in QT_FREE:
+        for py in (PKG / sub).rglob("*.py"):
+            for name in _imports(py):
+                if name.split(".")[0] in ("PySide6", "shiboken6") or name.startswith(("desktop_app.qt", "desktop_app.ui")):
+                    offenders.append(f"{py.relative_to(PKG)} imports {name}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_importing_every_core_module_loads_no_qt():
+    mods = []
+    for sub in QT_FREE:
+        for py in sorted((PKG / sub).rglob("*.py")):
+            rel = py.relative_to(PKG.parent).with_suffix("")
+            parts = list(rel.parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            if parts[-1] in ("server", "__main__"):
+                continue
+            mods.append(".".join(parts))
+    code = (
+        "import importlib, sys\n"
+        f"for m in {mods!r}:\n"
+        "    importlib.import_module(m)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'shiboken6')]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"Qt modules loaded by the core: {out.stdout}"
+
+
+def test_ui_flows_one_way():
+    """core/engines never import ui or qt; the qt layer never imports ui."""
+    offenders = []
+    for py in (PKG / "qt").rglob("*.py"):
+        for name in _imports(py):
+            if name.startswith("desktop_app.ui"):
+                offenders.append(f"{py.relative_to(PKG)} imports {name}")
+    assert not offenders, "\n".join(offenders)
