@@ -97,6 +97,8 @@ class _Worker(QObject):
         except Exception:  # noqa: BLE001
             log.exception("cleanup failed")
         self.state.clear()
+        # Quit from inside the thread, after every job queued before the cleanup has ended.
+        QThread.currentThread().quit()
 
 
 class ModelThread(QObject):
@@ -157,8 +159,7 @@ class ModelThread(QObject):
         if not self._thread.isRunning():
             return True
         self.cancel()
-        self._cleanup.emit()
-        self._thread.quit()
+        self._cleanup.emit()  # the worker releases its state, then quits its own event loop
         ok = self._thread.wait(timeout_ms)
         if not ok:
             log.error("thread %s did not stop within %d ms", self.name, timeout_ms)
