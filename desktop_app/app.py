@@ -8,9 +8,10 @@ import sys
 import traceback
 
 log = logging.getLogger("atelier")
+_open_dialogs: list = []  # keep crash dialogs alive while they are shown
 
 
-def _install_excepthook(app) -> None:
+def install_excepthook() -> None:
     """An uncaught exception is logged and shown in a dialog with the log path, never lost."""
     from PySide6.QtWidgets import QMessageBox
 
@@ -28,9 +29,11 @@ def _install_excepthook(app) -> None:
                               "Atelier keeps running; if something looks wrong, restart it.")
             box.setObjectName("crashDialog")
             box.setAccessibleName("Unexpected error")
-            box.exec()
+            _open_dialogs.append(box)
+            box.finished.connect(lambda _r, b=box: _open_dialogs.remove(b) if b in _open_dialogs else None)
+            box.open()  # not exec(): a nested event loop inside an excepthook can re-enter the failing code
         except Exception:  # noqa: BLE001 - never recurse while reporting
-            pass
+            log.exception("could not show the crash dialog")
 
     sys.excepthook = hook
 
@@ -91,7 +94,7 @@ def run_gui() -> int:
 
     setup_logging(debug=bool(os.environ.get("ATELIER_DEBUG")))
     app = create_app()
-    _install_excepthook(app)
+    install_excepthook()
     from desktop_app.ui.main_window import MainWindow
 
     win = MainWindow()
