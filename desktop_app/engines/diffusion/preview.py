@@ -1,0 +1,84 @@
+"""Cheap live previews of the latents (runs in the engine child; imports torch lazily).
+
+The default is a linear latent→RGB projection (4 latent channels → RGB), the factors used by
+A1111/ComfyUI for SD 1.x/2.x and SDXL latents: a blurry but faithful thumbnail for ~1 ms.
+With a local TAESD (AutoencoderTiny) folder, previews are decoded by it instead.
+Previews are encoded small (long side ≤ 256 px, JPEG).
+"""
+
+from __future__ import annotations
+
+import io
+
+# (latent channel) -> (R, G, B) contribution; rows are the 4 latent channels.
+SD15_LATENT_RGB = [
+    [0.3512, 0.2297, 0.3227],
+    [0.3250, 0.4974, 0.2350],
+    [-0.2829, 0.1762, 0.2721],
+    [-0.2120, -0.2616, -0.7177],
+]
+SD15_LATENT_RGB_BIAS = [0.0, 0.0, 0.0]
+SDXL_LATENT_RGB = [
+    [0.3651, 0.4232, 0.4341],
+    [-0.2533, -0.0042, 0.1068],
+    [0.1076, 0.1111, -0.0362],
+    [-0.3165, -0.2492, -0.2188],
+]
+SDXL_LATENT_RGB_BIAS = [0.1084, -0.0175, -0.0011]
+
+MAX_PREVIEW = 256
+
+
+def _factors(family: str):
+    if family.startswith("sdxl"):
+        return SDXL_LATENT_RGB, SDXL_LATENT_RGB_BIAS
+    return SD15_LATENT_RGB, SD15_LATENT_RGB_BIAS
+
+
+def _encode(img, fmt: str = "JPEG") -> bytes:
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        img.save(buf, format="JPEG", quality=80)
+    else:
+        img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _target_size(w: int, h: int, image_w: int, image_h: int, max_side: int) -> tuple[int, int]:
+    long_side = min(max_side, max(image_w, image_h))
+    scale = long_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def latent_preview(latents, family: str, image_size: tuple[int, int], max_side: int = MAX_PREVIEW):
+    """(jpeg_bytes, width, height) for the first latent of the batch, or None if not 4 channels."""
+    import torch
+    from PIL import Image
+
+    lat = latents[0].detach()
+    if lat.dim() != 3 or lat.shape[0] != 4:
+        return None
+    factors, bias = _factors(family)
+    f = torch.tensor(factors, dtype=torch.float32, device=lat.device)
+    b = torch.tensor(bias, dtype=torch.float32, device=lat.device)
+    rgb = torch.einsum("chw,cr->hwr", lat.float(), f) + b
+    rgb = ((rgb + 1.0) / 2.0).clamp(0, 1).mul(255).to(torch.uint8).cpu().numpy()
+    img = Image.fromarray(rgb, "RGB")
+    tw, th = _target_size(img.width, img.height, image_size[0], image_size[1], max_side)
+    img = img.resize((tw, th), Image.BILINEAR)
+    return _encode(img), tw, th
+
+
+def taesd_preview(taesd, latents, image_size: tuple[int, int], max_side: int = MAX_PREVIEW):
+    """Decode with a tiny autoencoder (AutoencoderTiny): sharper previews, a few ms more."""
+    import torch
+    from PIL import Image
+
+    with torch.no_grad():
+        lat = latents[:1].to(device=taesd.device, dtype=taesd.dtype)
+        out = taesd.decode(lat).sample[0]
+    rgb = ((out.float() + 1) / 2).clamp(0, 1).mul(255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    img = Image.fromarray(rgb, "RGB")
+    tw, th = _target_size(img.width, img.height, image_size[0], image_size[1], max_side)
+    img = img.resize((tw, th), Image.BILINEAR)
+    return _encode(img), tw, th

@@ -1,0 +1,214 @@
+"""The wire format between the GUI/CLI process and the diffusion engine's child process.
+
+Qt-free and torch-free: both sides import it.
+
+A message is one line of UTF-8 JSON (an object) followed by the raw bytes of its blobs. The
+header's ``"blobs"`` key, when present, lists ``[name, length]`` pairs; the blobs follow the
+newline in that order. Images travel as encoded PNG/JPEG bytes, never as pickles.
+
+Requests (parent → child), key ``op``:
+  ``ping``                                   → ``pong`` {pid, loads, model, vae_decodes, ...}
+  ``load`` {id, model: ModelSpec dict}       → ``loaded`` … ``done``
+  ``generate`` {id, request: GenerateRequest dict; blobs init_image, mask}
+                                             → [``loaded``] ``progress``* ``preview``* ``result``+ ``done``
+  ``cancel`` {id}                            (read by the child while it computes)
+  ``unload`` {id}                            → ``unloaded`` ``done``
+  ``shutdown``                               (the child exits)
+
+Events (child → parent), key ``type``: see ``EVENT_TYPES``. Every job ends with exactly one
+terminal event: ``done``, ``cancelled`` or ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+# Event types -------------------------------------------------------------------------------
+LOADED = "loaded"          # {model, family, pipeline, device, dtype, plan, native_size, max_size, seconds}
+PROGRESS = "progress"      # {step, total, it_s, image_index, batch}
+PREVIEW = "preview"        # {step, total, width, height, format, image_index}; blob "image"
+RESULT = "result"          # {params: {...incl. seed}, index, width, height, seconds}; blob "image" (PNG)
+NOTICE = "notice"          # {kind, message}: e.g. kind "oom_retry", "device_fallback", "vae_tiling"
+ERROR = "error"            # {kind, message}: terminal. kinds: see ERROR_KINDS
+CANCELLED = "cancelled"    # {step, total, cancel_seen_at_step, decoded: False}: terminal
+DONE = "done"              # {seconds, images}: terminal
+UNLOADED = "unloaded"
+PONG = "pong"
+EVENT_TYPES = (LOADED, PROGRESS, PREVIEW, RESULT, NOTICE, ERROR, CANCELLED, DONE, UNLOADED, PONG)
+TERMINAL = (ERROR, CANCELLED, DONE)
+
+# Error kinds -------------------------------------------------------------------------------
+ERROR_KINDS = (
+    "invalid_request",  # bad size, unknown scheduler, missing prompt … (fix the request)
+    "model_format",     # missing/corrupt/pickle/unsupported model file, missing config folder
+    "oom",              # out of memory even after the lighter retry
+    "crashed",          # the engine process died (kill -9, driver crash, OOM killer); restart()
+    "internal",         # anything else; message has the exception text
+)
+
+MODES = ("txt2img", "img2img", "inpaint")
+SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M Karras", "DDIM", "LCM")
+
+
+@dataclass
+class ModelSpec:
+    """What to load. ``path``: a diffusers folder or a single ``.safetensors`` file.
+
+    ``config``: a local diffusers config folder for a single file (else the bundled one or the one
+    the manager fetched under ``<models>/configs/<family>``). ``family``: force ``sd15``/``sdxl``.
+    """
+
+    path: str
+    allow_pickle: bool = False
+    config: str | None = None
+    family: str | None = None
+    taesd: str | None = None  # a local AutoencoderTiny folder for better previews (optional)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class LoraSpec:
+    path: str
+    weight: float = 1.0
+
+
+@dataclass
+class GenerateRequest:
+    """One generation job. ``None`` means "the model's default" (steps 20, guidance 7, native size).
+
+    ``init_image``/``mask`` are encoded image bytes (PNG/JPEG) for img2img/inpaint; the mask is
+    white where the image is repainted. ``batch``: number of images (seed, seed+1, …).
+    """
+
+    model: ModelSpec
+    prompt: str
+    negative: str = ""
+    mode: str = "txt2img"
+    steps: int | None = None
+    guidance: float | None = None
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    batch: int = 1
+    scheduler: str | None = None
+    strength: float = 0.75
+    loras: list[LoraSpec] = field(default_factory=list)
+    init_image: bytes | None = None
+    mask: bytes | None = None
+    preview: bool = True
+    preview_every: int = 1
+
+    def validate(self) -> None:
+        """Checks that need no model (the engine checks the model's maximum size)."""
+        from desktop_app.core.errors import AtelierError
+
+        if self.mode not in MODES:
+            raise AtelierError(f"Unknown mode {self.mode!r}; use one of {', '.join(MODES)}.")
+        if not isinstance(self.prompt, str):
+            raise AtelierError("The prompt must be text.")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if v is not None and (v < 64 or v % 8):
+                raise AtelierError(f"Invalid {name} {v}: it must be a multiple of 8 and at least 64.")
+        if self.steps is not None and not 1 <= self.steps <= 1000:
+            raise AtelierError(f"Invalid steps {self.steps}: use 1 to 1000.")
+        if self.batch < 1 or self.batch > 64:
+            raise AtelierError(f"Invalid batch count {self.batch}: use 1 to 64.")
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise AtelierError(f"Unknown scheduler {self.scheduler!r}; use one of: {', '.join(SCHEDULERS)}.")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise AtelierError(f"Invalid seed {self.seed}: use a non-negative integer.")
+        if self.mode in ("img2img", "inpaint") and not self.init_image:
+            raise AtelierError(f"Mode {self.mode} needs an init image.")
+        if self.mode == "inpaint" and not self.mask:
+            raise AtelierError("Inpainting needs a mask image (white = repaint).")
+        if self.mode == "img2img" and not 0.0 < self.strength <= 1.0:
+            raise AtelierError(f"Invalid strength {self.strength}: use a value in (0, 1].")
+        for lora in self.loras:
+            if not str(lora.path).lower().endswith(".safetensors"):
+                raise AtelierError(f"LoRA {lora.path}: only .safetensors LoRA files are supported.")
+
+    def to_wire(self) -> tuple[dict, dict[str, bytes]]:
+        d = asdict(self)
+        d.pop("init_image")
+        d.pop("mask")
+        blobs = {}
+        if self.init_image:
+            blobs["init_image"] = self.init_image
+        if self.mask:
+            blobs["mask"] = self.mask
+        return d, blobs
+
+    @classmethod
+    def from_wire(cls, d: dict, blobs: dict[str, bytes]) -> "GenerateRequest":
+        d = dict(d)
+        d["model"] = ModelSpec.from_dict(d["model"])
+        d["loras"] = [LoraSpec(**x) for x in d.get("loras", [])]
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known, init_image=blobs.get("init_image"), mask=blobs.get("mask"))
+
+
+@dataclass
+class Event:
+    """One event from the engine. ``image``: encoded bytes for ``preview`` (JPEG) and ``result`` (PNG)."""
+
+    type: str
+    job: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    image: bytes | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+# Framing ------------------------------------------------------------------------------------
+
+def write_message(stream: IO[bytes], header: dict, blobs: dict[str, bytes] | None = None) -> None:
+    header = dict(header)
+    items = [(k, v) for k, v in (blobs or {}).items() if v is not None]
+    if items:
+        header["blobs"] = [[k, len(v)] for k, v in items]
+    data = json.dumps(header, separators=(",", ":")).encode("utf-8") + b"\n"
+    stream.write(data + b"".join(v for _, v in items))
+    stream.flush()
+
+
+def read_message(stream: IO[bytes]) -> tuple[dict, dict[str, bytes]] | None:
+    """The next message, or None at end of stream."""
+    line = stream.readline()
+    if not line:
+        return None
+    header = json.loads(line)
+    blobs: dict[str, bytes] = {}
+    for name, n in header.pop("blobs", []):
+        buf = b""
+        while len(buf) < n:
+            chunk = stream.read(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        blobs[name] = buf
+    return header, blobs
+
+
+def event_to_wire(ev: Event) -> tuple[dict, dict[str, bytes]]:
+    return {"type": ev.type, "job": ev.job, "data": ev.data}, ({"image": ev.image} if ev.image else {})
+
+
+def event_from_wire(header: dict, blobs: dict[str, bytes]) -> Event:
+    return Event(type=header["type"], job=header.get("job"), data=header.get("data") or {}, image=blobs.get("image"))

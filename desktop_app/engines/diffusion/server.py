@@ -1,0 +1,583 @@
+"""The diffusion engine's child process: ``python -m desktop_app.engines.diffusion.server``.
+
+Reads requests on stdin and writes events on a private copy of stdout (fd 1 itself is pointed at
+stderr, so a stray ``print`` in a library cannot corrupt the protocol). A reader thread receives
+requests while the main thread computes, so ``cancel`` lands within one denoising step: the
+step callback raises a private exception, which leaves the pipeline before the VAE decode.
+
+Test hooks (environment, read once at start; never set by the app):
+  ``ATELIER_FAULT_OOM=N``        the first N pipeline calls raise ``torch.OutOfMemoryError`` at the
+                                 torch boundary (this machine has no GPU to run out of memory).
+  ``ATELIER_TEST_STEP_DELAY=S``  sleep S seconds in each step callback (makes "mid-run" certain).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import random
+import sys
+import threading
+import time
+import traceback
+
+from desktop_app.core.errors import AtelierError, ModelFormatError
+from desktop_app.engines.diffusion import protocol as P
+from desktop_app.engines.diffusion.protocol import Event, GenerateRequest, ModelSpec
+
+# Placement ladder: on out of memory, retry once with the next, lighter mode.
+LIGHTER = {
+    "gpu": "gpu_offload",
+    "gpu_offload": "gpu_sequential_offload",
+    "gpu_sequential_offload": None,
+    "cpu": "cpu_lowmem",
+    "cpu_lowmem": None,
+}
+PLACEMENT_TEXT = {
+    "gpu": "on the GPU",
+    "gpu_offload": "on the GPU with model CPU offload",
+    "gpu_sequential_offload": "on the GPU with sequential CPU offload (slow, least VRAM)",
+    "cpu": "on the CPU (float32)",
+    "cpu_lowmem": "on the CPU with attention slicing and VAE tiling",
+}
+SCHEDULER_NAMES = {
+    "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler a",
+    "DDIMScheduler": "DDIM",
+    "LCMScheduler": "LCM",
+    "PNDMScheduler": "PNDM",
+    "LMSDiscreteScheduler": "LMS",
+}
+
+
+class _Interrupted(Exception):
+    """Raised from the step callback to leave the pipeline before the VAE decode."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+
+class _Out:
+    """Thread-safe event writer on the protocol stream."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, ev: Event) -> None:
+        header, blobs = P.event_to_wire(ev)
+        with self._lock:
+            P.write_message(self._stream, header, blobs)
+
+
+class Engine:
+    def __init__(self, out: _Out):
+        self.out = out
+        self.model = None          # loader.LoadedModel
+        self.spec: ModelSpec | None = None
+        self.pipes: dict[str, object] = {}
+        self.placement = "cpu"
+        self.device = "cpu"
+        self.dtype_name = "float32"
+        self.loads = 0
+        self.vae_decodes = 0
+        self.loras: dict[str, str] = {}   # path -> adapter name
+        self.base_scheduler_config = None
+        self.taesd = None
+        # cancel state, shared with the reader thread
+        self.lock = threading.Lock()
+        self.current_job: str | None = None
+        self.cancel_flag = threading.Event()
+        self.cancel_seen_at: int | None = None
+        self.current_step = 0
+        self.cancelled_ids: set[str] = set()
+        self.fault_oom = int(os.environ.get("ATELIER_FAULT_OOM", "0") or 0)
+        self.step_delay = float(os.environ.get("ATELIER_TEST_STEP_DELAY", "0") or 0)
+
+    # -- called from the reader thread ------------------------------------------------------
+    def request_cancel(self, job: str | None) -> None:
+        with self.lock:
+            if job is None or job == self.current_job:
+                if not self.cancel_flag.is_set():
+                    self.cancel_seen_at = self.current_step
+                self.cancel_flag.set()
+            elif job:
+                self.cancelled_ids.add(job)
+
+    def stats(self) -> dict:
+        return {
+            "pid": os.getpid(),
+            "loads": self.loads,
+            "vae_decodes": self.vae_decodes,
+            "model": self.spec.path if self.spec else None,
+            "placement": self.placement if self.model else None,
+            "modes": sorted(self.pipes),
+            "module_ids": {m: {"unet": id(p.unet), "vae": id(p.vae), "text_encoder": id(p.text_encoder)}
+                           for m, p in self.pipes.items()},
+            "loras": sorted(self.loras),
+            "busy": self.current_job,
+        }
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def _begin(self, job: str) -> None:
+        with self.lock:
+            self.current_job = job
+            self.current_step = 0
+            self.cancel_seen_at = None
+            self.cancel_flag.clear()
+            if job in self.cancelled_ids:
+                self.cancelled_ids.discard(job)
+                self.cancel_seen_at = 0
+                self.cancel_flag.set()
+
+    def _end(self) -> None:
+        with self.lock:
+            self.current_job = None
+            self.cancel_flag.clear()
+
+    def _emit(self, job, type_, image=None, **data):
+        self.out.send(Event(type=type_, job=job, data=data, image=image))
+
+    def _plan(self, path: str, job: str) -> tuple[str, str, str]:
+        """(placement, device, dtype) from the fit plan, checked against what torch can use."""
+        import torch
+
+        placement, device, dtype = "cpu", "cpu", "float32"
+        try:
+            from pathlib import Path
+
+            from desktop_app.core.fitting import plan_diffusion
+            from desktop_app.core.hardware import detect_hardware
+
+            plan = plan_diffusion(Path(path), detect_hardware())
+            placement = plan.plan
+            device = str(getattr(plan, "device", "cpu") or "cpu")
+            dtype = str(getattr(plan, "dtype", "float32") or "float32").replace("torch.", "")
+        except ImportError:
+            pass  # fitting not available: the safe default (CPU, float32)
+        if placement == "too_large":
+            raise AtelierError(
+                "This model does not fit this computer's memory (see its fit badge in the Models tab); "
+                "choose a smaller model."
+            )
+        if placement.startswith("gpu"):
+            ok = (device.startswith("cuda") and torch.cuda.is_available()) or (
+                device.startswith("mps") and torch.backends.mps.is_available())
+            if not ok:
+                self._emit(job, P.NOTICE, kind="device_fallback",
+                           message=f"The plan asked for {device}, but this torch build cannot use it "
+                                   f"(torch {torch.__version__}); running on the CPU in float32, much slower. "
+                                   "Install the CUDA build of torch to use the GPU.")
+                placement, device, dtype = "cpu", "cpu", "float32"
+        if placement.startswith("cpu"):
+            device, dtype = "cpu", "float32"  # fp16 on CPU crashes (LayerNorm 'Half')
+        return placement, device, dtype
+
+    def _place(self, pipe, placement: str) -> None:
+        import torch
+
+        if placement == "gpu":
+            pipe.to(self.device)
+        elif placement == "gpu_offload":
+            pipe.to("cpu")
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif placement == "gpu_sequential_offload":
+            pipe.to("cpu")
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        elif placement == "cpu_lowmem":
+            pipe.to("cpu")
+            pipe.enable_attention_slicing()
+            pipe.vae.enable_tiling()
+        else:
+            pipe.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def load(self, spec: ModelSpec, job: str) -> None:
+        if self.spec is not None and self.spec.to_dict() == spec.to_dict() and self.model is not None:
+            return
+        self.unload()
+        from desktop_app.engines.diffusion.loader import load_pipeline
+
+        t0 = time.perf_counter()
+        placement, device, dtype = self._plan(spec.path, job)
+        self.device, self.dtype_name = device, dtype
+        model = load_pipeline(spec, dtype=dtype)
+        pipe = model.pipe
+        pipe.set_progress_bar_config(disable=True)
+        self._count_decodes(pipe.vae)
+        self.placement = placement
+        self._place(pipe, placement)
+        self.model, self.spec = model, spec
+        self.pipes = {self._base_mode(): pipe}
+        self.base_scheduler_config = dict(pipe.scheduler.config)
+        self.base_scheduler_class = type(pipe.scheduler)
+        self.loads += 1
+        if spec.taesd:
+            try:
+                from diffusers import AutoencoderTiny
+
+                self.taesd = AutoencoderTiny.from_pretrained(spec.taesd, local_files_only=True).to(device)
+            except Exception as exc:  # previews fall back to the latent projection
+                self._emit(job, P.NOTICE, kind="taesd", message=f"TAESD previews unavailable: {exc}")
+        self._emit(job, P.LOADED, model=spec.path, family=model.family, pipeline=model.pipeline,
+                   device=device, dtype=dtype, plan=placement, native_size=model.native_size,
+                   max_size=model.max_size, source=model.source, seconds=round(time.perf_counter() - t0, 3),
+                   placement_text=PLACEMENT_TEXT.get(placement, placement))
+
+    def _base_mode(self) -> str:
+        return "inpaint" if self.model.family.endswith("inpainting") else "txt2img"
+
+    def _count_decodes(self, vae) -> None:
+        orig = vae.decode
+        if getattr(orig, "_atelier_counted", False):
+            return
+
+        def decode(*a, **k):
+            self.vae_decodes += 1
+            return orig(*a, **k)
+
+        decode._atelier_counted = True
+        vae.decode = decode
+
+    def unload(self) -> None:
+        if self.model is None:
+            return
+        self.pipes.clear()
+        self.model = None
+        self.spec = None
+        self.taesd = None
+        self.loras.clear()
+        import gc
+
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    def pipe_for(self, mode: str):
+        if mode in self.pipes:
+            return self.pipes[mode]
+        if self.model.family.endswith("inpainting"):
+            raise AtelierError(f"This is an inpainting model: it only does inpainting, not {mode}.")
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+
+        base = self.pipes["txt2img"]
+        cls = {"img2img": AutoPipelineForImage2Image, "inpaint": AutoPipelineForInpainting,
+               "txt2img": AutoPipelineForText2Image}[mode]
+        pipe = cls.from_pipe(base)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipes[mode] = pipe
+        return pipe
+
+    def _scheduler(self, pipe, name: str | None) -> str:
+        import diffusers
+
+        cfg = self.base_scheduler_config
+        if name is None:
+            pipe.scheduler = self.base_scheduler_class.from_config(cfg)
+            cls_name = self.base_scheduler_class.__name__
+            if cls_name == "DPMSolverMultistepScheduler":
+                return "DPM++ 2M Karras" if cfg.get("use_karras_sigmas") else "DPM++ 2M"
+            return SCHEDULER_NAMES.get(cls_name, cls_name)
+        if name == "Euler":
+            s = diffusers.EulerDiscreteScheduler.from_config(cfg)
+        elif name == "Euler a":
+            s = diffusers.EulerAncestralDiscreteScheduler.from_config(cfg)
+        elif name == "DPM++ 2M Karras":
+            s = diffusers.DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=True,
+                                                                  algorithm_type="dpmsolver++", solver_order=2)
+        elif name == "DDIM":
+            s = diffusers.DDIMScheduler.from_config(cfg)
+        elif name == "LCM":
+            s = diffusers.LCMScheduler.from_config(cfg)
+        else:
+            raise AtelierError(f"Unknown scheduler {name!r}; use one of: {', '.join(P.SCHEDULERS)}.")
+        pipe.scheduler = s
+        return name
+
+    def _apply_loras(self, req: GenerateRequest) -> None:
+        base = self.pipes.get("txt2img") or next(iter(self.pipes.values()))
+        from pathlib import Path
+
+        for lora in req.loras:
+            p = str(Path(lora.path).expanduser().resolve())
+            if p in self.loras:
+                continue
+            if not Path(p).is_file():
+                raise ModelFormatError(f"LoRA not found: {p}")
+            name = f"lora{len(self.loras)}"
+            try:
+                base.load_lora_weights(p, adapter_name=name)
+            except (ValueError, KeyError, OSError, RuntimeError) as exc:
+                raise ModelFormatError(
+                    f"Cannot apply the LoRA {Path(p).name} to this {self.model.family} model: "
+                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                ) from exc
+            self.loras[p] = name
+        if not self.loras:
+            return
+        if req.loras:
+            names = [self.loras[str(Path(x.path).expanduser().resolve())] for x in req.loras]
+            base.enable_lora()
+            base.set_adapters(names, adapter_weights=[float(x.weight) for x in req.loras])
+        else:
+            base.disable_lora()
+
+    def _open_image(self, data: bytes, size, mode="RGB"):
+        from PIL import Image
+
+        try:
+            img = Image.open(io.BytesIO(data))
+            img.load()
+        except Exception as exc:
+            raise AtelierError(f"Cannot read the {'mask' if mode == 'L' else 'init'} image: {exc}") from exc
+        img = img.convert(mode)
+        if size and img.size != size:
+            img = img.resize(size, Image.LANCZOS)
+        return img
+
+    def generate(self, job: str, req: GenerateRequest) -> None:
+        import torch
+
+        t_job = time.perf_counter()
+        req.validate()
+        self.load(req.model, job)
+        model = self.model
+        if req.mode == "txt2img" and model.family.endswith("inpainting"):
+            raise AtelierError("This is an inpainting model: choose the Inpaint mode and give an image and a mask.")
+        init = mask = None
+        width, height = req.width, req.height
+        if req.init_image:
+            size = (width, height) if width and height else None
+            init = self._open_image(req.init_image, size)
+            if size is None:
+                width = width or max(64, init.width // 8 * 8)
+                height = height or max(64, init.height // 8 * 8)
+                init = init.resize((width, height))
+        width = width or model.native_size
+        height = height or model.native_size
+        for name, v in (("width", width), ("height", height)):
+            if v % 8 or v < 64 or v > model.max_size:
+                raise AtelierError(
+                    f"Invalid {name} {v}: it must be a multiple of 8 from 64 to {model.max_size} for this model "
+                    f"(native size {model.native_size})."
+                )
+        if req.mask:
+            mask = self._open_image(req.mask, (width, height), mode="L")
+        pipe = self.pipe_for(req.mode)
+        sched_name = self._scheduler(pipe, req.scheduler)
+        self._apply_loras(req)
+        steps = req.steps or (4 if sched_name == "LCM" else 20)
+        guidance = req.guidance if req.guidance is not None else (1.0 if sched_name == "LCM" else 7.0)
+        seed = req.seed if req.seed is not None else random.randrange(2**32)
+        big = width * height > 1024 * 1024
+        if self.placement != "cpu_lowmem":
+            if big:
+                pipe.vae.enable_tiling()
+                self._emit(job, P.NOTICE, kind="vae_tiling", message="Large image: decoding the VAE in tiles.")
+            else:
+                pipe.vae.disable_tiling()
+        images = 0
+        for index in range(req.batch):
+            image_seed = seed + index
+            t0 = time.perf_counter()
+            kwargs = dict(prompt=req.prompt, negative_prompt=req.negative or None, num_inference_steps=steps,
+                          guidance_scale=guidance, num_images_per_prompt=1, output_type="pil")
+            if req.mode == "txt2img":
+                kwargs.update(width=width, height=height)
+            elif req.mode == "img2img":
+                kwargs.update(image=init, strength=req.strength)
+            else:
+                kwargs.update(image=init, mask_image=mask, width=width, height=height, strength=req.strength)
+            image = self._run(job, pipe, kwargs, image_seed, index, req, (width, height))
+            params = {
+                "prompt": req.prompt, "negative": req.negative, "mode": req.mode, "steps": steps,
+                "guidance": guidance, "width": width, "height": height, "seed": image_seed,
+                "scheduler": sched_name, "model": os.path.basename(os.path.normpath(req.model.path)),
+                "model_path": req.model.path, "family": model.family, "batch_index": index,
+                "loras": [{"path": x.path, "weight": x.weight} for x in req.loras], "app": "Atelier",
+            }
+            if req.mode != "txt2img":
+                params["strength"] = req.strength
+            from desktop_app.engines.diffusion.metadata import png_with_metadata
+
+            png = png_with_metadata(image, params)
+            images += 1
+            self._emit(job, P.RESULT, image=png, params=params, index=index, width=image.width,
+                       height=image.height, seconds=round(time.perf_counter() - t0, 4))
+        self._emit(job, P.DONE, seconds=round(time.perf_counter() - t_job, 4), images=images)
+
+    def _run(self, job, pipe, kwargs, seed, index, req, size):
+        """One pipeline call with progress/preview/cancel, and one lighter retry on OOM."""
+        import torch
+
+        retried = False
+        while True:
+            gen = torch.Generator(device="cpu").manual_seed(seed)
+            state = {"last": time.perf_counter(), "last_preview": 0.0}
+
+            def on_step(p, i, t, kw):
+                step = i + 1
+                now = time.perf_counter()
+                dt = now - state["last"]
+                state["last"] = now
+                self.current_step = step
+                total = int(getattr(p, "_num_timesteps", None) or kwargs["num_inference_steps"])
+                if self.cancel_flag.is_set():
+                    raise _Interrupted(step)
+                self._emit(job, P.PROGRESS, step=step, total=total, it_s=round(1.0 / dt, 3) if dt > 0 else None,
+                           image_index=index, batch=req.batch)
+                if req.preview and step % max(1, req.preview_every) == 0 and step < total:
+                    self._preview(job, kw.get("latents"), step, total, index, size)
+                if self.step_delay:
+                    self.cancel_flag.wait(self.step_delay)
+                if self.cancel_flag.is_set():
+                    raise _Interrupted(step)
+                return {}
+
+            try:
+                if self.fault_oom > 0:
+                    self.fault_oom -= 1
+                    raise torch.OutOfMemoryError("CUDA out of memory. (injected by ATELIER_FAULT_OOM)")
+                out = pipe(**kwargs, generator=gen, callback_on_step_end=on_step,
+                           callback_on_step_end_tensor_inputs=["latents"])
+                return out.images[0]
+            except torch.OutOfMemoryError as exc:
+                lighter = LIGHTER.get(self.placement)
+                if retried or lighter is None:
+                    raise _OOM(self.placement, exc) from exc
+                retried = True
+                self._emit(job, P.NOTICE, kind="oom_retry",
+                           message=f"Out of memory {PLACEMENT_TEXT[self.placement]}; retrying "
+                                   f"{PLACEMENT_TEXT[lighter]}.", from_plan=self.placement, to_plan=lighter)
+                import gc
+
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self.placement = lighter
+                for p in self.pipes.values():
+                    self._place(p, lighter)
+
+    def _preview(self, job, latents, step, total, index, size):
+        if latents is None:
+            return
+        from desktop_app.engines.diffusion import preview as pv
+
+        try:
+            if self.taesd is not None:
+                res = pv.taesd_preview(self.taesd, latents, size)
+            else:
+                res = pv.latent_preview(latents, self.model.family, size)
+        except Exception:  # a preview must never break a generation
+            return
+        if res:
+            data, w, h = res
+            self._emit(job, P.PREVIEW, image=data, step=step, total=total, width=w, height=h, format="jpeg",
+                       image_index=index)
+
+
+class _OOM(Exception):
+    def __init__(self, placement, exc):
+        self.placement = placement
+        self.exc = exc
+
+
+def _error_event(job, exc) -> Event:
+    if isinstance(exc, ModelFormatError):
+        kind = "model_format"
+    elif isinstance(exc, AtelierError):
+        kind = "invalid_request"
+    elif isinstance(exc, _OOM):
+        return Event(P.ERROR, job, {"kind": "oom", "message": (
+            f"Out of memory {PLACEMENT_TEXT.get(exc.placement, exc.placement)}, even after retrying with less "
+            "memory. Try a smaller size, fewer images per batch, or a smaller model.")})
+    else:
+        kind = "internal"
+        traceback.print_exc()
+        return Event(P.ERROR, job, {"kind": kind, "message": f"{type(exc).__name__}: {exc}"})
+    return Event(P.ERROR, job, {"kind": kind, "message": str(exc)})
+
+
+def main() -> int:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    out = _Out(proto_out)
+    engine = Engine(out)
+    jobs: queue.Queue = queue.Queue()
+
+    def reader() -> None:
+        while True:
+            try:
+                msg = P.read_message(proto_in)
+            except (ValueError, OSError):
+                msg = None
+            if msg is None:  # the parent went away: stop the work and exit
+                engine.request_cancel(None)
+                jobs.put(({"op": "shutdown"}, {}))
+                return
+            header, blobs = msg
+            op = header.get("op")
+            if op == "cancel":
+                engine.request_cancel(header.get("id"))
+            elif op == "ping":
+                out.send(Event(P.PONG, header.get("id"), engine.stats()))
+            else:
+                if op == "shutdown":
+                    engine.request_cancel(None)
+                jobs.put((header, blobs))
+                if op == "shutdown":
+                    return
+
+    threading.Thread(target=reader, name="engine-reader", daemon=True).start()
+    # Warm the heavy imports while the parent prepares its first request.
+    import torch  # noqa: F401
+    import diffusers  # noqa: F401
+
+    out.send(Event("ready", None, {"pid": os.getpid(), "torch": torch.__version__,
+                                    "cuda": torch.cuda.is_available()}))
+    while True:
+        header, blobs = jobs.get()
+        op = header.get("op")
+        job = header.get("id")
+        if op == "shutdown":
+            break
+        engine._begin(job)
+        try:
+            if op == "load":
+                engine.load(ModelSpec.from_dict(header["model"]), job)
+                out.send(Event(P.DONE, job, {}))
+            elif op == "unload":
+                engine.unload()
+                out.send(Event(P.UNLOADED, job, {}))
+                out.send(Event(P.DONE, job, {}))
+            elif op == "generate":
+                req = GenerateRequest.from_wire(header["request"], blobs)
+                engine.generate(job, req)
+            else:
+                out.send(Event(P.ERROR, job, {"kind": "invalid_request", "message": f"unknown op {op!r}"}))
+        except _Interrupted as it:
+            out.send(Event(P.CANCELLED, job, {"step": it.step, "cancel_seen_at_step": engine.cancel_seen_at,
+                                               "decoded": False}))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, the engine stays up
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            out.send(_error_event(job, exc))
+        finally:
+            engine._end()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
