@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget
+from PySide6.QtCore import QUrl, Slot
+from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget
+
+from desktop_app import __version__
+from desktop_app.resources import resource
 
 from desktop_app.qt.context import AppContext
 
@@ -21,6 +24,9 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.setAccessibleName("Atelier main window")
         self.resize(1200, 800)
+        icon = resource("icons", "atelier.svg")
+        if icon.exists():
+            self.setWindowIcon(QIcon(str(icon)))
 
         from desktop_app.ui.chat.tab import ChatTab
         from desktop_app.ui.models.tab import ModelsTab
@@ -44,6 +50,8 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _=False, i=i: self.tabs.setCurrentIndex(i))
             self.addAction(act)
 
+        self._build_menu()
+
         self.hardware_label = QLabel("Detecting hardware…")
         self.hardware_label.setObjectName("hardwareLabel")
         self.hardware_label.setAccessibleName("Detected hardware")
@@ -56,6 +64,47 @@ class MainWindow(QMainWindow):
         self.ctx.hardware_ready.connect(self._on_hardware_ready)
         self.ctx.loaded_models_changed.connect(self._on_loaded_models)
         self.ctx.status_message.connect(self._on_status_message)
+
+    def _build_menu(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        settings = file_menu.addAction("&Settings…")
+        settings.setShortcut(QKeySequence("Ctrl+,"))
+        settings.triggered.connect(self._on_settings)
+        logs = file_menu.addAction("Open &log folder")
+        logs.triggered.connect(self._on_open_logs)
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("&Quit")
+        quit_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Quit))
+        quit_action.triggered.connect(self.close)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = help_menu.addAction("&About Atelier")
+        about.triggered.connect(self._on_about)
+
+    @Slot()
+    def _on_settings(self) -> None:
+        try:
+            from desktop_app.ui.settings_dialog import SettingsDialog
+        except ImportError:
+            QMessageBox.information(self, "Settings", f"Settings are stored in {self.ctx.settings.path}.")
+            return
+        dlg = SettingsDialog(self.ctx, self)
+        dlg.exec()
+
+    @Slot()
+    def _on_open_logs(self) -> None:
+        from desktop_app.core.paths import get_paths
+
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(get_paths().logs)))
+
+    @Slot()
+    def _on_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About Atelier",
+            f"<b>Atelier {__version__}</b><br>Chat with local language models and make images with local "
+            "diffusion models, on your own machine, offline.<br>No telemetry; no network call unless you ask "
+            "for a download or a hub search.",
+        )
 
     def start(self) -> None:
         """Kick off background start-up work (after the window is shown)."""
