@@ -1,8 +1,23 @@
-"""The Models tab (placeholder until its issue lands)."""
+"""The Models tab: catalog, hub search, downloads and the local library, plus Settings.
+
+Nothing here touches the network or the disk on the GUI thread: the catalog, the library listing,
+hub calls and downloads run in the background (``ctx.background`` and the dedicated
+``ctx.model_thread("downloads")``). With the offline switch on, no socket is opened.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+import logging
+
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
+
+from desktop_app.ui.models.catalog_view import CatalogView
+from desktop_app.ui.models.downloads_view import DownloadsView
+from desktop_app.ui.models.hub_view import HubSearchView
+from desktop_app.ui.models.library_view import LibraryView
+
+log = logging.getLogger(__name__)
 
 
 class ModelsTab(QWidget):
@@ -11,5 +26,94 @@ class ModelsTab(QWidget):
         self.ctx = ctx
         self.setObjectName("modelsTab")
         self.setAccessibleName("Models")
+
+        self.catalog = CatalogView(ctx, self)
+        self.hub = HubSearchView(ctx, self)
+        self.downloads = DownloadsView(ctx, self)
+        self.library = LibraryView(ctx, self)
+
+        self.sections = QTabWidget(self)
+        self.sections.setObjectName("modelsSections")
+        self.sections.setAccessibleName("Models sections")
+        self.sections.addTab(self.catalog, "Catalog")
+        self.sections.addTab(self.hub, "Hub search")
+        self.sections.addTab(self.downloads, "Downloads")
+        self.sections.addTab(self.library, "Library")
+
+        self.offline_label = QLabel("")
+        self.offline_label.setObjectName("modelsOfflineLabel")
+        self.settings_btn = QPushButton("Se&ttings…")
+        self.settings_btn.setObjectName("modelsSettings")
+        self.settings_btn.setAccessibleName("Open the settings")
+        self.settings_btn.clicked.connect(self._on_settings_clicked)
+        top = QHBoxLayout()
+        top.addWidget(self.offline_label, 1)
+        top.addWidget(self.settings_btn)
+
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel("Models"))
+        lay.addLayout(top)
+        lay.addWidget(self.sections, 1)
+
+        self.catalog.download_requested.connect(self._on_catalog_download)
+        self.hub.download_requested.connect(self._on_hub_download)
+        self.downloads.queue_changed.connect(self._on_queue_changed)
+        self._update_offline_label()
+
+    # lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Called once the window is shown: background loads only, and no network call."""
+        self.catalog.start()
+        self.library.start()
+        self.downloads.start()
+
+    def shutdown(self) -> None:
+        for view in (self.catalog, self.hub, self.library, self.downloads):
+            try:
+                view.shutdown()
+            except Exception:  # noqa: BLE001
+                log.exception("models view shutdown failed")
+
+    # routing -----------------------------------------------------------------------------
+    @Slot(object)
+    def _on_catalog_download(self, entry) -> None:
+        self.downloads.enqueue_catalog_entry(entry)
+        self.sections.setCurrentWidget(self.downloads)
+
+    @Slot(object)
+    def _on_hub_download(self, spec) -> None:
+        self.downloads.enqueue_spec(spec)
+        self.sections.setCurrentWidget(self.downloads)
+
+    @Slot(int)
+    def _on_queue_changed(self, active: int) -> None:
+        i = self.sections.indexOf(self.downloads)
+        self.sections.setTabText(i, f"Downloads ({active})" if active else "Downloads")
+
+    # settings ----------------------------------------------------------------------------
+    def settings_dialog(self):
+        from desktop_app.ui.settings_dialog import SettingsDialog
+
+        dlg = SettingsDialog(self.ctx.settings, self)
+        dlg.settings_saved.connect(self._on_settings_saved)
+        return dlg
+
+    @Slot()
+    def _on_settings_clicked(self) -> None:
+        self.settings_dialog().exec()
+
+    @Slot(object)
+    def _on_settings_saved(self, changed) -> None:
+        self._update_offline_label()
+        self.catalog.update_offline_state()
+        if "offline" in changed and not self.ctx.settings.offline:
+            self.downloads.start_runner()  # jobs that waited while offline resume now
+        if {"models_dir", "extra_model_dirs"} & set(changed):
+            self.ctx.library_changed.emit()
+        if changed:
+            self.ctx.status_message.emit("Settings saved.")
+
+    def _update_offline_label(self) -> None:
+        if self.ctx.settings.offline:
+            self.offline_label.setText("Offline mode: the hub is not contacted. Catalog and library work as usual.")
+        else:
+            self.offline_label.setText(f"Hub: {self.ctx.settings.hf_endpoint} (contacted only when you ask)")

@@ -1,0 +1,518 @@
+"""Library view: every installed model with size, format, quantization, fit badge and location.
+
+Listing (with fit badges, which read file headers), deleting, importing and discovering all run
+off the GUI thread through ``ctx.background``; after a change the view emits
+``ctx.library_changed`` and every view refreshes on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QUrl, Slot
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.core.library import ModelRecord
+from desktop_app.ui.models.catalog_view import ENTRY_ROLE, SORT_ROLE, TASK_LABELS
+from desktop_app.ui.models.common import badge_brush_color, badge_kind, error_text, human_size
+
+log = logging.getLogger(__name__)
+
+
+class LibraryRow:
+    __slots__ = ("record", "fit", "exists", "fit_error")
+
+    def __init__(self, record: ModelRecord, fit: Any = None, exists: bool = True, fit_error: str = "") -> None:
+        self.record = record
+        self.fit = fit
+        self.exists = exists
+        self.fit_error = fit_error
+
+
+def where_label(rec: ModelRecord) -> str:
+    if rec.managed:
+        return "Atelier models folder"
+    return {"starter": "Bundled starter", "discovered": "Used in place (other app)",
+            "import": "Used in place"}.get(rec.source, "Used in place")
+
+
+class LibraryTableModel(QAbstractTableModel):
+    COLUMNS = ("Model", "Task", "Format", "Quantization", "Size on disk", "Fit on this machine", "Location")
+    COL_NAME, COL_TASK, COL_FORMAT, COL_QUANT, COL_SIZE, COL_FIT, COL_PATH = range(7)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.rows: list[LibraryRow] = []
+
+    def set_rows(self, rows: list[LibraryRow]) -> None:
+        self.beginResetModel()
+        self.rows = list(rows)
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802 - Qt API
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        row = self.rows[index.row()]
+        r = row.record
+        c = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if c == self.COL_NAME:
+                return r.display_name + ("" if row.exists else "  (missing on disk)")
+            if c == self.COL_TASK:
+                return TASK_LABELS.get(r.task, r.task)
+            if c == self.COL_FORMAT:
+                return r.format
+            if c == self.COL_QUANT:
+                return r.quantization or "—"
+            if c == self.COL_SIZE:
+                return human_size(r.size_bytes)
+            if c == self.COL_FIT:
+                if row.fit is not None:
+                    badge = getattr(row.fit, "badge", None)
+                    return str(badge) if badge else "—"
+                return "—" if row.fit_error else "…"
+            if c == self.COL_PATH:
+                return f"{where_label(r)}: {r.path}"
+        if role == SORT_ROLE:
+            if c == self.COL_SIZE:
+                return int(r.size_bytes or 0)
+            return str(self.data(index, Qt.ItemDataRole.DisplayRole) or "").lower()
+        if role == ENTRY_ROLE:
+            return row
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if c == self.COL_FIT:
+                if row.fit_error:
+                    return row.fit_error
+                note = getattr(row.fit, "note", "")
+                est = getattr(row.fit, "estimated_bytes", 0)
+                return (f"Estimated memory: {human_size(est)}. " if est else "") + (note or "")
+            if c == self.COL_PATH:
+                return r.path
+            return f"{r.id}\n{r.repo_id or r.source}" + (f"\nLicence: {r.license}" if r.license else "")
+        if role == Qt.ItemDataRole.BackgroundRole and c == self.COL_FIT and row.fit is not None:
+            kind = badge_kind(row.fit)
+            if kind != "unknown":
+                return badge_brush_color(kind)
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return str(self.data(index, Qt.ItemDataRole.DisplayRole))
+        return None
+
+
+def _fit_for(rec: ModelRecord, hw: Any) -> tuple[Any, str]:
+    try:
+        from desktop_app.core.fitting import plan_for_record
+
+        return plan_for_record(rec, hw), ""
+    except Exception as exc:  # noqa: BLE001 - a broken file shows as "—" with the reason
+        return None, error_text(exc)
+
+
+def list_rows(library, hw: Any, token=None) -> list[LibraryRow]:
+    """Records with existence and fit badge (runs in the background: it reads file headers)."""
+    rows = []
+    for rec in library.list():
+        if token is not None:
+            token.raise_if_cancelled()
+        exists = Path(rec.path).exists()
+        fit, err = (None, "The file is missing.") if not exists else ((None, "") if hw is None else _fit_for(rec, hw))
+        rows.append(LibraryRow(rec, fit, exists, err))
+    rows.sort(key=lambda r: (r.record.task, r.record.display_name.lower()))
+    return rows
+
+
+def import_model(library, settings, path: Path, copy: bool, token=None) -> ModelRecord:
+    """Register a file or folder, copying it into the models folder or using it in place.
+
+    Uses the hub package's importer when present; otherwise the core checks (pickle refused,
+    GGUF/safetensors headers) through ``record_for_path``. Raises ModelFormatError with a clear
+    message for refused files.
+    """
+    allow_pickle = bool(settings.get("allow_pickle"))
+    try:
+        from desktop_app.hub import importer  # written by the hub helper
+    except ImportError:
+        importer = None
+    fn = getattr(importer, "import_path", None) if importer else None
+    if callable(fn):
+        import inspect
+
+        params = inspect.signature(fn).parameters
+        kw = {}
+        if "copy" in params:
+            kw["copy"] = copy
+        if "allow_pickle" in params:
+            kw["allow_pickle"] = allow_pickle
+        if "library" in params:
+            kw["library"] = library
+        if "settings" in params:
+            kw["settings"] = settings
+        if "cancel" in params:
+            kw["cancel"] = token
+        out = fn(path, **kw)
+        return out[0] if isinstance(out, list) and out else out
+    from desktop_app.core.model_files import record_for_path
+
+    rec = record_for_path(path, allow_pickle=allow_pickle)  # validates before anything is copied
+    if copy:
+        dest = settings.models_dir / "imported" / Path(rec.path).name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        if Path(rec.path).is_dir():
+            shutil.copytree(rec.path, part, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(rec.path, part)
+        part.replace(dest)
+        rec.path = str(dest)
+        rec.managed = True
+    rec.source = "import"
+    library.add(rec)
+    return rec
+
+
+def discover_models(library, settings, token=None) -> list[ModelRecord]:
+    """Scan the usual places (HF cache, LM Studio, Ollama, GPT4All) and register what is found."""
+    from desktop_app.hub import discovery  # written by the hub helper
+
+    fn = getattr(discovery, "discover_and_register", None) or getattr(discovery, "discover")
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    kw = {}
+    if "library" in params:
+        kw["library"] = library
+    if "settings" in params:
+        kw["settings"] = settings
+    if "register" in params:
+        kw["register"] = True
+    if "cancel" in params:
+        kw["cancel"] = token
+    found = fn(**kw)
+    return list(found or [])
+
+
+class LibraryView(QWidget):
+    def __init__(self, ctx, parent=None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setObjectName("libraryView")
+        self._ops: list = []
+        self._list_op = None
+        self.open_url: Callable[[QUrl], bool] = QDesktopServices.openUrl  # replaceable (tests)
+
+        self.model = LibraryTableModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.table = QTableView()
+        self.table.setObjectName("libraryTable")
+        self.table.setAccessibleName("Installed models")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
+
+        def button(text, name, acc, slot):
+            b = QPushButton(text)
+            b.setObjectName(name)
+            b.setAccessibleName(acc)
+            b.clicked.connect(slot)
+            return b
+
+        self.delete_btn = button("De&lete…", "libraryDelete", "Delete the selected model", self._on_delete_clicked)
+        self.open_btn = button("Open &folder", "libraryOpenFolder", "Open the folder of the selected model",
+                               self._on_open_folder_clicked)
+        self.import_file_btn = button("Import &file…", "libraryImportFile", "Import a model file",
+                                      self._on_import_file_clicked)
+        self.import_dir_btn = button("Import f&older…", "libraryImportFolder", "Import a model folder",
+                                     self._on_import_folder_clicked)
+        self.discover_btn = button("Dis&cover", "libraryDiscover",
+                                   "Find models of other apps on this machine and register them",
+                                   self._on_discover_clicked)
+        self.discover_btn.setToolTip("Scans the Hugging Face cache, LM Studio, Ollama and GPT4All folders and "
+                                     "registers their models in place (nothing is copied).")
+        self.delete_btn.setEnabled(False)
+        self.open_btn.setEnabled(False)
+
+        self.message = QLabel("")
+        self.message.setObjectName("libraryMessage")
+        self.message.setWordWrap(True)
+        self.total_label = QLabel("")
+        self.total_label.setObjectName("libraryTotal")
+
+        actions = QHBoxLayout()
+        actions.addWidget(self.import_file_btn)
+        actions.addWidget(self.import_dir_btn)
+        actions.addWidget(self.discover_btn)
+        actions.addStretch(1)
+        actions.addWidget(self.total_label)
+        actions.addWidget(self.open_btn)
+        actions.addWidget(self.delete_btn)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.table, 1)
+        lay.addLayout(actions)
+        lay.addWidget(self.message)
+
+        self.ctx.library_changed.connect(self._on_library_changed)
+        self.ctx.hardware_ready.connect(self._on_library_changed)
+
+    # listing ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        library, hw = self.ctx.library, self.ctx.hardware
+        if self._list_op is not None:
+            self._list_op.cancel()
+        self._list_op = self.ctx.background.run(lambda token: list_rows(library, hw, token),
+                                                on_success=self._on_listed, on_failure=self._on_list_failed)
+
+    @Slot(object)
+    def _on_listed(self, rows) -> None:
+        self._list_op = None
+        selected = self.selected_record()
+        self.model.set_rows(rows)
+        self.table.resizeColumnsToContents()
+        total = sum(r.record.size_bytes for r in rows if r.record.managed)
+        self.total_label.setText(f"{len(rows)} models · {human_size(total)} in the Atelier models folder")
+        if selected is not None:
+            self.select_model(selected.id)
+        self._on_selection_changed()
+
+    @Slot(object)
+    def _on_list_failed(self, exc) -> None:
+        self._list_op = None
+        if not isinstance(exc, Exception) or "Cancelled" not in type(exc).__name__:
+            self.message.setText(f"Could not read the library: {error_text(exc)}")
+
+    @Slot()
+    def _on_library_changed(self, *_args) -> None:
+        self.refresh()
+
+    def records(self) -> list[ModelRecord]:
+        return [r.record for r in self.model.rows]
+
+    # selection -------------------------------------------------------------------------
+    def selected_row(self) -> LibraryRow | None:
+        idx = self.table.selectionModel().selectedRows()
+        return self.proxy.data(idx[0], ENTRY_ROLE) if idx else None
+
+    def selected_record(self) -> ModelRecord | None:
+        row = self.selected_row()
+        return row.record if row else None
+
+    def select_model(self, model_id: str) -> bool:
+        for i in range(self.proxy.rowCount()):
+            row = self.proxy.data(self.proxy.index(i, 0), ENTRY_ROLE)
+            if row.record.id == model_id:
+                self.table.selectRow(i)
+                return True
+        return False
+
+    @Slot()
+    def _on_selection_changed(self, *_args) -> None:
+        rec = self.selected_record()
+        self.delete_btn.setEnabled(rec is not None)
+        self.open_btn.setEnabled(rec is not None)
+        if rec is not None:
+            self.delete_btn.setText("De&lete…" if rec.managed else "Un&register…")
+
+    # delete ----------------------------------------------------------------------------
+    def delete_box(self, rec: ModelRecord) -> QMessageBox:
+        """Confirmation dialog: space freed, or 'only unregistered' for models used in place."""
+        if rec.managed:
+            text = (f"Delete {rec.display_name}?\n\nThe file{'s' if rec.format == 'diffusers' else ''} in "
+                    f"{rec.path} will be deleted, freeing {human_size(rec.size_bytes)}.")
+            title, action = "Delete model", "Delete"
+        else:
+            text = (f"Remove {rec.display_name} from the library?\n\nIt is used in place from {rec.path} "
+                    "(another app's folder or a folder you chose). Atelier only unregisters it: no file is "
+                    "deleted and no disk space is freed.")
+            title, action = "Unregister model", "Unregister"
+        box = QMessageBox(QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("libraryDeleteDialog")
+        box.setAccessibleName(title)
+        ok = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
+        ok.setObjectName("libraryDeleteConfirm")
+        ok.setAccessibleName(action)
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        cancel.setAccessibleName("Cancel")
+        box.setDefaultButton(cancel)
+        box.setProperty("confirm_button", ok)
+        return box
+
+    @Slot()
+    def _on_delete_clicked(self) -> None:
+        rec = self.selected_record()
+        if rec is None:
+            return
+        box = self.delete_box(rec)
+        box.exec()
+        if box.clickedButton() is not box.property("confirm_button"):
+            return
+        self.delete_model(rec.id)
+
+    def delete_model(self, model_id: str):
+        library = self.ctx.library
+        self.delete_btn.setEnabled(False)
+        op = self.ctx.background.run(lambda _t: (model_id, library.delete(model_id)),
+                                     on_success=self._on_deleted, on_failure=self._on_op_failed)
+        self._ops.append(op)
+        return op
+
+    @Slot(object)
+    def _on_deleted(self, result) -> None:
+        model_id, freed = result
+        if freed:
+            self.message.setText(f"Deleted {model_id}; {human_size(freed)} freed.")
+        else:
+            self.message.setText(f"Unregistered {model_id}; its files were left in place.")
+        self.ctx.library_changed.emit()
+
+    # open folder -----------------------------------------------------------------------
+    @Slot()
+    def _on_open_folder_clicked(self) -> None:
+        rec = self.selected_record()
+        if rec is None:
+            return
+        p = Path(rec.path)
+        folder = p if p.is_dir() else p.parent
+        if not folder.exists():
+            self.message.setText(f"The folder {folder} does not exist any more.")
+            return
+        self.open_url(QUrl.fromLocalFile(str(folder)))
+
+    # import ----------------------------------------------------------------------------
+    def copy_or_reference_box(self, path: Path) -> QMessageBox:
+        box = QMessageBox(QMessageBox.Icon.Question, "Import model",
+                          f"Import {path.name}:\n\n• Copy it into the Atelier models folder "
+                          f"({self.ctx.settings.get('models_dir') or 'the app data folder'}), or\n"
+                          "• use it in place (nothing is copied; if you move or delete it, it disappears "
+                          "from the library).", QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("importModeDialog")
+        box.setAccessibleName("Import model")
+        copy_b = box.addButton("Copy", QMessageBox.ButtonRole.AcceptRole)
+        copy_b.setAccessibleName("Copy into the models folder")
+        ref_b = box.addButton("Use in place", QMessageBox.ButtonRole.AcceptRole)
+        ref_b.setAccessibleName("Use in place")
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        cancel.setAccessibleName("Cancel")
+        box.setProperty("copy_button", copy_b)
+        box.setProperty("reference_button", ref_b)
+        return box
+
+    def _ask_and_import(self, path: str) -> None:
+        if not path:
+            return
+        p = Path(path)
+        box = self.copy_or_reference_box(p)
+        box.exec()
+        clicked = box.clickedButton()
+        if clicked is box.property("copy_button"):
+            self.import_path(p, copy=True)
+        elif clicked is box.property("reference_button"):
+            self.import_path(p, copy=False)
+
+    @Slot()
+    def _on_import_file_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import a model file", "",
+            "Models (*.gguf *.safetensors *.onnx);;Pickle checkpoints (*.ckpt *.pt *.pth *.bin);;All files (*)")
+        self._ask_and_import(path)
+
+    @Slot()
+    def _on_import_folder_clicked(self) -> None:
+        self._ask_and_import(QFileDialog.getExistingDirectory(self, "Import a model folder (diffusers)"))
+
+    def import_path(self, path: Path, copy: bool):
+        library, settings = self.ctx.library, self.ctx.settings
+        verb = "Copying" if copy else "Registering"
+        self.message.setText(f"{verb} {Path(path).name}…")
+        op = self.ctx.background.run(lambda token: import_model(library, settings, Path(path), copy, token),
+                                     on_success=self._on_imported, on_failure=self._on_import_failed)
+        self._ops.append(op)
+        return op
+
+    @Slot(object)
+    def _on_imported(self, rec) -> None:
+        where = "copied into the models folder" if getattr(rec, "managed", False) else "used in place"
+        self.message.setText(f"Imported {getattr(rec, 'display_name', rec)} ({where}).")
+        self.ctx.library_changed.emit()
+
+    @Slot(object)
+    def _on_import_failed(self, exc) -> None:
+        self.message.setText(f"Import refused: {error_text(exc)}")
+
+    # discover --------------------------------------------------------------------------
+    @Slot()
+    def _on_discover_clicked(self) -> None:
+        self.discover()
+
+    def discover(self):
+        library, settings = self.ctx.library, self.ctx.settings
+        self.discover_btn.setEnabled(False)
+        self.message.setText("Looking for models of other apps (Hugging Face cache, LM Studio, Ollama, GPT4All)…")
+        op = self.ctx.background.run(lambda token: discover_models(library, settings, token),
+                                     on_success=self._on_discovered, on_failure=self._on_discover_failed)
+        self._ops.append(op)
+        return op
+
+    @Slot(object)
+    def _on_discovered(self, found) -> None:
+        self.discover_btn.setEnabled(True)
+        names = []
+        for f in found:
+            rec = getattr(f, "record", f)
+            names.append(getattr(rec, "display_name", None) or getattr(rec, "id", None) or str(rec))
+        if names:
+            shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+            self.message.setText(f"Registered {len(names)} model(s) found on this machine (used in place): {shown}.")
+        else:
+            self.message.setText("No models of other apps were found on this machine.")
+        self.ctx.library_changed.emit()
+
+    @Slot(object)
+    def _on_discover_failed(self, exc) -> None:
+        self.discover_btn.setEnabled(True)
+        self.message.setText(f"Discovery failed: {error_text(exc)}")
+
+    @Slot(object)
+    def _on_op_failed(self, exc) -> None:
+        self.delete_btn.setEnabled(self.selected_record() is not None)
+        self.message.setText(error_text(exc))
+
+    def shutdown(self) -> None:
+        for op in [self._list_op, *self._ops]:
+            if op is not None:
+                op.cancel()
