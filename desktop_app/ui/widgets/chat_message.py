@@ -1,0 +1,160 @@
+"""One chat message: role, collapsible "Thought for N s" block, Markdown body, stats, actions."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QGuiApplication, QPalette
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+
+from desktop_app.ui.widgets.chat_markdown import MarkdownView
+
+ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
+
+
+def _small(label: QLabel) -> QLabel:
+    f = label.font()
+    f.setPointSizeF(max(6.0, f.pointSizeF() * 0.85))
+    label.setFont(f)
+    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+    return label
+
+
+def stats_text(stats: dict) -> str:
+    parts = []
+    if stats.get("tokens_per_s"):
+        parts.append(f"{stats['tokens_per_s']:.1f} tok/s")
+    if stats.get("tokens"):
+        parts.append(f"{stats['tokens']} tokens")
+    if stats.get("ttft_s") is not None:
+        parts.append(f"first token {stats['ttft_s']:.2f} s")
+    if stats.get("stop_reason") in ("cancelled", "stopped"):
+        parts.append("stopped")
+    return " · ".join(parts)
+
+
+class MessageWidget(QFrame):
+    """A message bubble. ``action`` carries (name, message_id): copy, edit, regenerate, delete."""
+
+    action = Signal(str, int)
+
+    def __init__(self, message_id: int, role: str, content: str = "", thinking: str = "",
+                 stats: dict | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.message_id = message_id
+        self.role = role
+        self.setObjectName(f"chatMessage_{role}")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        if role == "user":
+            self.setAutoFillBackground(True)
+            pal = self.palette()
+            pal.setColor(QPalette.ColorRole.Window, pal.color(QPalette.ColorRole.AlternateBase))
+            self.setPalette(pal)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(10, 6, 10, 6)
+        lay.setSpacing(4)
+
+        head = QHBoxLayout()
+        self.role_label = QLabel(f"<b>{ROLE_NAMES.get(role, role)}</b>")
+        self.role_label.setTextFormat(Qt.TextFormat.RichText)
+        head.addWidget(self.role_label)
+        head.addStretch(1)
+        lay.addLayout(head)
+
+        # Reasoning: a collapsible block, collapsed once the thought is over.
+        self.think_button = QToolButton()
+        self.think_button.setObjectName("chatThinkToggle")
+        self.think_button.setCheckable(True)
+        self.think_button.setAutoRaise(True)
+        self.think_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.think_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.think_button.setAccessibleName("Show or hide the model's reasoning")
+        self.think_button.toggled.connect(self._on_think_toggled)
+        self.think_label = QLabel()
+        self.think_label.setObjectName("chatThinking")
+        self.think_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.think_label.setWordWrap(True)
+        self.think_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.think_label.setAccessibleName("Reasoning")
+        _small(self.think_label)
+        self.think_label.setContentsMargins(12, 0, 0, 0)
+        self.think_button.hide()
+        self.think_label.hide()
+        lay.addWidget(self.think_button)
+        lay.addWidget(self.think_label)
+
+        self.body = MarkdownView()
+        lay.addWidget(self.body)
+
+        foot = QHBoxLayout()
+        foot.setSpacing(2)
+        self.stats_label = _small(QLabel())
+        self.stats_label.setObjectName("chatMessageStats")
+        foot.addWidget(self.stats_label)
+        foot.addStretch(1)
+        self.buttons: dict[str, QToolButton] = {}
+        actions = [("copy", "Copy", "Copy this message")]
+        if role == "user":
+            actions.append(("edit", "Edit", "Edit this message and send it again (later messages are removed)"))
+        if role == "assistant":
+            actions.append(("regenerate", "Regenerate", "Generate this reply again"))
+        actions.append(("delete", "Delete", "Delete this message"))
+        for name, text, tip in actions:
+            b = QToolButton()
+            b.setObjectName(f"chatMsg_{name}")
+            b.setText(text)
+            b.setAutoRaise(True)
+            b.setToolTip(tip)
+            b.setAccessibleName(f"{text} message")
+            b.clicked.connect(lambda _=False, n=name: self._on_action(n))
+            foot.addWidget(b)
+            self.buttons[name] = b
+        lay.addLayout(foot)
+
+        self.content = ""
+        self.thinking = ""
+        self.streaming = False
+        self.set_content(content, thinking, stats or {})
+
+    # ------------------------------------------------------------------ content
+    def set_content(self, content: str, thinking: str = "", stats: dict | None = None,
+                    thinking_s: float | None = None, streaming: bool = False) -> None:
+        self.streaming = streaming
+        if thinking != self.thinking or (thinking and not streaming):
+            first = not self.thinking and thinking
+            self.thinking = thinking
+            self.think_label.setText(thinking.strip())
+            self.think_button.setVisible(bool(thinking.strip()))
+            if first and streaming and not content:
+                self.think_button.setChecked(True)  # show the thought while it is being written
+        if thinking:
+            secs = thinking_s if thinking_s is not None else (stats or {}).get("thinking_s")
+            if streaming and not content:
+                self.think_button.setText("Thinking…")
+            elif isinstance(secs, (int, float)):
+                self.think_button.setText(f"Thought for {max(1, round(secs))} s")
+            else:
+                self.think_button.setText("Thought")
+            if content and self.think_button.isChecked() and streaming and not self.content:
+                self.think_button.setChecked(False)  # the answer started: fold the thought away
+        if content != self.content or not self.body.text:
+            self.content = content
+            self.body.set_text(content if content or not streaming else "")
+        if stats is not None:
+            self.stats_label.setText(stats_text(stats))
+        for b in self.buttons.values():
+            b.setEnabled(not streaming)
+
+    def set_regenerate_visible(self, visible: bool) -> None:
+        b = self.buttons.get("regenerate")
+        if b is not None:
+            b.setVisible(visible)
+
+    @Slot(bool)
+    def _on_think_toggled(self, on: bool) -> None:
+        self.think_button.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        self.think_label.setVisible(on)
+
+    def _on_action(self, name: str) -> None:
+        if name == "copy":
+            QGuiApplication.clipboard().setText(self.content)
+        self.action.emit(name, self.message_id)
