@@ -274,6 +274,38 @@ def tile_boxes(width: int, height: int, tile: int, overlap: int) -> list[tuple[i
     return [(x0, y0, x1, y1) for (y0, y1) in _spans(height, core) for (x0, x1) in _spans(width, core)]
 
 
+def estimate_bytes_per_pixel(scale: int, dtype: str = "float32") -> int:
+    """Working memory per input pixel of a tile, for an ESRGAN-sized net (64 features, 32-channel
+    dense growth): the low-resolution feature maps alive at once plus two high-resolution ones.
+    A deliberately generous heuristic (lighter models such as compact/SPAN use less)."""
+    item = 2 if dtype in ("float16", "bfloat16") else 4
+    return item * (640 + 128 * scale * scale)
+
+
+def free_memory_bytes(device: str) -> int:
+    """Memory free for tiles on ``device`` (CUDA: free VRAM; else available RAM)."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def auto_tile(model: UpscaleModel, free_bytes: int | None = None, *, budget: float = 0.5,
+              cpu_max: int = 512) -> int:
+    """The largest tile (multiple of 64, 128..2048; at most ``cpu_max`` on the CPU, where bigger
+    tiles only make progress coarser) whose estimated memory fits ``budget`` of ``free_bytes``."""
+    if free_bytes is None:
+        free_bytes = free_memory_bytes(model.device)
+    bpp = estimate_bytes_per_pixel(model.scale, model.dtype)
+    side = int(math.sqrt(max(0.0, free_bytes * budget) / bpp)) // 64 * 64
+    top = cpu_max if model.device == "cpu" else 2048
+    return max(128, min(top, side))
+
+
 def _to_uint8(t) -> "Any":
     import torch
 

@@ -17,6 +17,7 @@ from desktop_app.engines.base import CancelToken
 from desktop_app.engines.upscale import (
     TileDone,
     UpscaleResult,
+    auto_tile,
     load_upscaler,
     tile_boxes,
     upscale,
@@ -140,3 +141,11 @@ def test_importing_the_engines_loads_neither_torch_nor_onnxruntime():
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_auto_tile_follows_free_memory(model):
+    # fp32 4x: ~10.7 KB per input pixel; half of 2 GiB allows ~310 px -> 256
+    assert auto_tile(model, 2 * 1024**3) == 256
+    assert auto_tile(model, 64 * 1024**3) == 512  # CPU cap
+    assert auto_tile(model, 1024**2) == 128  # never below 128
+    assert auto_tile(model) in range(128, 513, 64)  # this machine's available RAM
