@@ -589,7 +589,8 @@ class DiffusionPlan:
 
 
 def _activation_bytes(denoiser_bytes: int) -> int:
-    return GiB + denoiser_bytes // 4
+    """Working memory at ~1024² (attention, VAE decode): a base plus a share of the denoiser."""
+    return 3 * GiB // 4 + denoiser_bytes // 8
 
 
 def plan_diffusion(path_or_sizes: str | Path | dict, hw: Hardware | None = None,
