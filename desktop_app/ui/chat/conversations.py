@@ -31,6 +31,7 @@ class ConversationListModel(QAbstractListModel):
         self._search = ""
         self._exhausted = store is None
         self.pages_fetched = 0
+        self._load_first(PAGE)
 
     # ------------------------------------------------------------------ store / search
     @property
@@ -40,9 +41,17 @@ class ConversationListModel(QAbstractListModel):
     def set_store(self, store) -> None:
         self.beginResetModel()
         self._store = store
-        self._rows = []
-        self._exhausted = store is None
+        self._load_first(PAGE)
         self.endResetModel()
+
+    def _load_first(self, n: int) -> None:
+        """The first page is read at once (the view would only ask for it after a layout pass)."""
+        self._rows = []
+        self._exhausted = self._store is None
+        if self._store is not None:
+            self._rows = self._store.list_conversations(search=self._search or None, limit=n, offset=0)
+            self._exhausted = len(self._rows) < n
+            self.pages_fetched += 1
 
     def set_search(self, text: str) -> None:
         text = text.strip()
@@ -50,8 +59,7 @@ class ConversationListModel(QAbstractListModel):
             return
         self.beginResetModel()
         self._search = text
-        self._rows = []
-        self._exhausted = self._store is None
+        self._load_first(PAGE)
         self.endResetModel()
 
     @property
@@ -62,11 +70,7 @@ class ConversationListModel(QAbstractListModel):
         """Re-read from the top (after a new chat, a rename, a delete…), keeping as many rows."""
         want = max(PAGE, len(self._rows))
         self.beginResetModel()
-        self._rows = []
-        self._exhausted = self._store is None
-        if self._store is not None:
-            self._rows = self._store.list_conversations(search=self._search or None, limit=want, offset=0)
-            self._exhausted = len(self._rows) < want
+        self._load_first(want)
         self.endResetModel()
 
     # ------------------------------------------------------------------ Qt model API

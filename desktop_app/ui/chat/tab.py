@@ -128,6 +128,7 @@ class ChatTab(QWidget):
         self.conv_view.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed)
         self.conv_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.conv_view.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.conv_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         ll.addWidget(self.conv_view, 1)
         self.private_banner = QLabel("Private chat: nothing is saved. Leave it and it is gone.")
         self.private_banner.setObjectName("chatPrivateBanner")
@@ -208,7 +209,8 @@ class ChatTab(QWidget):
         self.ctx_meter = QProgressBar()
         self.ctx_meter.setObjectName("chatContextMeter")
         self.ctx_meter.setAccessibleName("Context used")
-        self.ctx_meter.setMaximumWidth(200)
+        self.ctx_meter.setMinimumWidth(190)
+        self.ctx_meter.setMaximumWidth(240)
         self.ctx_meter.setRange(0, 1)
         self.ctx_meter.setValue(0)
         self.ctx_meter.setFormat("context –")
@@ -886,7 +888,7 @@ class ChatTab(QWidget):
         if total:
             self.ctx_meter.setRange(0, total)
             self.ctx_meter.setValue(min(used, total))
-            self.ctx_meter.setFormat(f"context {used:,} / {total:,}")
+            self.ctx_meter.setFormat(f"context {used}/{total}")
         else:
             self.ctx_meter.setRange(0, 1)
             self.ctx_meter.setValue(0)
@@ -899,7 +901,7 @@ class ChatTab(QWidget):
             hw = self.ctx.hardware
             has_gpu = bool(getattr(hw, "gpus", None))
             if plan == "cpu" and not has_gpu:
-                text = f"Running on the CPU (no usable GPU on this machine). {note}".strip()
+                text = "Running on the CPU: this machine has no usable GPU."
             elif plan == "cpu":
                 text = f"⚠ This model does not fit the GPU: running on the CPU, much slower. {note}".strip()
             else:

@@ -113,6 +113,7 @@ class MessageWidget(QFrame):
         self.content = ""
         self.thinking = ""
         self.streaming = False
+        self._auto_opened = False
         self.set_content(content, thinking, stats or {})
 
     # ------------------------------------------------------------------ content
@@ -126,6 +127,7 @@ class MessageWidget(QFrame):
             self.think_button.setVisible(bool(thinking.strip()))
             if first and streaming and not content:
                 self.think_button.setChecked(True)  # show the thought while it is being written
+                self._auto_opened = True
         if thinking:
             secs = thinking_s if thinking_s is not None else (stats or {}).get("thinking_s")
             if streaming and not content:
@@ -134,7 +136,8 @@ class MessageWidget(QFrame):
                 self.think_button.setText(f"Thought for {max(1, round(secs))} s")
             else:
                 self.think_button.setText("Thought")
-            if content and self.think_button.isChecked() and streaming and not self.content:
+            if content and self._auto_opened:
+                self._auto_opened = False
                 self.think_button.setChecked(False)  # the answer started: fold the thought away
         if content != self.content or not self.body.text:
             self.content = content
