@@ -133,8 +133,9 @@ class Library:
             if rec:
                 return rec
             from desktop_app.core.model_files import record_for_path  # local import: avoids a cycle
+            from desktop_app.core.settings import Settings
 
-            return record_for_path(p)
+            return record_for_path(p, allow_pickle=bool(Settings().get("allow_pickle")))
         raise AtelierError(
             f"No model '{id_or_path}': not an id in the library and not an existing path "
             "(see 'atelier models list')."
