@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -34,14 +34,39 @@ def _token_api():
     return credentials
 
 
+class _SettingsEvents(QObject):
+    """Process-wide notice that settings were saved (whoever opened the dialog: menu or Models tab)."""
+
+    saved = Signal(object, object)  # the Settings object, list of changed keys
+
+
+_events: _SettingsEvents | None = None
+
+
+def settings_events() -> _SettingsEvents:
+    global _events
+    if _events is None:
+        _events = _SettingsEvents()
+    return _events
+
+
 class SettingsDialog(QDialog):
-    """Edit models folder, read-only model folders, offline switch, hub endpoint, proxy, token, pickle."""
+    """Edit models folder, read-only model folders, offline switch, hub endpoint, proxy, token, pickle.
+
+    ``SettingsDialog(ctx)`` (an AppContext: its settings object is edited, and ``library_changed``
+    is emitted when model folders change) or ``SettingsDialog(settings)``.
+    """
 
     settings_saved = Signal(object)  # list of changed keys
 
-    def __init__(self, settings: Settings | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, ctx_or_settings=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.settings = settings or Settings()
+        if isinstance(ctx_or_settings, Settings) or ctx_or_settings is None:
+            self.ctx = None
+            self.settings = ctx_or_settings or Settings()
+        else:
+            self.ctx = ctx_or_settings
+            self.settings = ctx_or_settings.settings
         self.setWindowTitle("Settings")
         self.setObjectName("settingsDialog")
         self.setAccessibleName("Settings")
@@ -232,4 +257,10 @@ class SettingsDialog(QDialog):
     def accept(self) -> None:  # noqa: D401 - Qt API
         changed = self.save()
         self.settings_saved.emit(changed)
+        settings_events().saved.emit(self.settings, changed)
+        if self.ctx is not None:
+            if {"models_dir", "extra_model_dirs"} & set(changed):
+                self.ctx.library_changed.emit()
+            if changed:
+                self.ctx.status_message.emit("Settings saved.")
         super().accept()

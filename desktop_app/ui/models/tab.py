@@ -57,6 +57,10 @@ class ModelsTab(QWidget):
         self.catalog.download_requested.connect(self._on_catalog_download)
         self.hub.download_requested.connect(self._on_hub_download)
         self.downloads.queue_changed.connect(self._on_queue_changed)
+        from desktop_app.ui.settings_dialog import settings_events
+
+        settings_events().saved.connect(self._on_any_settings_saved)  # also when opened from the File menu
+        self._shut_down = False
         self._update_offline_label()
 
     # lifecycle ---------------------------------------------------------------------------
@@ -67,6 +71,13 @@ class ModelsTab(QWidget):
         self.downloads.start()
 
     def shutdown(self) -> None:
+        self._shut_down = True
+        from desktop_app.ui.settings_dialog import settings_events
+
+        try:
+            settings_events().saved.disconnect(self._on_any_settings_saved)
+        except (RuntimeError, TypeError):
+            pass
         for view in (self.catalog, self.hub, self.library, self.downloads):
             try:
                 view.shutdown()
@@ -93,24 +104,22 @@ class ModelsTab(QWidget):
     def settings_dialog(self):
         from desktop_app.ui.settings_dialog import SettingsDialog
 
-        dlg = SettingsDialog(self.ctx.settings, self)
-        dlg.settings_saved.connect(self._on_settings_saved)
-        return dlg
+        return SettingsDialog(self.ctx, self)
 
     @Slot()
     def _on_settings_clicked(self) -> None:
         self.settings_dialog().exec()
 
-    @Slot(object)
+    @Slot(object, object)
+    def _on_any_settings_saved(self, settings, changed) -> None:
+        if settings is self.ctx.settings and not self._shut_down:
+            self._on_settings_saved(changed)
+
     def _on_settings_saved(self, changed) -> None:
         self._update_offline_label()
         self.catalog.update_offline_state()
         if "offline" in changed and not self.ctx.settings.offline:
             self.downloads.start_runner()  # jobs that waited while offline resume now
-        if {"models_dir", "extra_model_dirs"} & set(changed):
-            self.ctx.library_changed.emit()
-        if changed:
-            self.ctx.status_message.emit("Settings saved.")
 
     def _update_offline_label(self) -> None:
         if self.ctx.settings.offline:

@@ -1,0 +1,449 @@
+"""Models tab: catalog filters and badges, downloads from a local fake hub, library, offline, settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QWidget
+
+from desktop_app.core.library import Library, ModelRecord
+from desktop_app.qt.context import AppContext
+from desktop_app.ui.models.tab import ModelsTab
+from tests.hub.conftest import fake_hub, gguf_bytes  # noqa: F401 - fixtures reused from the hub tests
+
+pytestmark = pytest.mark.gui
+SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+GiB = 1024**3
+
+CPU_16GB = {"cpu": {"name": "Test CPU", "cores": 8, "flags": ["avx2"]}, "ram_total_bytes": 16 * GiB,
+            "ram_available_bytes": 14 * GiB, "gpus": [], "llama_backend": "cpu"}
+RTX_4090 = {"cpu": {"name": "Test CPU", "cores": 16, "flags": ["avx2"]}, "ram_total_bytes": 64 * GiB,
+            "ram_available_bytes": 60 * GiB, "llama_backend": "cuda",
+            "gpus": [{"vendor": "nvidia", "name": "NVIDIA GeForce RTX 4090", "vram_total_bytes": 24 * GiB,
+                      "vram_free_bytes": 23 * GiB}]}
+
+
+# --- socket boundary: every connect attempt of the process is recorded ----------------------
+_CONNECTS: list = []
+_RECORDING = {"on": False}
+
+
+def _audit(event, args):
+    if _RECORDING["on"] and event in ("socket.connect", "socket.getaddrinfo"):
+        _CONNECTS.append((event, args[1] if event == "socket.connect" else args[0]))
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture
+def record_sockets():
+    _CONNECTS.clear()
+    _RECORDING["on"] = True
+    yield _CONNECTS
+    _RECORDING["on"] = False
+
+
+def use_profile(monkeypatch, tmp_path, profile: dict) -> None:
+    p = tmp_path / "hw.json"
+    p.write_text(json.dumps(profile))
+    monkeypatch.setenv("ATELIER_HARDWARE", str(p))
+    from desktop_app.core.hardware import detect_hardware
+
+    detect_hardware(refresh=True)
+
+
+class Harness:
+    """A Models tab on its own AppContext, started like the main window starts it."""
+
+    def __init__(self, qtbot) -> None:
+        self.host = QWidget()
+        self.ctx = AppContext(self.host)
+        self.tab = ModelsTab(self.ctx, self.host)
+        self.host.resize(1280, 760)
+        self.tab.resize(1280, 760)
+        qtbot.addWidget(self.host)
+        self.host.show()
+        self.ctx.start()
+        self.tab.start()
+        self.qtbot = qtbot
+
+    def close(self) -> None:
+        self.tab.shutdown()
+        self.ctx.shutdown()
+        self.host.close()
+
+
+@pytest.fixture
+def make_tab(qtbot):
+    made: list[Harness] = []
+
+    def make() -> Harness:
+        h = Harness(qtbot)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+    from desktop_app.core.hardware import detect_hardware
+
+    os.environ.pop("ATELIER_HARDWARE", None)
+    detect_hardware(refresh=True)
+
+
+def click_in_dialog(button_property: str) -> None:
+    """Press a button of the next modal dialog (QMessageBox.exec) once it is shown."""
+
+    def press():
+        w = QApplication.activeModalWidget()
+        if w is None:
+            QTimer.singleShot(20, press)
+            return
+        w.property(button_property).click()
+
+    QTimer.singleShot(0, press)
+
+
+def catalog_ready(h: Harness) -> bool:
+    rows = h.tab.catalog.model.rows
+    return bool(rows) and h.ctx.hardware is not None and all(r.fit is not None or r.entry.needs_server for r in rows)
+
+
+# --- catalog --------------------------------------------------------------------------------
+def test_catalog_filters_badges_and_best_pick_on_a_cpu_machine(make_tab, qtbot, monkeypatch, tmp_path):
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    h = make_tab()
+    view = h.tab.catalog
+    qtbot.waitUntil(lambda: catalog_ready(h), timeout=20000)
+    all_rows = view.visible_rows()
+    assert len(all_rows) >= 30
+
+    # badges: every row shows one; huge models are too large; DeepSeek R1/V3 full need a server
+    fit_col = view.model.COL_FIT
+    texts = [view.proxy.index(i, fit_col).data() for i in range(view.proxy.rowCount())]
+    assert all(t and t != "…" for t in texts)
+    assert "Needs a server" in texts
+    assert any(t.startswith("CPU") for t in texts) and "Too large" in texts
+    server = [r for r in all_rows if r.entry.needs_server]
+    assert server and all("deepseek" in (r.entry.family + r.entry.repo_id).lower() for r in server)
+    assert view.model.data(view.model.index(view.model.rows.index(server[0]), fit_col)) == "Needs a server"
+
+    # the best quantization per family is pre-selected and highlighted
+    best = [r for r in all_rows if r.recommended]
+    assert best and all(r.fit.fits for r in best)
+    i = view.model.rows.index(best[0])
+    assert "best for this machine" in view.model.index(i, 0).data()
+    from PySide6.QtCore import Qt
+
+    assert view.model.index(i, 1).data(Qt.ItemDataRole.BackgroundRole) is not None
+
+    # task filter
+    view.task_combo.setCurrentIndex(view.task_combo.findData("image"))
+    img = view.visible_rows()
+    assert img and all(r.entry.task == "image" for r in img)
+    view.task_combo.setCurrentIndex(view.task_combo.findData("chat"))
+    chat = view.visible_rows()
+    assert chat and all(r.entry.task == "chat" for r in chat)
+
+    # fits my machine: nothing too large, nothing that needs a server
+    view.fits_check.setChecked(True)
+    fitting = view.visible_rows()
+    assert 0 < len(fitting) < len(chat)
+    assert all(r.fit.fits and not r.entry.needs_server for r in fitting)
+
+    # text filter and sort by size
+    view.search_edit.setText("qwen3")
+    q = view.visible_rows()
+    assert q and all("qwen3" in (r.entry.family + r.entry.repo_id).lower() for r in q)
+    view.search_edit.clear()
+    view.fits_check.setChecked(False)
+    view.sort_by_size()
+    sizes = [r.entry.size_bytes for r in view.visible_rows()]
+    assert sizes == sorted(sizes)
+    # approximate sizes are marked
+    approx = [r for r in view.visible_rows() if not r.entry.size_exact and r.entry.size_bytes]
+    if approx:
+        j = view.model.rows.index(approx[0])
+        assert view.model.index(j, view.model.COL_SIZE).data().startswith("~")
+
+
+def test_catalog_badges_follow_the_hardware_profile_and_screenshot(make_tab, qtbot, monkeypatch, tmp_path):
+    use_profile(monkeypatch, tmp_path, RTX_4090)
+    h = make_tab()
+    view = h.tab.catalog
+    qtbot.waitUntil(lambda: catalog_ready(h), timeout=20000)
+    assert "RTX 4090" in h.ctx.hardware.summary()
+    texts = {view.proxy.index(i, view.model.COL_FIT).data() for i in range(view.proxy.rowCount())}
+    assert "Full GPU" in texts
+    assert any(t.startswith("Partial") for t in texts) or "Too large" in texts
+    view.task_combo.setCurrentIndex(view.task_combo.findData("chat"))
+    view.sort_by_size()
+    SHOTS.mkdir(exist_ok=True)
+    assert h.host.grab().save(str(SHOTS / "models_catalog.png"))
+
+
+def test_gated_catalog_entry_asks_for_the_licence_first(make_tab, qtbot, monkeypatch, tmp_path):
+    monkeypatch.setenv("ATELIER_OFFLINE", "1")  # the download itself is then refused without a socket
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    h = make_tab()
+    view = h.tab.catalog
+    qtbot.waitUntil(lambda: catalog_ready(h), timeout=20000)
+    gated = next(r for r in view.model.rows if r.entry.needs_acceptance and not r.entry.needs_server)
+    assert view.select_entry(gated.entry.id)
+    box = view.licence_box(gated.entry)
+    assert (gated.entry.license or "licence") in box.text() and "http" in box.text()
+    box.deleteLater()
+    requested = []
+    view.download_requested.connect(requested.append)
+    # refusing the licence queues nothing
+    QTimer.singleShot(0, lambda: QApplication.activeModalWidget().reject())
+    view.download_btn.click()
+    assert requested == [] and "not accepted" in view.message.text()
+    # accepting it passes the entry on; offline, the downloads panel says so and queues nothing
+    click_in_dialog("accept_button")
+    view.download_btn.click()
+    assert requested == [gated.entry]
+    assert "Offline mode is on" in h.tab.downloads.message.text()
+    assert h.tab.downloads.queue is None or not h.tab.downloads.queue.jobs()
+
+
+# --- downloads from the local fake hub -----------------------------------------------------
+def test_download_with_progress_pause_resume_from_fake_hub(make_tab, qtbot, fake_hub, monkeypatch, tmp_path):  # noqa: F811
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    fake_hub.throttle_bps = 3_000_000  # ~2.4 MB file: about a second, so progress and pause are visible
+    h = make_tab()
+    dl = h.tab.downloads
+    h.tab.sections.setCurrentWidget(dl)
+    updates = []
+    dl.job_updated.connect(updates.append)
+    job_id = dl.add("testorg/Big-GGUF", "big-Q4_K_M.gguf")
+    assert job_id
+    qtbot.waitUntil(lambda: any(u.state == "running" and 0 < u.bytes_done < (u.bytes_total or 0) for u in updates),
+                    timeout=15000)
+    row = dl.row(job_id)
+    assert "of" in row.status.text() and "ETA" in row.status.text() and "/s" in row.status.text()
+    assert 0 < row.bar.value() < 1000
+
+    dl.pause(job_id)
+    qtbot.waitUntil(lambda: dl.queue.get(job_id).state == "paused", timeout=10000)
+    assert not Library().get("testorg/Big-GGUF/big-Q4_K_M.gguf")  # an incomplete file is never installed
+    qtbot.waitUntil(lambda: row.resume_btn.isVisible(), timeout=5000)
+    fake_hub.throttle_bps = None
+    finished = []
+    dl.job_finished.connect(finished.append)
+    row.resume_btn.click()
+    qtbot.waitUntil(lambda: bool(finished), timeout=15000)
+    assert finished[0].state == "done", finished[0].message
+    assert any("bytes=" in r for r in fake_hub.ranges())  # resumed with an HTTP Range request
+    rec = Library().get("testorg/Big-GGUF/big-Q4_K_M.gguf")
+    assert rec and rec.managed and Path(rec.path).exists()
+    # the library view refreshes on library_changed and shows it
+    qtbot.waitUntil(lambda: any(r.id == rec.id for r in h.tab.library.records()), timeout=10000)
+    assert "Installed" in row.status.text()
+
+
+def test_hash_mismatch_is_a_clear_error_and_nothing_is_installed(make_tab, qtbot, fake_hub, monkeypatch, tmp_path):  # noqa: F811
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    fake_hub.corrupt.add("tiny-Q4_K_M.gguf")
+    h = make_tab()
+    dl = h.tab.downloads
+    finished = []
+    dl.job_finished.connect(finished.append)
+    job_id = dl.add("testorg/Tiny-GGUF", "tiny-Q4_K_M.gguf")
+    qtbot.waitUntil(lambda: bool(finished), timeout=15000)
+    assert finished[0].state == "failed"
+    assert "checksum mismatch" in dl.row(job_id).status.text()
+    assert "failed" in dl.message.text() and "checksum" in dl.message.text()
+    assert Library().get("testorg/Tiny-GGUF/tiny-Q4_K_M.gguf") is None
+    models = h.ctx.settings.models_dir
+    assert not [p for p in models.rglob("tiny-Q4_K_M.gguf*")]
+
+
+def test_pending_download_resumes_at_start(make_tab, qtbot, fake_hub, monkeypatch, tmp_path):  # noqa: F811
+    """A job left queued (the app was killed) is picked up by start() without any click."""
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    from desktop_app.hub.downloads import DownloadQueue
+
+    DownloadQueue().add("testorg/Tiny-GGUF", "tiny-Q8_0.gguf")
+    h = make_tab()
+    qtbot.waitUntil(lambda: Library().get("testorg/Tiny-GGUF/tiny-Q8_0.gguf") is not None, timeout=15000)
+    assert "Resuming 1 download" in h.tab.downloads.message.text() or "downloaded" in h.tab.downloads.message.text()
+
+
+def test_hub_search_lists_files_with_sizes_and_badges_then_downloads(make_tab, qtbot, fake_hub, monkeypatch, tmp_path):  # noqa: F811
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    h = make_tab()
+    hub = h.tab.hub
+    qtbot.waitUntil(lambda: h.ctx.hardware is not None, timeout=10000)
+    hub.search("tiny", "chat")
+    qtbot.waitUntil(lambda: hub.results.count() > 0, timeout=10000)
+    assert "testorg/Tiny-GGUF" in hub.results.item(0).text()
+    hub.results.setCurrentRow(0)
+    qtbot.waitUntil(lambda: hub.files.topLevelItemCount() == 4, timeout=10000)
+    items = {hub.files.topLevelItem(i).data(0, 0x0100 + 3)["name"]: hub.files.topLevelItem(i) for i in range(4)}
+    q4 = items["tiny-Q4_K_M.gguf"]
+    assert q4.text(1).endswith("KB") or q4.text(1).endswith("MB")
+    assert q4.text(3).startswith("CPU")  # fit badge
+    assert hub.best_file and "best for this machine" in items[hub.best_file].text(0)
+    assert hub.select_file("tiny-Q2_K.gguf")
+    finished = []
+    h.tab.downloads.job_finished.connect(finished.append)
+    hub.download_btn.click()
+    assert h.tab.sections.currentWidget() is h.tab.downloads
+    qtbot.waitUntil(lambda: bool(finished), timeout=15000)
+    assert finished[0].state == "done", finished[0].message
+    assert Library().get("testorg/Tiny-GGUF/tiny-Q2_K.gguf") is not None
+
+
+# --- library ---------------------------------------------------------------------------------
+def test_library_import_delete_and_screenshot(make_tab, qtbot, monkeypatch, tmp_path, tiny_gguf):
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    h = make_tab()
+    lib = h.tab.library
+    h.tab.sections.setCurrentWidget(lib)
+    qtbot.waitUntil(lambda: h.ctx.hardware is not None, timeout=10000)
+
+    # a copy into the models folder (managed) and a file used in place (another app's folder)
+    other_app = tmp_path / "lmstudio" / "models"
+    other_app.mkdir(parents=True)
+    in_place = other_app / "InPlace-Q4_K_M.gguf"
+    in_place.write_bytes(tiny_gguf.read_bytes())
+    lib.import_path(tiny_gguf, copy=True)
+    qtbot.waitUntil(lambda: "Imported" in lib.message.text(), timeout=10000)
+    lib.import_path(in_place, copy=False)
+    qtbot.waitUntil(lambda: len(lib.records()) >= 3 and "InPlace" in lib.message.text(), timeout=10000)
+    # pickle refused with a clear message
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"pickle")
+    lib.import_path(ckpt, copy=False)
+    qtbot.waitUntil(lambda: "refused" in lib.message.text(), timeout=10000)
+    assert "pickle" in lib.message.text()
+
+    recs = {r.path: r for r in lib.records()}
+    copied = next(r for r in recs.values() if r.managed)
+    assert Path(copied.path).exists() and copied.path != str(tiny_gguf)
+    qtbot.waitUntil(lambda: all(lib.model.data(lib.model.index(i, lib.model.COL_FIT)) != "…"
+                                for i in range(lib.model.rowCount())), timeout=10000)
+    SHOTS.mkdir(exist_ok=True)
+    assert h.host.grab().save(str(SHOTS / "models_library.png"))
+
+    # delete a managed model: the dialog states the space freed, the file goes
+    assert lib.select_model(copied.id)
+    box = lib.delete_box(copied)
+    assert "freeing" in box.text() and "KB" in box.text() or "MB" in box.text()
+    box.deleteLater()
+    click_in_dialog("confirm_button")
+    lib.delete_btn.click()
+    qtbot.waitUntil(lambda: "freed" in lib.message.text(), timeout=10000)
+    assert not Path(copied.path).exists()
+    qtbot.waitUntil(lambda: copied.id not in [r.id for r in lib.records()], timeout=10000)
+
+    # a model used in place is only unregistered, and the dialog says so
+    placed = next(r for r in lib.records() if r.path == str(in_place.resolve()))
+    assert lib.select_model(placed.id)
+    assert lib.delete_btn.text().replace("&", "").startswith("Unregister")
+    box = lib.delete_box(placed)
+    assert "only unregisters" in box.text() and "no file is deleted" in box.text()
+    box.deleteLater()
+    click_in_dialog("confirm_button")
+    lib.delete_btn.click()
+    qtbot.waitUntil(lambda: "Unregistered" in lib.message.text(), timeout=10000)
+    assert in_place.exists()
+
+
+# --- offline ---------------------------------------------------------------------------------
+def test_offline_the_whole_tab_opens_no_socket(make_tab, qtbot, monkeypatch, tmp_path, record_sockets):
+    monkeypatch.setenv("ATELIER_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # would be refused, but must not even be tried
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    from desktop_app.hub.downloads import DownloadQueue
+
+    DownloadQueue().add("testorg/Tiny-GGUF", "tiny-Q4_K_M.gguf")  # a pending job from last time
+    h = make_tab()
+    tab = h.tab
+    qtbot.waitUntil(lambda: catalog_ready(h), timeout=20000)
+    assert "Offline mode" in tab.offline_label.text()
+    assert "waiting" in tab.downloads.message.text()
+
+    # refresh sizes is disabled with a message; hub search refuses at once
+    assert not tab.catalog.refresh_btn.isEnabled()
+    assert "Offline" in tab.catalog.refresh_btn.toolTip()
+    tab.catalog._on_refresh_clicked()
+    assert "Offline mode is on" in tab.catalog.message.text()
+    assert tab.hub.search("qwen", "chat") is None
+    assert "Offline mode is on" in tab.hub.message.text()
+    assert tab.hub.show_repo("testorg/Tiny-GGUF") is None
+    assert tab.downloads.add("testorg/Tiny-GGUF", "tiny-Q2_K.gguf") is None
+    assert "Offline mode is on" in tab.downloads.message.text()
+    # even a direct client call fails at once with OfflineError and no socket
+    from desktop_app.core.errors import OfflineError
+    from desktop_app.hub.client import HubClient
+
+    with pytest.raises(OfflineError):
+        HubClient().search("x")
+    # every section visited, the library listed, start-up done
+    for i in range(tab.sections.count()):
+        tab.sections.setCurrentIndex(i)
+        qtbot.wait(50)
+    qtbot.waitUntil(lambda: bool(tab.library.records()), timeout=10000)
+    assert record_sockets == []
+    assert [j.state for j in tab.downloads.queue.jobs()] == ["queued"]
+
+
+# --- settings --------------------------------------------------------------------------------
+def test_settings_dialog_saves_options_and_token_masked(make_tab, qtbot, tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    h = make_tab()
+    dlg = h.tab.settings_dialog()
+    qtbot.addWidget(dlg)
+    from PySide6.QtWidgets import QLineEdit
+
+    assert dlg.token_edit.echoMode() == QLineEdit.EchoMode.Password
+    dlg.models_dir_edit.setText(str(tmp_path / "mymodels"))
+    dlg.extra_list.addItem(str(tmp_path / "provisioned"))
+    dlg.offline_check.setChecked(True)
+    dlg.endpoint_edit.setText("http://mirror.internal:8080/")
+    dlg.proxy_edit.setText("http://proxy:3128")
+    dlg.pickle_check.setChecked(True)
+    dlg.token_edit.setText("hf_secret_value_123")
+    with caplog.at_level("DEBUG"):
+        dlg.accept()
+    s = h.ctx.settings
+    assert s.get("models_dir") == str(tmp_path / "mymodels")
+    assert s.get("extra_model_dirs") == [str(tmp_path / "provisioned")]
+    assert s.offline and s.get("allow_pickle") and s.get("proxy") == "http://proxy:3128"
+    assert s.hf_endpoint == "http://mirror.internal:8080"
+    from desktop_app.hub import credentials
+
+    assert credentials.get_token() == "hf_secret_value_123"
+    assert "hf_secret_value_123" not in caplog.text
+    assert "hf_secret_value_123" not in Path(s.path).read_text()
+    # the tab follows the offline switch
+    assert "Offline mode" in h.tab.offline_label.text()
+    assert not h.tab.catalog.refresh_btn.isEnabled()
+    # a new dialog never shows the stored token
+    dlg2 = h.tab.settings_dialog()
+    qtbot.addWidget(dlg2)
+    assert dlg2.token_edit.text() == "" and "hf_secret" not in dlg2.token_where.text()
+
+
+def test_every_visible_control_has_an_accessible_name(make_tab, qtbot):
+    from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit
+
+    h = make_tab()
+    qtbot.waitUntil(lambda: h.ctx.hardware is not None, timeout=10000)
+    missing = []
+    for i in range(h.tab.sections.count()):
+        h.tab.sections.setCurrentIndex(i)
+        for cls in (QAbstractButton, QLineEdit, QComboBox, QAbstractSpinBox):
+            for w in h.tab.findChildren(cls):
+                if w.isVisibleTo(h.host) and not w.accessibleName() and not getattr(w, "text", lambda: "")():
+                    missing.append(f"{type(w).__name__} {w.objectName()!r}")
+    assert not missing, missing
