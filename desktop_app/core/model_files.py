@@ -119,3 +119,33 @@ def record_for_path(path: Path, allow_pickle: bool = False) -> ModelRecord:
         source="import",
         managed=False,
     )
+
+
+def check_diffusers_folder(path: Path, allow_pickle: bool = False) -> dict:
+    """Validate a diffusers pipeline folder before it is registered; returns its model_index.json.
+
+    Every component named in model_index.json must have a folder; weights must be safetensors
+    (headers checked) unless ``allow_pickle``; a component with only pickle weights is refused.
+    """
+    path = Path(path)
+    try:
+        index = json.loads((path / "model_index.json").read_text("utf-8"))
+    except OSError as exc:
+        raise ModelFormatError(f"{path} is not a diffusers pipeline (no readable model_index.json): {exc}") from exc
+    except ValueError as exc:
+        raise ModelFormatError(f"{path}/model_index.json is not valid JSON.") from exc
+    if not isinstance(index, dict):
+        raise ModelFormatError(f"{path}/model_index.json is not a JSON object.")
+    for name, spec in index.items():
+        if name.startswith("_") or not isinstance(spec, list) or not spec or spec[0] is None:
+            continue
+        comp = path / name
+        if not comp.is_dir():
+            raise ModelFormatError(f"{path.name}: the component '{name}' listed in model_index.json is missing.")
+        safes = sorted(comp.glob("*.safetensors"))
+        pickles = [p for p in comp.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
+        for s in safes:
+            read_safetensors_header(s)
+        if pickles and not safes and not allow_pickle:
+            refuse_pickle(pickles[0], allow_pickle)
+    return index

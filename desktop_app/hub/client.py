@@ -206,8 +206,8 @@ class HubClient:
         err_code = exc.headers.get("X-Error-Code", "") if exc.headers else ""
         if err_code == "GatedRepo" or code == 403 or (code == 401 and err_code != "RepoNotFound"):
             return GatedError(
-                f"gated: {what} needs an accepted licence (HTTP {code}). Accept the licence on the hub page "
-                f"({self.endpoint}/{'/'.join(what.split('/')[:2])}) while logged in, then set an access token in "
+                f"gated: {what} needs an accepted licence (HTTP {code}): accept the licence on the hub page "
+                f"({self.endpoint}/{'/'.join(what.split('/')[:2])}) while logged in, and set an access token in "
                 "Settings (or HF_TOKEN)." if self.token is None else
                 f"gated: {what} refused the stored token (HTTP {code}). Accept the licence on the hub page "
                 f"({self.endpoint}/{'/'.join(what.split('/')[:2])}) with the account that owns the token."

@@ -1,0 +1,196 @@
+"""`atelier models list|pull|import|discover|rm|search|files|catalog` over desktop_app.hub.
+
+Contract: progress on stderr; with --json exactly one JSON value on stdout, printed last.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from desktop_app.commands import emit_json
+from desktop_app.core.errors import AtelierError
+from desktop_app.core.library import Library
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, div in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f} {unit}"
+    return f"{n} B"
+
+
+def _hw():
+    from desktop_app.core.hardware import detect_hardware
+
+    return detect_hardware()
+
+
+# ---------------------------------------------------------------------------------------
+def cmd_list(args) -> int:
+    from desktop_app.core.starter import ensure_starter_registered
+
+    lib = Library()
+    ensure_starter_registered(lib)
+    recs = lib.list(task=getattr(args, "task", None))
+    if args.json:
+        emit_json([r.to_dict() for r in recs])
+        return 0
+    if not recs:
+        print("No models installed. Try 'atelier models catalog' or 'atelier models discover'.")
+        return 0
+    w = max(len(r.id) for r in recs)
+    for r in recs:
+        where = "" if r.managed else "  (in place)"
+        print(f"{r.id:<{w}}  {r.task:<18} {r.format:<11} {_size(r.size_bytes):>9}  {r.path}{where}")
+    return 0
+
+
+class _StderrProgress:
+    """One updating line on stderr (a plain line per second when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.last_state = ""
+
+    def __call__(self, ev) -> None:
+        now = time.monotonic()
+        if ev.state == self.last_state and ev.state == "downloading" and now - self.last < (0.2 if self.tty else 1.0):
+            return
+        self.last, self.last_state = now, ev.state
+        pct = f"{100 * ev.fraction:5.1f}%" if ev.fraction is not None else "  ?  "
+        speed = f"{ev.speed_bps / 1e6:6.1f} MB/s" if ev.speed_bps else ""
+        eta = f"ETA {int(ev.eta_s // 60)}:{int(ev.eta_s % 60):02d}" if ev.eta_s else ""
+        files = f"[{ev.file_index}/{ev.file_count}] " if ev.file_count > 1 else ""
+        line = f"{ev.state:<11} {files}{ev.filename}  {pct}  {_size(ev.bytes_done)} / {_size(ev.bytes_total)}  {speed}  {eta}"
+        if self.tty:
+            sys.stderr.write("\r" + line[:150].ljust(150))
+            if ev.state == "done":
+                sys.stderr.write("\n")
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def cmd_pull(args) -> int:
+    from desktop_app.hub.downloads import pull
+
+    rec = pull(args.repo, args.file, revision=args.revision, accept_license=args.accept_license,
+               on_progress=_StderrProgress())
+    if args.json:
+        emit_json(rec.to_dict())
+    else:
+        print(f"Installed {rec.id} ({_size(rec.size_bytes)}, sha256 verified) at {rec.path}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from desktop_app.hub.importer import import_path
+
+    rec = import_path(args.path, copy=args.copy, allow_pickle=True if args.allow_pickle else None)
+    if args.json:
+        emit_json(rec.to_dict())
+    else:
+        how = "copied into the models folder" if rec.managed else "registered in place"
+        print(f"Imported {rec.id} ({rec.task}, {rec.format}, {_size(rec.size_bytes)}): {how}.")
+    return 0
+
+
+def cmd_discover(args) -> int:
+    from desktop_app.hub.discovery import discover
+
+    report = discover(extra_dirs=args.dir)
+    if args.json:
+        emit_json(report.to_dict())
+        return 0
+    for r in report.added:
+        print(f"added  {r.id}  ({r.extra.get('app', '')}, {_size(r.size_bytes)})  {r.path}")
+    for s in report.skipped:
+        print(f"skip   {s.path}: {s.reason}", file=sys.stderr)
+    print(f"{len(report.found)} model(s) found, {len(report.added)} newly registered "
+          f"(searched: {', '.join(report.searched) or 'no known model folders exist'}).")
+    return 0
+
+
+def cmd_rm(args) -> int:
+    from desktop_app.hub.importer import remove_model
+
+    res = remove_model(args.id)
+    if args.json:
+        emit_json(res.to_dict())
+    elif res.deleted:
+        print(f"Removed {res.record.id}: {_size(res.bytes_freed)} freed.")
+    else:
+        print(f"Removed {res.record.id} from the library; 0 bytes freed ({res.note}: {res.record.path}).")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from desktop_app.hub.client import HubClient
+
+    results = HubClient().search(args.text, task=args.task, limit=args.limit)
+    if args.json:
+        emit_json([r.to_dict() for r in results])
+        return 0
+    if not results:
+        print("Nothing found on the hub.")
+    for r in results:
+        gated = "  (gated)" if r.gated else ""
+        print(f"{r.repo_id:<60} {r.downloads:>10} downloads  {r.pipeline_tag or r.library_name}{gated}")
+    return 0
+
+
+def cmd_files(args) -> int:
+    from desktop_app.hub.catalog import choose_best_gguf, fit_image_size, fit_llm_size
+    from desktop_app.hub.client import HubClient
+
+    info = HubClient().repo_info(args.repo, args.revision)
+    hw = _hw()
+    rows = []
+    for f in info.files:
+        fit = None
+        if f.size and f.name.lower().endswith(".gguf") and "mmproj" not in f.name.lower():
+            fit = fit_llm_size(f.size, hw)
+        elif f.size and f.name.endswith(".safetensors") and "/" not in f.name and f.size > 100e6:
+            fit = fit_image_size(f.size, hw)
+        d = f.to_dict()
+        d["fit"] = fit.to_dict() if fit else None
+        rows.append(d)
+    best = choose_best_gguf([(f.name, f.size or 0) for f in info.gguf_files], hw) if info.gguf_files else None
+    if args.json:
+        emit_json({"repo_id": info.repo_id, "sha": info.sha, "gated": info.gated, "license": info.license,
+                   "diffusers": info.is_diffusers, "best": best, "files": rows})
+        return 0
+    print(f"{info.repo_id} @ {info.sha[:12]}  licence: {info.license or '?'}{'  (gated)' if info.gated else ''}")
+    for d in rows:
+        mark = "*" if d["name"] == best else " "
+        badge = d["fit"]["badge"] if d["fit"] else ""
+        print(f"{mark} {d['name']:<60} {_size(d['size']):>9}  {badge}")
+    if best:
+        print(f"* best quantization for this machine: {best}")
+    return 0
+
+
+def cmd_catalog(args) -> int:
+    from desktop_app.hub.catalog import load_catalog
+
+    cat = load_catalog()
+    lib = Library()
+    rows = cat.view(_hw(), task=args.task, fits_only=args.fits, installed_ids=[r.id for r in lib.list()])
+    if args.json:
+        emit_json([r.to_dict() for r in rows])
+        return 0
+    if not rows:
+        raise AtelierError("No catalog entry matches (try without --fits).")
+    for r in rows:
+        e = r.entry
+        mark = "*" if r.recommended else " "
+        exact = "" if e.size_exact else "~"
+        lic = f"  [{e.license}{', accept first' if e.needs_acceptance else ''}]"
+        print(f"{mark} {e.family:<34} {e.quantization or e.format:<8} {exact}{_size(e.size_bytes):>9}  "
+              f"{r.fit.badge:<28} {e.repo_id}{lic}{'  installed' if r.installed else ''}")
+    print("* = the quantization pre-selected for this machine; ~ = approximate size (exact after a refresh)")
+    return 0

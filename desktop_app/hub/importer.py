@@ -1,0 +1,179 @@
+"""Import a local model file or folder, and remove models (deleting only what Atelier owns).
+
+``import_path(p)`` checks the file first (GGUF magic/version, safetensors header, diffusers
+folder components; pickle refused unless allowed), then registers it in place
+(``managed=False``) or, with ``copy=True``, copies it into ``<models>/imported/`` (through a
+``.part`` name, with progress and cancel) and registers the copy (``managed=True``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from desktop_app.core.errors import AtelierError, Cancelled
+from desktop_app.core.library import Library, ModelRecord, path_size
+from desktop_app.core.model_files import check_diffusers_folder, record_for_path
+from desktop_app.core.settings import Settings
+from desktop_app.engines.base import CancelToken
+from desktop_app.hub.client import quantization_from_name
+from desktop_app.hub.downloads import DISK_MARGIN, default_disk_probe
+
+CHUNK = 4 * 1024 * 1024
+
+
+def _unique_id(library: Library, base: str, path: str) -> str:
+    rid, n = base, 2
+    while True:
+        rec = library.get(rid)
+        if rec is None or rec.path == path:
+            return rid
+        rid = f"{base}-{n}"
+        n += 1
+
+
+def _copy_file(src: Path, dst: Path, cancel: CancelToken, progress: Callable[[int, int], None] | None,
+               done0: int, total: int) -> int:
+    part = dst.with_name(dst.name + ".part")
+    done = done0
+    try:
+        with open(src, "rb") as fi, open(part, "wb") as fo:
+            while True:
+                cancel.raise_if_cancelled()
+                b = fi.read(CHUNK)
+                if not b:
+                    break
+                fo.write(b)
+                done += len(b)
+                if progress:
+                    progress(done, total)
+        shutil.copystat(src, part)
+        os.replace(part, dst)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return done
+
+
+def import_path(
+    path: str | Path,
+    *,
+    copy: bool = False,
+    allow_pickle: bool | None = None,
+    library: Library | None = None,
+    cancel: CancelToken | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    disk_probe: Callable[[Path], int] = default_disk_probe,
+    task: str | None = None,
+) -> ModelRecord:
+    """Check and register a model file or diffusers folder; returns the record."""
+    settings = Settings()
+    if allow_pickle is None:
+        allow_pickle = bool(settings.get("allow_pickle"))
+    library = library or Library()
+    cancel = cancel or CancelToken()
+    src = Path(path).expanduser().resolve()
+    rec = record_for_path(src, allow_pickle=allow_pickle)  # header checks, pickle refusal
+    if src.is_dir():
+        check_diffusers_folder(src, allow_pickle=allow_pickle)
+    if task:
+        rec.task = task
+    if rec.format == "gguf":
+        rec.quantization = quantization_from_name(src.name)
+    existing = library.find_by_path(src)
+    if existing and not copy:
+        return existing
+    if copy:
+        dest_root = settings.models_dir / "imported"
+        dest = dest_root / src.name
+        if dest.exists():
+            raise AtelierError(f"{dest} already exists in the models folder; remove it first or import in place.")
+        total = rec.size_bytes
+        free = disk_probe(dest_root)
+        if total + DISK_MARGIN > free:
+            raise AtelierError(f"Not enough disk space to copy {src.name}: it needs {total / 1e9:.2f} GB and "
+                               f"{dest_root} has {free / 1e9:.2f} GB free.")
+        dest_root.mkdir(parents=True, exist_ok=True)
+        try:
+            if src.is_dir():
+                staging = dest_root / (src.name + ".partial")
+                shutil.rmtree(staging, ignore_errors=True)
+                done = 0
+                for f in sorted(p for p in src.rglob("*") if p.is_file()):
+                    t = staging / f.relative_to(src)
+                    t.parent.mkdir(parents=True, exist_ok=True)
+                    done = _copy_file(f, t, cancel, progress, done, total)
+                os.replace(staging, dest)
+            else:
+                _copy_file(src, dest, cancel, progress, 0, total)
+        except Cancelled:
+            if src.is_dir():
+                shutil.rmtree(dest_root / (src.name + ".partial"), ignore_errors=True)
+            raise
+        rec.path = str(dest)
+        rec.managed = True
+        rec.size_bytes = path_size(dest)
+    rec.source = "import"
+    rec.id = _unique_id(library, rec.id, rec.path)
+    return library.add(rec)
+
+
+@dataclass
+class Removal:
+    record: ModelRecord
+    bytes_freed: int
+    deleted: bool  # False: only unregistered (the files belong to another app or folder)
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {"id": self.record.id, "path": self.record.path, "bytes_freed": self.bytes_freed,
+                "deleted": self.deleted, "note": self.note}
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def remove_model(model_id: str, library: Library | None = None) -> Removal:
+    """Unregister a model; delete its files only if Atelier owns them (managed and inside the models folder)."""
+    library = library or Library()
+    rec = library.get(model_id)
+    if rec is None:
+        raise AtelierError(f"No model with id '{model_id}' in the library (see 'atelier models list').")
+    p = Path(rec.path)
+    models_dir = Settings().models_dir
+    if not rec.managed or not _inside(p, models_dir):
+        library.remove(model_id)
+        note = "unregistered only: the files are not Atelier's (used in place)"
+        if rec.managed:
+            note = f"unregistered only: {p} is outside the models folder {models_dir}"
+        return Removal(rec, 0, False, note)
+    freed = path_size(p) if p.exists() else 0
+    library.remove(model_id)
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    elif p.exists():
+        p.unlink()
+        # split GGUF parts downloaded with it
+        from desktop_app.hub.client import split_info
+
+        if split_info(p.name):
+            for other in p.parent.glob(p.name.replace("-00001-of-", "-*-of-")):
+                freed += other.stat().st_size
+                other.unlink()
+    # tidy empty hub/org/name folders
+    parent = p.parent
+    while parent != models_dir and _inside(parent, models_dir):
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+        parent = parent.parent
+    return Removal(rec, freed, True)
