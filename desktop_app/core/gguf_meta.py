@@ -37,6 +37,7 @@ _SCALARS = {
     6: ("<f", 4), 7: ("<?", 1), 10: ("<Q", 8), 11: ("<q", 8), 12: ("<d", 8),
 }
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 
 # ggml type id -> (name, block size, bytes per block). Mirrors gguf.GGML_QUANT_SIZES (a unit test
 # checks they agree); unknown ids fall back to the gguf package's table, imported lazily (it costs
@@ -208,18 +209,19 @@ class _Cursor:
         return bytes(self.buf[start:start + n]).decode("utf-8", errors="replace")
 
     def skip_strings(self, count: int, what: str) -> None:
-        buf, unpack = self.buf, struct.unpack_from
-        pos, end = self.pos, self.end
+        """Walk ``count`` length-prefixed strings without decoding them (the hot loop)."""
+        buf, unpack = self.buf, _U64.unpack_from
+        pos, end = self.pos, self.end - 8
         for _ in range(count):
-            if pos + 8 > end:
-                self.pos = pos
-                self.need(8, what)
-            (n,) = unpack("<Q", buf, pos)
-            pos += 8 + n
             if pos > end:
-                self.pos = pos - n
-                self.need(n, what)
-        self.pos = pos
+                break
+            pos += 8 + unpack(buf, pos)[0]
+        else:
+            if pos <= self.end:
+                self.pos = pos
+                return
+        self.pos = min(pos, self.end)
+        self.need(8, what)  # raises: the strings run past the end of the file
 
     def scalar(self, vtype: int, what: str):
         fmt, size = _SCALARS[vtype]
