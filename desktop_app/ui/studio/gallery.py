@@ -64,6 +64,20 @@ def load_thumbnail(path: Path, size: int = THUMB) -> tuple[QImage, dict | None, 
     return img, params, (full.width(), full.height())
 
 
+def square_thumbnail(img: QImage, size: int = THUMB) -> QPixmap:
+    """The image scaled to fit a transparent size×size square, centred (a tidy grid)."""
+    pm = QPixmap(size, size)
+    pm.fill(Qt.GlobalColor.transparent)
+    if img.isNull():
+        return pm
+    if img.width() > size or img.height() > size:
+        img = img.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+    p = QPainter(pm)
+    p.drawImage((size - img.width()) // 2, (size - img.height()) // 2, img)
+    p.end()
+    return pm
+
+
 @dataclass
 class GalleryItem:
     path: Path
@@ -161,8 +175,7 @@ class GalleryModel(QAbstractListModel):
             self.remove_row(existing)
         it = GalleryItem(Path(path), params=params)
         if image is not None and not image.isNull():
-            it.thumb = QPixmap.fromImage(image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                                                      Qt.TransformationMode.SmoothTransformation))
+            it.thumb = square_thumbnail(image)
             it.size = (image.width(), image.height())
             it.loaded = True
         self.beginInsertRows(QModelIndex(), 0, 0)
@@ -229,7 +242,7 @@ class GalleryModel(QAbstractListModel):
             return
         it = self._items[row]
         if not img.isNull():
-            it.thumb = QPixmap.fromImage(img)
+            it.thumb = square_thumbnail(img)
         else:
             it.thumb = self._placeholder_pixmap()
         if params is not None and it.params is None:
@@ -264,7 +277,8 @@ class GalleryView(QListView):
         self.setAccessibleName("Gallery of generated images")
         self.setViewMode(QListView.ViewMode.IconMode)
         self.setIconSize(QSize(THUMB, THUMB))
-        self.setGridSize(QSize(THUMB + 16, THUMB + 28))
+        self.setGridSize(QSize(THUMB + 20, THUMB + 24))
+        self.setMinimumHeight(THUMB + 40)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setMovement(QListView.Movement.Static)
         self.setUniformItemSizes(True)

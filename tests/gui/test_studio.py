@@ -1,0 +1,422 @@
+"""The Image Studio tab with a real engine child process and tiny random diffusers pipelines.
+
+Fast tests (no engine): mask painting + undo, gallery actions, drop a PNG, size validation.
+Slow tests (real engine, torch import in the child ~5 s): one engine is shared by the module
+where the test allows it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
+
+from desktop_app.core.library import ModelRecord
+from desktop_app.qt.context import AppContext
+from desktop_app.qt.threads import running_qthreads
+from desktop_app.ui.studio.gallery import images_dir
+from desktop_app.ui.studio.tab import StudioTab
+
+pytestmark = pytest.mark.gui
+SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+
+
+def shot(widget, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    assert widget.grab().save(str(SHOTS / f"studio_{name}.png"))
+
+
+def png_bytes(size=(96, 64), color=(40, 120, 200), params: dict | None = None, a1111: str | None = None) -> bytes:
+    from PIL import Image, PngImagePlugin
+
+    img = Image.new("RGB", size, color)
+    if params is not None:
+        from desktop_app.engines.diffusion.metadata import png_with_metadata
+
+        return png_with_metadata(img, params)
+    buf = io.BytesIO()
+    info = None
+    if a1111 is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", a1111)
+    img.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+PARAMS = {"prompt": "a lighthouse at dusk", "negative": "blurry", "mode": "txt2img", "steps": 7, "guidance": 4.5,
+          "width": 96, "height": 64, "seed": 1234, "scheduler": "DDIM", "model": "tiny", "loras": []}
+
+
+@pytest.fixture
+def studio(qtbot):
+    """A StudioTab on its own AppContext (no window); threads joined at teardown."""
+    ctx = AppContext()
+    tab = StudioTab(ctx)
+    qtbot.addWidget(tab)
+    tab.resize(1200, 800)
+    tab.show()
+    qtbot.waitExposed(tab)
+    yield tab
+    tab.shutdown()
+    ctx.shutdown()
+    assert not running_qthreads()
+
+
+def drop_file(tab, path: Path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    ev = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                    Qt.KeyboardModifier.NoModifier)
+    # QApplication.sendEvent ignores a drop without a drag in progress: deliver it to the widget.
+    enter = QDragEnterEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    tab.event(enter)
+    assert enter.isAccepted()
+    tab.event(ev)
+    assert ev.isAccepted()
+
+
+# ---------------------------------------------------------------------------------- fast tests
+
+def test_mask_painting_makes_a_mask_and_undo_restores_it(studio, qtbot):
+    img = QImage(256, 256, QImage.Format.Format_RGB32)
+    img.fill(Qt.GlobalColor.darkGreen)
+    studio.params.set_mode("inpaint")
+    studio.set_init_image(img)
+    canvas = studio.canvas
+    assert studio.view_tabs.currentIndex() == 1 and canvas.has_image()
+    assert canvas.is_mask_empty()
+    studio.brush_slider.setValue(40)
+    assert canvas.brush_size() == 40
+    a = canvas.image_to_widget(QPointF(60, 60)).toPoint()
+    b = canvas.image_to_widget(QPointF(190, 120)).toPoint()
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=a)
+    for i in range(1, 11):
+        qtbot.mouseMove(canvas, a + (b - a) * (i / 10))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=b)
+    cov = canvas.mask_coverage()
+    assert 0.05 < cov < 0.6, cov
+    mask = QImage.fromData(canvas.mask_png())
+    assert mask.size() == img.size() and mask.pixelColor(60, 60).red() == 255 and mask.pixelColor(5, 250).red() == 0
+    shot(studio, "inpaint_canvas")
+    # erase part of it with the right button, then undo twice: empty again (Ctrl+Z on the canvas)
+    qtbot.mousePress(canvas, Qt.MouseButton.RightButton, pos=a)
+    qtbot.mouseRelease(canvas, Qt.MouseButton.RightButton, pos=a)
+    assert canvas.mask_coverage() < cov
+    canvas.setFocus()
+    qtbot.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert canvas.mask_coverage() == pytest.approx(cov)
+    qtbot.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert canvas.is_mask_empty()
+    # clear is undoable too
+    canvas.set_mask(QImage.fromData(png_bytes((256, 256), (255, 255, 255))))
+    assert canvas.mask_coverage() == 1.0
+    studio.clear_button.click()
+    assert canvas.is_mask_empty()
+    studio.undo_button.click()
+    assert canvas.mask_coverage() == 1.0
+
+
+def test_inpaint_without_mask_and_invalid_size_show_clear_errors(studio, qtbot):
+    studio.params.width_box.setValue(500)
+    assert studio.params.size_error.isVisible() and "multiple of 8" in studio.params.size_error.text()
+    assert studio.generate() is None
+    assert studio.banner.isVisible()
+    text = studio.banner_label.text()
+    assert "Width 500 px is not valid" in text and "image model" in text
+    studio.params.width_box.setValue(512)
+    studio.params.height_box.setValue(40)
+    assert "Height 40 px" in studio.params.size_error.text()
+    studio.params.height_box.setValue(512)
+    assert not studio.params.size_error.isVisible()
+    studio.params.set_max_size(256)
+    assert "maximum (256 px)" in studio.params.size_error.text()
+    studio.params.set_mode("inpaint")
+    studio.generate()
+    assert "needs an init image" in studio.banner_label.text()
+    shot(studio, "invalid_size")
+
+
+def test_gallery_lazy_thumbnails_and_actions(studio, qtbot):
+    d = images_dir()
+    for i in range(3):
+        (d / f"2026010{i}-img.png").write_bytes(png_bytes(color=(60 * i, 90, 150), params=dict(PARAMS, seed=100 + i)))
+        os.utime(d / f"2026010{i}-img.png", (1_700_000_000 + i, 1_700_000_000 + i))
+    model = studio.gallery_model
+    studio.refresh_gallery()
+    qtbot.waitUntil(lambda: model.rowCount() == 3, timeout=5000)
+    assert model.item(0).path.name == "20260102-img.png"  # newest first
+    qtbot.waitUntil(lambda: all(it.loaded for it in model.items()), timeout=5000)
+    assert model.requested_total >= 3 and model.item(0).thumb.width() == 128
+    assert model.item(0).params["seed"] == 102
+
+    # reuse parameters
+    studio.gallery.setCurrentIndex(model.index(1))
+    assert studio.act_reuse.isEnabled()
+    studio.act_reuse.trigger()
+    p = studio.params.get_params()
+    assert p["prompt"] == "a lighthouse at dusk" and p["negative"] == "blurry" and p["seed"] == 101
+    assert p["steps"] == 7 and p["guidance"] == 4.5 and p["scheduler"] == "DDIM" and (p["width"], p["height"]) == (96, 64)
+
+    # send to image-to-image / inpaint
+    studio.act_img2img.trigger()
+    assert studio.params.mode() == "img2img" and studio.canvas.has_image()
+    assert studio.canvas.image().size().width() == 96 and studio.view_tabs.currentIndex() == 1
+    studio.act_inpaint.trigger()
+    assert studio.params.mode() == "inpaint" and studio.canvas.mask_enabled
+
+    # save as keeps the metadata; copy puts the image on the clipboard
+    from desktop_app.engines.diffusion.metadata import parse_parameters
+
+    dest = images_dir().parent / "copy.png"
+    studio.save_as(model.item(1).path, dest)
+    assert parse_parameters(dest)["seed"] == 101
+    studio.act_copy.trigger()
+    from PySide6.QtGui import QGuiApplication
+
+    assert QGuiApplication.clipboard().image().width() == 96
+
+    # open large
+    dlg = studio.open_large(model.item(1).path)
+    qtbot.waitExposed(dlg)
+    assert "a lighthouse at dusk" in dlg.findChildren(type(studio.status_label))[0].text()
+    dlg.close()
+
+    # post-processing without models installed: disabled, tooltip says what to do
+    assert not studio.act_upscale.isEnabled() and "install" in studio.act_upscale.toolTip()
+    assert not studio.act_removebg.isEnabled()
+    shot(studio, "gallery")
+
+    # delete
+    path = model.item(0).path
+    studio.delete_rows([0])
+    assert not path.exists() and model.rowCount() == 2
+
+
+def test_dropping_a_png_restores_its_parameters(studio, qtbot, tmp_path):
+    a1111 = ("a castle on a hill, \"oil painting\"\nNegative prompt: lowres\n"
+             "Steps: 12, Sampler: Euler a, CFG scale: 6.5, Seed: 987654321, Size: 640x448, Model: v1-5")
+    f = tmp_path / "a1111.png"
+    f.write_bytes(png_bytes(a1111=a1111))
+    with qtbot.waitSignal(studio.params_restored, timeout=5000):
+        drop_file(studio, f)
+    p = studio.params.get_params()
+    assert p["prompt"] == 'a castle on a hill, "oil painting"' and p["negative"] == "lowres"
+    assert (p["steps"], p["guidance"], p["seed"], p["scheduler"]) == (12, 6.5, 987654321, "Euler a")
+    assert (p["width"], p["height"]) == (640, 448)
+
+    g = tmp_path / "ours.png"
+    g.write_bytes(png_bytes(params=dict(PARAMS, seed=42, prompt="ours")))
+    with qtbot.waitSignal(studio.params_restored, timeout=5000):
+        drop_file(studio, g)
+    assert studio.params.get_params()["prompt"] == "ours" and studio.params.get_params()["seed"] == 42
+
+    # a plain image (no parameters) becomes the init image
+    h = tmp_path / "plain.png"
+    h.write_bytes(png_bytes((120, 80)))
+    drop_file(studio, h)
+    qtbot.waitUntil(lambda: studio.canvas.has_image(), timeout=5000)
+    assert studio.params.mode() == "img2img" and studio.params.get_params()["width"] == 120
+
+
+def test_controls_have_accessible_names(studio):
+    from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit, QSlider
+
+    missing = []
+    for cls in (QAbstractButton, QLineEdit, QPlainTextEdit, QComboBox, QAbstractSpinBox, QSlider):
+        for w in studio.findChildren(cls):
+            if w.isVisibleTo(studio) and not w.accessibleName() and not getattr(w, "text", lambda: "")():
+                missing.append(f"{type(w).__name__} {w.objectName()!r}")
+    assert not missing, missing
+
+
+# ---------------------------------------------------------------------------------- real engine
+
+@pytest.fixture(scope="module")
+def tiny_sd15(tmp_path_factory) -> Path:
+    from tests.diffusion import tiny_pipelines as tp
+
+    return tp.build_sd15(tmp_path_factory.mktemp("studio_tiny") / "tiny-sd15")
+
+
+@pytest.fixture(scope="module")
+def shared_engine(tmp_path_factory):
+    from desktop_app.engines.diffusion.client import EngineProcess
+
+    eng = EngineProcess(env={"ATELIER_TEST_STEP_DELAY": "0.05"},
+                        log_path=tmp_path_factory.mktemp("studio_engine") / "engine.log")
+    yield eng
+    eng.stop()
+
+
+def register(ctx, folder: Path) -> ModelRecord:
+    rec = ModelRecord(id="tiny-sd15", task="image", format="diffusers", path=str(folder), size_bytes=1000,
+                      name="Tiny SD 1.5", family="sd15")
+    ctx.library.add(rec)
+    return rec
+
+
+@pytest.fixture
+def engine_studio(studio, qtbot, tiny_sd15, shared_engine):
+    register(studio.ctx, tiny_sd15)
+    studio.engine_provider = lambda: (shared_engine, False)
+    with qtbot.waitSignal(studio.models_listed, timeout=10000):
+        studio.start()
+    assert studio.current_model_id() == "tiny-sd15"
+    return studio
+
+
+@pytest.mark.slow
+def test_generate_shows_previews_and_adds_results_to_the_gallery(engine_studio, qtbot):
+    tab = engine_studio
+    with qtbot.waitSignal(tab.model_loaded, timeout=120000):
+        tab.select_model("tiny-sd15")
+    assert tab.params.get_params()["width"] == 64  # the model's native size
+    assert "Tiny SD 1.5" in tab.ctx._loaded.get("image", "")
+    tab.params.prompt.setPlainText("a red fox")
+    tab.params.steps.setValue(6)
+    tab.params.batch.setValue(2)
+    tab.params.set_seed(77)
+    previews = []
+    tab.preview_shown.connect(previews.append)
+    results = []
+    tab.result_added.connect(results.append)
+    finished = tab.generation_finished
+    with qtbot.waitSignal(finished, timeout=120000) as blocker:
+        assert tab.generate() is not None
+        assert not tab.generate_button.isEnabled() and tab.cancel_button.isEnabled()
+    assert blocker.args == ["done"]
+    assert previews and len(results) == 2
+    assert tab.gallery_model.rowCount() == 2
+    from desktop_app.engines.diffusion.metadata import parse_parameters
+
+    seeds = sorted(parse_parameters(Path(r))["seed"] for r in results)
+    assert seeds == [77, 78]
+    assert Path(results[0]).parent == images_dir()
+    assert "Done" in tab.progress.format() and tab.generate_button.isEnabled()
+    assert not tab.preview.image().isNull()
+    shot(tab, "generated")
+
+
+@pytest.mark.slow
+def test_cancel_mid_run_stops_within_a_step_and_adds_nothing(engine_studio, qtbot):
+    tab = engine_studio
+    tab.params.prompt.setPlainText("cancel me")
+    tab.params.steps.setValue(60)  # 60 × 0.05 s: plenty of time to cancel mid-run
+    tab.params.width_box.setValue(64)
+    tab.params.height_box.setValue(64)
+    results = []
+    tab.result_added.connect(results.append)
+    shown = tab.preview_shown
+    finished = tab.generation_finished
+    with qtbot.waitSignal(shown, timeout=120000):
+        tab.generate()
+    import time
+
+    t0 = time.perf_counter()
+    with qtbot.waitSignal(finished, timeout=10000) as blocker:
+        tab.cancel_button.click()
+    assert blocker.args == ["cancelled"]
+    assert time.perf_counter() - t0 < 3.0
+    assert not results and "Cancelled at step" in tab.progress.format()
+    shot(tab, "cancelled")
+    # the engine is still usable: a short run completes
+    tab.params.steps.setValue(2)
+    with qtbot.waitSignal(finished, timeout=60000) as blocker:
+        tab.generate()
+    assert blocker.args == ["done"] and len(results) == 1
+
+
+@pytest.mark.slow
+def test_engine_killed_mid_run_says_so_and_restarts(engine_studio, qtbot, shared_engine):
+    tab = engine_studio
+    tab.params.prompt.setPlainText("crash")
+    tab.params.steps.setValue(80)
+    tab.params.width_box.setValue(64)
+    tab.params.height_box.setValue(64)
+    finished = tab.generation_finished
+    with qtbot.waitSignal(tab.preview_shown, timeout=120000):
+        tab.generate()
+    with qtbot.waitSignal(finished, timeout=20000) as blocker:
+        shared_engine.kill()
+    assert blocker.args == ["error"]
+    assert tab.banner.isVisible() and tab.restart_button.isVisible()
+    assert "stopped" in tab.banner_label.text()
+    assert "image" not in tab.ctx._loaded
+    shot(tab, "engine_crashed")
+    with qtbot.waitSignal(tab.model_loaded, timeout=120000):
+        tab.restart_button.click()
+    assert not tab.banner.isVisible() and shared_engine.alive
+
+
+@pytest.mark.slow
+def test_window_close_mid_generation_exits_cleanly(qtbot, tiny_sd15):
+    from desktop_app.ui.main_window import MainWindow
+
+    os.environ["ATELIER_TEST_STEP_DELAY"] = "0.1"
+    try:
+        win = MainWindow()
+        qtbot.addWidget(win)
+        register(win.ctx, tiny_sd15)
+        win.show()
+        win.start()
+        tab = win.studio_tab
+        win.tabs.setCurrentWidget(tab)
+        qtbot.waitUntil(lambda: tab.current_model_id() == "tiny-sd15", timeout=10000)
+        qtbot.waitUntil(lambda: "tiny-sd15" in tab._badges, timeout=10000)
+        assert tab.badge_label.text().startswith("Fit:")
+        tab.params.prompt.setPlainText("closing")
+        tab.params.steps.setValue(200)
+        tab.params.width_box.setValue(64)
+        tab.params.height_box.setValue(64)
+        with qtbot.waitSignal(tab.preview_shown, timeout=120000):
+            tab.generate()
+        shot(win, "window_generating")
+        engine = tab.image_thread()._worker.state["engine"]
+        pid = engine.pid
+        assert pid and engine.alive
+        win.close()
+        assert not running_qthreads()
+        assert not engine.alive
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        os.environ.pop("ATELIER_TEST_STEP_DELAY", None)
+
+
+@pytest.mark.slow
+def test_upscale_from_the_gallery_and_compare(studio, qtbot, tmp_path_factory):
+    from desktop_app.core.model_files import record_for_path
+    from tests.postprocess.models import write_tiny_esrgan
+
+    sr = write_tiny_esrgan(tmp_path_factory.mktemp("studio_sr") / "tiny-esrgan-2x.safetensors", scale=2)
+    studio.ctx.library.add(record_for_path(sr))
+    src = images_dir() / "source.png"
+    src.write_bytes(png_bytes((48, 32), params=dict(PARAMS, width=48, height=32)))
+    with qtbot.waitSignal(studio.models_listed, timeout=10000):
+        studio.start()
+    qtbot.waitUntil(lambda: studio.gallery_model.rowCount() == 1, timeout=5000)
+    studio.gallery.setCurrentIndex(studio.gallery_model.index(0))
+    assert studio.act_upscale.isEnabled() and "tiny-esrgan" in studio.act_upscale.toolTip()
+    with qtbot.waitSignal(studio.result_added, timeout=120000) as blocker:
+        studio.act_upscale.trigger()
+    out = Path(blocker.args[0])
+    qtbot.waitUntil(lambda: studio._post_job is None, timeout=10000)
+    assert QImage(str(out)).size().width() == 96
+    from desktop_app.engines.diffusion.metadata import parse_parameters
+
+    meta = parse_parameters(out)
+    assert meta["operation"] == "Upscaled" and meta["source_image"] == str(src) and meta["prompt"] == PARAMS["prompt"]
+    assert studio.gallery_model.rowCount() == 2 and studio.act_compare.isEnabled()
+    dlg = studio.compare(src, out)
+    qtbot.waitExposed(dlg)
+    view = dlg.compare_view
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_Left)
+    assert view.split == pytest.approx(0.45)
+    shot(dlg, "before_after")
+    dlg.close()
