@@ -305,6 +305,7 @@ class ChatTab(QWidget):
         if self._thread is not None:
             self._thread.cancel()
             self._thread.shutdown()
+        self.conv_model.set_store(None)
         for st in (self._private_store, self.store):
             if st is not None:
                 st.close()
@@ -843,6 +844,8 @@ class ChatTab(QWidget):
         self._gen_job = None
         self._gen_reply_id = None
         self._gen_store = None
+        if self._shut:  # late event after the window closed: the job already saved the reply
+            return
         self._set_generating(False)
         if self.view.streaming_id == reply_id:
             self.view.end_stream(content, thinking, stats)

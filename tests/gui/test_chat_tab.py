@@ -1,0 +1,171 @@
+"""The Chat tab with the real starter model (SmolLM2-135M): send, stream, stop, switch, regenerate,
+edit and resend, private chat, focus, clean close mid-generation."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from desktop_app.ui.main_window import MainWindow
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+REPLY_TIMEOUT = 120_000
+
+
+@pytest.fixture
+def window(qtbot, starter_model):
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.start()
+    tab = win.chat_tab
+    tab.params.max_tokens.setValue(24)
+    tab.params.temperature.setValue(0.0)
+    tab.params.seed.setValue(1)
+    yield win
+    win.close()
+
+
+def _send_by_keyboard(qtbot, tab, text):
+    qtbot.keyClicks(tab.input, text)
+    qtbot.keyClick(tab.input, Qt.Key.Key_Return)
+
+
+def _db_rows(tab, sql):
+    con = sqlite3.connect(str(tab.store.path))
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_send_stream_stop_regenerate_edit_and_switch(window, qtbot):
+    tab = window.chat_tab
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is tab.input, timeout=5000)  # focused at start
+
+    # send with Enter: a streamed reply appears, is saved, and the box has the focus again
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT) as blocker:
+        _send_by_keyboard(qtbot, tab, "What is the capital of France?")
+        assert tab.input.toPlainText() == ""
+        assert tab.generating and tab.send_button.text() == "Stop"
+    stats = blocker.args[0]
+    assert stats["finish_reason"] in ("stop", "length") and stats["tokens"] > 0
+    msgs = tab.view.messages()
+    assert [m.role for m in msgs] == ["user", "assistant"] and msgs[1].content.strip()
+    assert tab.view.flushes >= 1
+    assert QApplication.focusWidget() is tab.input
+    assert tab.send_button.text() == "Send"
+    assert "context" in tab.ctx_meter.format() and tab.ctx_meter.value() > 0
+    assert "SmolLM2" in window.loaded_label.text()
+    saved = _db_rows(tab, "SELECT role, content, finished FROM messages ORDER BY id")
+    assert saved == [("user", "What is the capital of France?", 1), ("assistant", msgs[1].content, 1)]
+    first_conv = tab.conversation_id
+
+    # stop mid-stream with Esc: returns quickly, keeps the partial reply; the next send works
+    tab.params.max_tokens.setValue(400)
+    _send_by_keyboard(qtbot, tab, "Write a long story about a dragon who learns to bake bread.")
+    qtbot.waitUntil(lambda: tab.view.widget_for(tab.view.streaming_id or -1) is not None
+                    and tab.view._stream_content.strip() != "", timeout=REPLY_TIMEOUT)
+    with qtbot.waitSignal(tab.reply_finished, timeout=5000) as blocker:
+        t0 = time.monotonic()
+        qtbot.keyClick(tab.input, Qt.Key.Key_Escape)
+    assert time.monotonic() - t0 < 2.0
+    assert blocker.args[0]["finish_reason"] == "cancelled"
+    partial = tab.view.messages()[-1]
+    assert partial.role == "assistant" and partial.content
+    tab.params.max_tokens.setValue(16)
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT) as blocker:
+        _send_by_keyboard(qtbot, tab, "Say hello.")
+    assert blocker.args[0]["finish_reason"] in ("stop", "length")
+    assert len(tab.view.messages()) == 6
+
+    # regenerate the last reply: it is replaced, not added
+    old_last = tab.view.messages()[-1].id
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
+        tab.view.widget_for(old_last).buttons["regenerate"].click()
+    msgs = tab.view.messages()
+    assert len(msgs) == 6 and msgs[-1].id != old_last and msgs[-1].role == "assistant"
+    assert tab.store.get_message(old_last) is None
+
+    # edit and resend the second user message: everything after it is removed, then answered again
+    user2 = msgs[2]
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
+        assert tab.edit_and_resend(user2.id, "Name one fruit.")
+    msgs = tab.view.messages()
+    assert [m.role for m in msgs] == ["user", "assistant", "user", "assistant"]
+    assert msgs[2].content == "Name one fruit."
+    saved = _db_rows(tab, f"SELECT content FROM messages WHERE conversation_id = {first_conv} ORDER BY id")
+    assert [r[0] for r in saved][:3] == ["What is the capital of France?", msgs[1].content, "Name one fruit."]
+    assert len(saved) == 4
+
+    # switch: a new chat, then back to the first one from the list
+    tab.new_button.click()
+    assert tab.view.messages() == [] and tab.conversation_id is None
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
+        _send_by_keyboard(qtbot, tab, "Hi!")
+    second_conv = tab.conversation_id
+    assert second_conv != first_conv and tab.conv_model.rowCount() == 2
+    row = tab.conv_model.row_of(first_conv)
+    tab.conv_view.clicked.emit(tab.conv_model.index(row))
+    assert tab.conversation_id == first_conv
+    assert [m.content for m in tab.view.messages()][2] == "Name one fruit."
+
+    # search the list by text
+    tab.conv_model.set_search("fruit")
+    assert [tab.conv_model.conversation_at(i).id for i in range(tab.conv_model.rowCount())] == [first_conv]
+
+
+def test_private_chat_leaves_nothing_on_disk(window, qtbot):
+    tab = window.chat_tab
+    tab.private_button.click()
+    assert tab.private and tab.private_banner.isVisible()
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
+        _send_by_keyboard(qtbot, tab, "My secret number is 918273.")
+    assert [m.role for m in tab.view.messages()] == ["user", "assistant"]
+    assert _db_rows(tab, "SELECT COUNT(*) FROM conversations") == [(0,)]
+    assert _db_rows(tab, "SELECT COUNT(*) FROM messages") == [(0,)]
+    for f in tab.store.path.parent.glob("history.sqlite3*"):
+        assert b"918273" not in f.read_bytes()
+    tab.private_button.click()  # leaving private mode throws the chat away
+    assert not tab.private and tab.view.messages() == []
+
+
+def test_delete_all_history_vacuums(window, qtbot):
+    tab = window.chat_tab
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
+        _send_by_keyboard(qtbot, tab, "Remember the word pelican-42.")
+    assert tab.conv_model.rowCount() == 1
+    tab.delete_all_history()
+    qtbot.waitUntil(lambda: getattr(tab, "history_cleared", False), timeout=20_000)
+    assert tab.conv_model.rowCount() == 0 and tab.view.messages() == []
+    assert _db_rows(tab, "SELECT COUNT(*) FROM messages") == [(0,)]
+    for f in tab.store.path.parent.glob("history.sqlite3*"):
+        assert b"pelican-42" not in f.read_bytes()
+
+
+def test_close_mid_generation_exits_cleanly(qtbot, starter_model):
+    from desktop_app.qt.threads import running_qthreads
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    tab = win.chat_tab
+    tab.params.max_tokens.setValue(400)
+    _send_by_keyboard(qtbot, tab, "Count from one to two hundred in words.")
+    qtbot.waitUntil(lambda: tab.view._stream_content.strip() != "", timeout=REPLY_TIMEOUT)
+    store_path = tab.store.path
+    t0 = time.monotonic()
+    win.close()
+    assert time.monotonic() - t0 < 5.0
+    assert running_qthreads() == []
+    con = sqlite3.connect(str(store_path))
+    rows = con.execute("SELECT role, finished, length(content) FROM messages ORDER BY id").fetchall()
+    con.close()
+    assert rows[0][0] == "user" and rows[1][0] == "assistant" and rows[1][1] == 1 and rows[1][2] > 0
