@@ -139,7 +139,7 @@ def test_catalog_filters_badges_and_best_pick_on_a_cpu_machine(make_tab, qtbot, 
     best = [r for r in all_rows if r.recommended]
     assert best and all(r.fit.fits for r in best)
     i = view.model.rows.index(best[0])
-    assert "best for this machine" in view.model.index(i, 0).data()
+    assert "★ best" in view.model.index(i, 0).data()
     from PySide6.QtCore import Qt
 
     assert view.model.index(i, 1).data(Qt.ItemDataRole.BackgroundRole) is not None
@@ -184,7 +184,9 @@ def test_catalog_badges_follow_the_hardware_profile_and_screenshot(make_tab, qtb
     assert "Full GPU" in texts
     assert any(t.startswith("Partial") for t in texts) or "Too large" in texts
     view.task_combo.setCurrentIndex(view.task_combo.findData("chat"))
-    view.sort_by_size()
+    view.sort_by_size(ascending=False)
+    view.table.selectRow(4)
+    view.table.scrollTo(view.proxy.index(8, 0))
     SHOTS.mkdir(exist_ok=True)
     assert h.host.grab().save(str(SHOTS / "models_catalog.png"))
 
@@ -331,6 +333,7 @@ def test_library_import_delete_and_screenshot(make_tab, qtbot, monkeypatch, tmp_
     assert Path(copied.path).exists() and copied.path != str(tiny_gguf)
     qtbot.waitUntil(lambda: all(lib.model.data(lib.model.index(i, lib.model.COL_FIT)) != "…"
                                 for i in range(lib.model.rowCount())), timeout=10000)
+    lib.select_model(copied.id)
     SHOTS.mkdir(exist_ok=True)
     assert h.host.grab().save(str(SHOTS / "models_library.png"))
 

@@ -48,8 +48,8 @@ class CatalogRow:
 
 
 class CatalogTableModel(QAbstractTableModel):
-    COLUMNS = ("Model", "Task", "Quantization", "Size", "Licence", "Context", "Params", "Fit on this machine")
-    COL_NAME, COL_TASK, COL_QUANT, COL_SIZE, COL_LICENSE, COL_CTX, COL_PARAMS, COL_FIT = range(8)
+    COLUMNS = ("Model", "Fit on this machine", "Task", "Quantization", "Size", "Licence", "Context", "Params")
+    COL_NAME, COL_FIT, COL_TASK, COL_QUANT, COL_SIZE, COL_LICENSE, COL_CTX, COL_PARAMS = range(8)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -85,8 +85,8 @@ class CatalogTableModel(QAbstractTableModel):
                 name = e.family
                 if r.installed:
                     name += "  ✓ installed"
-                elif r.recommended:
-                    name += "  ★ best for this machine"
+                if r.recommended:
+                    name += "  ★ best"
                 return name
             if c == self.COL_TASK:
                 return TASK_LABELS.get(e.task, e.task)
@@ -130,6 +130,8 @@ class CatalogTableModel(QAbstractTableModel):
             if c == self.COL_FIT:
                 if e.needs_server:
                     return "Too big for a desktop: run it on a server (e.g. a multi-GPU machine)."
+                if r.recommended and c == self.COL_FIT:
+                    return "The best quantization of this family for this machine."
                 if r.fit is not None and r.fit.estimated_bytes:
                     return f"Estimated memory: {human_size(r.fit.estimated_bytes)}"
             return e.description or e.repo_id
@@ -160,13 +162,19 @@ class CatalogFilterProxy(QSortFilterProxyModel):
         self.setSortRole(SORT_ROLE)
 
     def set_filters(self, task: str | None = None, text: str | None = None, fits_only: bool | None = None) -> None:
+        begin = getattr(self, "beginFilterChange", None)  # Qt >= 6.9 (invalidateFilter is deprecated)
+        if begin is not None:
+            begin()
         if task is not None:
             self.task = task
         if text is not None:
             self.text = text.strip().lower()
         if fits_only is not None:
             self.fits_only = fits_only
-        self.invalidateFilter() if hasattr(self, "invalidateFilter") else self.invalidate()
+        if begin is not None:
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row, source_parent) -> bool:  # noqa: N802 - Qt API
         r: CatalogRow = self.sourceModel().row_at(source_row)
@@ -231,9 +239,11 @@ class CatalogView(QWidget):
         self.table.setAlternatingRowColors(False)
         self.table.verticalHeader().setVisible(False)
         self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 10)
         hdr = self.table.horizontalHeader()
-        hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        hdr.setStretchLastSection(True)
+        hdr.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        hdr.setSectionResizeMode(CatalogTableModel.COL_NAME, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         self.table.doubleClicked.connect(self._on_download_clicked)
 
@@ -303,14 +313,13 @@ class CatalogView(QWidget):
     def _on_loaded(self, result) -> None:
         self.catalog, rows = result
         self.model.set_rows(rows)
-        self.table.resizeColumnsToContents()
         n = len(rows)
         if self.ctx.hardware is None:
             self.message.setText(f"{n} catalog entries. Computing fit badges once the hardware is detected…")
         else:
             fits = sum(1 for r in rows if r.fit is not None and r.fit.fits)
             self.message.setText(f"{n} catalog entries; {fits} fit this machine ({self.ctx.hardware.summary()}). "
-                                 "★ marks the best quantization of each family for this machine.")
+                                 "★ best: the quantization pre-selected for each family on this machine.")
         self._on_selection_changed()
 
     @Slot(object)

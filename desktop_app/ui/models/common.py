@@ -56,9 +56,9 @@ def human_eta(seconds: float | None) -> str:
 BADGE_KINDS = {
     "gpu": (120, "Full GPU"),
     "gpu_offload": (90, "GPU (offload)"),
-    "gpu_sequential_offload": (60, "GPU (slow offload)"),
+    "gpu_sequential_offload": (55, "GPU (slow offload)"),
     "partial": (60, "Partial GPU"),
-    "cpu": (210, "CPU only"),
+    "cpu": (32, "CPU only"),
     "too_large": (0, "Too large"),
     "server": (280, "Needs a server"),
     "unknown": (None, "—"),

@@ -238,9 +238,12 @@ class LibraryView(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 10)
         self.table.setWordWrap(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        hdr = self.table.horizontalHeader()
+        hdr.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        hdr.setSectionResizeMode(LibraryTableModel.COL_PATH, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
 
         def button(text, name, acc, slot):
@@ -303,7 +306,6 @@ class LibraryView(QWidget):
         self._list_op = None
         selected = self.selected_record()
         self.model.set_rows(rows)
-        self.table.resizeColumnsToContents()
         total = sum(r.record.size_bytes for r in rows if r.record.managed)
         self.total_label.setText(f"{len(rows)} models · {human_size(total)} in the Atelier models folder")
         if selected is not None:
