@@ -72,7 +72,7 @@ def collect(probe: bool = True) -> dict:
     report.update({
         "summary": hw.summary(),
         "backends": backends,
-        "paths": {k: str(v) for k, v in get_paths().as_dict().items()},
+        "paths": get_paths().as_dict(),
         "offline": settings.offline,
         "vram_reserve_mib": settings.get("vram_reserve_mib"),
         "models": models,
@@ -116,6 +116,8 @@ def render_text(r: dict) -> str:
         lines.append("  torch:     not installed")
     lines += ["", "Paths"]
     for k, v in r["paths"].items():
+        if k == "portable":
+            v = "yes (ATELIER_HOME)" if v else "no"
         lines.append(f"  {k:<9} {v}")
     lines += ["", f"Offline: {'on' if r['offline'] else 'off'}", "", "Installed models"]
     if not r["models"]:

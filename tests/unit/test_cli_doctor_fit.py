@@ -37,7 +37,7 @@ def test_doctor_json_on_this_machine(starter_model, atelier_home):
         assert key in d, key
     assert d["gpus"] == [] and d["source"] == "detected" and d["offline"] is False
     assert d["llama_backend"] in ("cpu", None)
-    assert Path(d["paths"]["data"]).is_relative_to(atelier_home)
+    assert Path(d["paths"]["data"]).is_relative_to(atelier_home) and d["paths"]["portable"] is True
     starter = [m for m in d["models"] if m["source"] == "starter"]
     assert len(starter) == 1 and starter[0]["path"] == str(starter_model)
     fit = starter[0]["fit"]
