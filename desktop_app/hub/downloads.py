@@ -385,12 +385,13 @@ def download_file_iter(
                     raise http.client.HTTPException(f"server resumed at byte {start}, expected {done}")
             got_any = False
             last_yield = 0.0
+            read = getattr(resp, "read1", None) or resp.read  # read1: whatever has arrived, up to CHUNK
             with open(part, "r+b") as f:
                 f.seek(done)
                 while True:
                     if control.stopping:
                         control.check()
-                    buf = resp.read(CHUNK)
+                    buf = read(CHUNK)
                     if not buf:
                         break
                     f.write(buf)
