@@ -450,3 +450,59 @@ def test_every_visible_control_has_an_accessible_name(make_tab, qtbot):
                 if w.isVisibleTo(h.host) and not w.accessibleName() and not getattr(w, "text", lambda: "")():
                     missing.append(f"{type(w).__name__} {w.objectName()!r}")
     assert not missing, missing
+
+
+def test_discover_registers_models_of_other_apps_in_place(make_tab, qtbot, monkeypatch, tmp_path, tiny_gguf):
+    home = tmp_path / "home"
+    lm = home / ".lmstudio" / "models" / "lmstudio-community" / "Tiny-GGUF"
+    lm.mkdir(parents=True)
+    (lm / "Tiny-Q4_K_M.gguf").write_bytes(tiny_gguf.read_bytes())
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf"))
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "empty-ollama"))
+    h = make_tab()
+    lib = h.tab.library
+    h.tab.sections.setCurrentWidget(lib)
+    lib.discover_btn.click()
+    qtbot.waitUntil(lambda: "Registered" in lib.message.text() or "found" in lib.message.text(), timeout=15000)
+    assert "Registered 1 new model" in lib.message.text() and ".lmstudio" in lib.message.text()
+    qtbot.waitUntil(lambda: any("Tiny-Q4_K_M" in r.path for r in lib.records()), timeout=10000)
+    rec = next(r for r in lib.records() if "Tiny-Q4_K_M" in r.path)
+    assert not rec.managed and Path(rec.path).parent == lm  # used in place, nothing copied
+
+
+def test_catalog_refresh_sizes_and_download_through_the_hub(make_tab, qtbot, fake_hub, monkeypatch, tmp_path, gguf_bytes):  # noqa: F811
+    """A catalog entry served by the (fake) hub: exact size on request, then download and install."""
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    from desktop_app.hub.catalog import load_catalog
+
+    entry = next(e for e in load_catalog().entries
+                 if e.task == "chat" and not e.needs_acceptance and e.files and e.size_bytes < 600e6)
+    fake_hub.add_repo(entry.repo_id, {entry.file: gguf_bytes, "README.md": b"hi"}, tags=["gguf"])
+    h = make_tab()
+    view = h.tab.catalog
+    qtbot.waitUntil(lambda: catalog_ready(h), timeout=20000)
+    assert view.refresh_btn.isEnabled()
+    assert view.select_entry(entry.id)
+    view.refresh_btn.click()
+    qtbot.waitUntil(lambda: "Sizes refreshed" in view.message.text() or "Could not" in view.message.text(),
+                    timeout=15000)
+    assert "Sizes refreshed: 1 changed" in view.message.text(), view.message.text()
+
+    def refreshed_row():
+        return next((r for r in view.model.rows if r.entry.id == entry.id and r.entry.size_exact), None)
+
+    qtbot.waitUntil(lambda: refreshed_row() is not None, timeout=10000)
+    row = view.model.rows.index(refreshed_row())
+    assert not view.model.index(row, view.model.COL_SIZE).data().startswith("~")
+    assert refreshed_row().entry.size_bytes == len(gguf_bytes)
+
+    finished = []
+    h.tab.downloads.job_finished.connect(finished.append)
+    assert view.select_entry(entry.id)
+    view.download_btn.click()
+    qtbot.waitUntil(lambda: bool(finished), timeout=15000)
+    assert finished[0].state == "done", finished[0].message
+    qtbot.waitUntil(lambda: any(r.installed for r in view.model.rows if r.entry.id == entry.id), timeout=10000)
+    rec = Library().get(entry.record_id)
+    assert rec is not None and rec.quantization == entry.quantization

@@ -8,7 +8,6 @@ off the GUI thread through ``ctx.background``; after a change the view emits
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -147,73 +146,40 @@ def list_rows(library, hw: Any, token=None) -> list[LibraryRow]:
 
 
 def import_model(library, settings, path: Path, copy: bool, token=None) -> ModelRecord:
-    """Register a file or folder, copying it into the models folder or using it in place.
+    """Check and register a file or folder, copied into the models folder or used in place.
 
-    Uses the hub package's importer when present; otherwise the core checks (pickle refused,
-    GGUF/safetensors headers) through ``record_for_path``. Raises ModelFormatError with a clear
-    message for refused files.
+    The hub package's importer refuses pickle files (unless allowed in Settings) and checks the
+    GGUF / safetensors headers and diffusers folders before anything is copied or registered.
     """
-    allow_pickle = bool(settings.get("allow_pickle"))
+    from desktop_app.hub.importer import import_path
+
+    return import_path(path, copy=copy, allow_pickle=bool(settings.get("allow_pickle")), library=library,
+                       cancel=token)
+
+
+def remove_model(library, model_id: str):
+    """Unregister; delete the files only when Atelier owns them. Returns the importer's Removal."""
+    from desktop_app.hub.importer import remove_model as _remove
+
+    return _remove(model_id, library=library)
+
+
+def discover_models(library, settings, token=None):
+    """Scan the usual places (HF cache, LM Studio, Ollama, GPT4All, extra folders) and register."""
+    from desktop_app.hub.discovery import discover
+
+    return discover(library=library, register=True)
+
+
+def owned_by_atelier(rec: ModelRecord, models_dir: Path) -> bool:
+    """Whether deleting removes files (managed and inside the models folder), as remove_model decides."""
+    if not rec.managed:
+        return False
     try:
-        from desktop_app.hub import importer  # written by the hub helper
-    except ImportError:
-        importer = None
-    fn = getattr(importer, "import_path", None) if importer else None
-    if callable(fn):
-        import inspect
-
-        params = inspect.signature(fn).parameters
-        kw = {}
-        if "copy" in params:
-            kw["copy"] = copy
-        if "allow_pickle" in params:
-            kw["allow_pickle"] = allow_pickle
-        if "library" in params:
-            kw["library"] = library
-        if "settings" in params:
-            kw["settings"] = settings
-        if "cancel" in params:
-            kw["cancel"] = token
-        out = fn(path, **kw)
-        return out[0] if isinstance(out, list) and out else out
-    from desktop_app.core.model_files import record_for_path
-
-    rec = record_for_path(path, allow_pickle=allow_pickle)  # validates before anything is copied
-    if copy:
-        dest = settings.models_dir / "imported" / Path(rec.path).name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(dest.name + ".part")
-        if Path(rec.path).is_dir():
-            shutil.copytree(rec.path, part, dirs_exist_ok=True)
-        else:
-            shutil.copyfile(rec.path, part)
-        part.replace(dest)
-        rec.path = str(dest)
-        rec.managed = True
-    rec.source = "import"
-    library.add(rec)
-    return rec
-
-
-def discover_models(library, settings, token=None) -> list[ModelRecord]:
-    """Scan the usual places (HF cache, LM Studio, Ollama, GPT4All) and register what is found."""
-    from desktop_app.hub import discovery  # written by the hub helper
-
-    fn = getattr(discovery, "discover_and_register", None) or getattr(discovery, "discover")
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    kw = {}
-    if "library" in params:
-        kw["library"] = library
-    if "settings" in params:
-        kw["settings"] = settings
-    if "register" in params:
-        kw["register"] = True
-    if "cancel" in params:
-        kw["cancel"] = token
-    found = fn(**kw)
-    return list(found or [])
+        Path(rec.path).resolve().relative_to(Path(models_dir).resolve())
+        return True
+    except ValueError:
+        return False
 
 
 class LibraryView(QWidget):
@@ -223,6 +189,7 @@ class LibraryView(QWidget):
         self.setObjectName("libraryView")
         self._ops: list = []
         self._list_op = None
+        self.last_discovery = None
         self.open_url: Callable[[QUrl], bool] = QDesktopServices.openUrl  # replaceable (tests)
 
         self.model = LibraryTableModel(self)
@@ -353,7 +320,7 @@ class LibraryView(QWidget):
     # delete ----------------------------------------------------------------------------
     def delete_box(self, rec: ModelRecord) -> QMessageBox:
         """Confirmation dialog: space freed, or 'only unregistered' for models used in place."""
-        if rec.managed:
+        if owned_by_atelier(rec, self.ctx.settings.models_dir):
             text = (f"Delete {rec.display_name}?\n\nThe file{'s' if rec.format == 'diffusers' else ''} in "
                     f"{rec.path} will be deleted, freeing {human_size(rec.size_bytes)}.")
             title, action = "Delete model", "Delete"
@@ -388,18 +355,18 @@ class LibraryView(QWidget):
     def delete_model(self, model_id: str):
         library = self.ctx.library
         self.delete_btn.setEnabled(False)
-        op = self.ctx.background.run(lambda _t: (model_id, library.delete(model_id)),
+        op = self.ctx.background.run(lambda _t: remove_model(library, model_id),
                                      on_success=self._on_deleted, on_failure=self._on_op_failed)
         self._ops.append(op)
         return op
 
     @Slot(object)
-    def _on_deleted(self, result) -> None:
-        model_id, freed = result
-        if freed:
-            self.message.setText(f"Deleted {model_id}; {human_size(freed)} freed.")
+    def _on_deleted(self, removal) -> None:
+        rec = removal.record
+        if removal.deleted:
+            self.message.setText(f"Deleted {rec.display_name}; {human_size(removal.bytes_freed)} freed.")
         else:
-            self.message.setText(f"Unregistered {model_id}; its files were left in place.")
+            self.message.setText(f"Unregistered {rec.display_name}; its files were left in place at {rec.path}.")
         self.ctx.library_changed.emit()
 
     # open folder -----------------------------------------------------------------------
@@ -491,17 +458,21 @@ class LibraryView(QWidget):
         return op
 
     @Slot(object)
-    def _on_discovered(self, found) -> None:
+    def _on_discovered(self, report) -> None:
         self.discover_btn.setEnabled(True)
-        names = []
-        for f in found:
-            rec = getattr(f, "record", f)
-            names.append(getattr(rec, "display_name", None) or getattr(rec, "id", None) or str(rec))
+        self.last_discovery = report
+        names = [r.display_name for r in report.added]
+        where = ", ".join(report.searched) if report.searched else "none of the usual folders exist"
+        skipped = f" {len(report.skipped)} file(s) skipped (hover for why)." if report.skipped else ""
         if names:
             shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-            self.message.setText(f"Registered {len(names)} model(s) found on this machine (used in place): {shown}.")
+            text = f"Registered {len(names)} new model(s), used in place (nothing copied): {shown}."
+        elif report.found:
+            text = f"Found {len(report.found)} model(s); all were already in the library."
         else:
-            self.message.setText("No models of other apps were found on this machine.")
+            text = "No models of other apps were found on this machine."
+        self.message.setText(f"{text} Searched: {where}.{skipped}")
+        self.message.setToolTip("\n".join(f"{s.path}: {s.reason}" for s in report.skipped[:30]))
         self.ctx.library_changed.emit()
 
     @Slot(object)
