@@ -122,7 +122,7 @@ def cmd_rm(args) -> int:
     if args.json:
         emit_json(res.to_dict())
     elif res.deleted:
-        print(f"Removed {res.record.id}: {_size(res.bytes_freed)} freed.")
+        print(f"Removed {res.record.id}: {_size(res.bytes_freed)} ({res.bytes_freed} bytes) freed.")
     else:
         print(f"Removed {res.record.id} from the library; 0 bytes freed ({res.note}: {res.record.path}).")
     return 0

@@ -613,6 +613,7 @@ def pull_iter(
     Cancelled they are deleted. Nothing is registered unless every file is verified.
     """
     client = client or HubClient()
+    client.ensure_online()  # before any event: offline fails at once, with nothing shown as started
     control = control or DownloadControl(cancel)
     library = library or Library()
     ev = DownloadProgress(repo_id=repo_id, filename=filename or "", state="resolving", job_id=job_id)
