@@ -143,12 +143,14 @@ class LoadConfig:
         except ImportError:
             fitting = None
         if fitting is not None and hasattr(fitting, "plan_llm"):
-            if hw is None:
-                from desktop_app.core.hardware import detect_hardware
-
-                hw = detect_hardware()
-            plan = fitting.plan_llm(Path(model_path), hw, n_ctx=n_ctx)
-            return cls.from_plan(model_path, plan, **overrides)
+            try:
+                plan = fitting.plan_llm(Path(model_path), hw, n_ctx=n_ctx)
+            except AtelierError:
+                raise  # a malformed file: say so
+            except Exception:  # a fitter bug must not stop the chat: load safely on the CPU
+                log.exception("fitting failed; loading on the CPU with the default context")
+            else:
+                return cls.from_plan(model_path, plan, **overrides)
         cfg = cls(model_path=str(model_path), n_gpu_layers=0, n_ctx=n_ctx or DEFAULT_N_CTX,
                   plan="cpu", plan_note="No fitter available: CPU only.")
         for k, v in overrides.items():
