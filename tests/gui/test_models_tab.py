@@ -237,6 +237,8 @@ def test_download_with_progress_pause_resume_from_fake_hub(make_tab, qtbot, fake
     qtbot.waitUntil(lambda: dl.queue.get(job_id).state == "paused", timeout=10000)
     assert not Library().get("testorg/Big-GGUF/big-Q4_K_M.gguf")  # an incomplete file is never installed
     qtbot.waitUntil(lambda: row.resume_btn.isVisible(), timeout=5000)
+    SHOTS.mkdir(exist_ok=True)
+    assert h.host.grab().save(str(SHOTS / "models_downloads.png"))
     fake_hub.throttle_bps = None
     finished = []
     dl.job_finished.connect(finished.append)
@@ -337,8 +339,14 @@ def test_library_import_delete_and_screenshot(make_tab, qtbot, monkeypatch, tmp_
     SHOTS.mkdir(exist_ok=True)
     assert h.host.grab().save(str(SHOTS / "models_library.png"))
 
-    # delete a managed model: the dialog states the space freed, the file goes
+    # open folder goes to the model's folder (QDesktopServices in the app)
+    opened = []
+    lib.open_url = opened.append
     assert lib.select_model(copied.id)
+    lib.open_btn.click()
+    assert opened and Path(opened[0].toLocalFile()) == Path(copied.path).parent
+
+    # delete a managed model: the dialog states the space freed, the file goes
     box = lib.delete_box(copied)
     assert "freeing" in box.text() and "KB" in box.text() or "MB" in box.text()
     box.deleteLater()
@@ -506,3 +514,45 @@ def test_catalog_refresh_sizes_and_download_through_the_hub(make_tab, qtbot, fak
     qtbot.waitUntil(lambda: any(r.installed for r in view.model.rows if r.entry.id == entry.id), timeout=10000)
     rec = Library().get(entry.record_id)
     assert rec is not None and rec.quantization == entry.quantization
+
+
+def test_cancel_deletes_the_partial_file(make_tab, qtbot, fake_hub, monkeypatch, tmp_path):  # noqa: F811
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    fake_hub.throttle_bps = 2_000_000
+    h = make_tab()
+    dl = h.tab.downloads
+    h.tab.sections.setCurrentWidget(dl)
+    job_id = dl.add("testorg/Big-GGUF", "big-Q4_K_M.gguf")
+    qtbot.waitUntil(lambda: dl.queue.get(job_id).bytes_done > 0, timeout=15000)
+    row = dl.row(job_id)
+    qtbot.waitUntil(lambda: row.cancel_btn.isVisible(), timeout=5000)
+    row.cancel_btn.click()
+    qtbot.waitUntil(lambda: dl.queue.get(job_id).state == "cancelled", timeout=10000)
+    qtbot.waitUntil(lambda: "Cancelled" in row.status.text(), timeout=5000)
+    assert not list(h.ctx.settings.models_dir.rglob("big-Q4_K_M.gguf*"))
+    assert Library().get("testorg/Big-GGUF/big-Q4_K_M.gguf") is None
+
+
+def test_gated_hub_repo_needs_licence_acceptance_then_downloads_with_token(make_tab, qtbot, fake_hub, monkeypatch, tmp_path):  # noqa: F811
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    monkeypatch.setenv("HF_TOKEN", fake_hub.token)
+    h = make_tab()
+    hub = h.tab.hub
+    hub.search("gated", "chat")
+    qtbot.waitUntil(lambda: hub.results.count() == 1, timeout=10000)
+    assert "gated" in hub.results.item(0).text()
+    hub.results.setCurrentRow(0)
+    qtbot.waitUntil(lambda: hub.files.topLevelItemCount() == 1, timeout=10000)
+    assert "Gated" in hub.message.text() and "llama3.2" in hub.message.text()
+    finished = []
+    h.tab.downloads.job_finished.connect(finished.append)
+    QTimer.singleShot(0, lambda: QApplication.activeModalWidget().reject())
+    hub.select_file("g-Q4_K_M.gguf")
+    hub.download_btn.click()
+    assert "not accepted" in h.tab.downloads.message.text()
+    click_in_dialog("accept_button")
+    hub.download_btn.click()
+    qtbot.waitUntil(lambda: bool(finished), timeout=15000)
+    assert finished[0].state == "done", finished[0].message
+    rec = Library().get("gatedorg/Gated-GGUF/g-Q4_K_M.gguf")
+    assert rec is not None and rec.license == "llama3.2"

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.hub.catalog import PLAN_ORDER
 from desktop_app.ui.models.common import badge_brush_color, badge_kind, error_text, highlight_tint, human_size
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,6 @@ class CatalogTableModel(QAbstractTableModel):
             if c == self.COL_PARAMS:
                 return float(e.params_b or 0.0)
             if c == self.COL_FIT:
-                from desktop_app.hub.catalog import PLAN_ORDER
-
                 return -PLAN_ORDER.get(getattr(r.fit, "plan", ""), -2)
             return str(self.data(index, Qt.ItemDataRole.DisplayRole) or "").lower()
         if role == ENTRY_ROLE:
