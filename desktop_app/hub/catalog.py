@@ -177,7 +177,7 @@ def _from_plan(plan: Any, speed_size: int) -> Fit:
     n_gpu = getattr(plan, "n_gpu_layers", None)
     n_layers = getattr(plan, "n_layers", None)
     badge = getattr(plan, "badge", "") or ""
-    speed = _speed_class(speed_size) if p == "cpu" else ""
+    speed = (getattr(plan, "speed", "") or _speed_class(speed_size)) if p == "cpu" else ""
     if not badge:
         badge = _badge(p, n_gpu, n_layers, speed)
     return Fit(plan=p, badge=badge, fits=fits, estimated_bytes=int(getattr(plan, "estimated_bytes", 0) or 0),
@@ -194,7 +194,7 @@ def _badge(plan: str, n_gpu: int | None, n_layers: int | None, speed: str) -> st
     if plan == "gpu_sequential_offload":
         return "GPU (sequential offload, slow)"
     if plan == "cpu":
-        return f"CPU only · {speed}" if speed else "CPU only"
+        return f"CPU · {speed}" if speed else "CPU"
     if plan == "server":
         return "Needs a server"
     return "Too large"
@@ -242,15 +242,17 @@ def fit_image_size(size_bytes: int, hw: Any = None, fp16_weights: bool = True) -
     """Fit of a diffusion pipeline whose weights total ``size_bytes`` (size based, no file yet)."""
     hw = _hw_view(hw)
     try:
-        from desktop_app.core import fitting
-
-        fn = getattr(fitting, "plan_diffusion_from_size")
-    except (ImportError, AttributeError):
-        fn = None
-    if fn is not None:
+        from desktop_app.core.fitting import plan_diffusion
+    except ImportError:
+        plan_diffusion = None
+    if plan_diffusion is not None and fp16_weights:
+        # core.fitting plans from parameter counts per component; a pipeline's weights are
+        # roughly 2/3 denoiser, 3/10 text encoders, the rest VAE (SD 1.5, SDXL, SD3)
+        params = size_bytes // 2
+        comps = {"unet": int(params * 0.65), "text_encoder": int(params * 0.30), "vae": int(params * 0.05)}
         try:
-            return _from_plan(_call_fitting(fn, size_bytes=size_bytes, hw=hw), size_bytes)
-        except (TypeError, ValueError):
+            return _from_plan(plan_diffusion(comps, hw), size_bytes)
+        except (TypeError, ValueError, KeyError):
             pass
     gpu_bytes = size_bytes if fp16_weights else size_bytes // 2  # fp16 on GPU
     cpu_bytes = size_bytes * 2 if fp16_weights else size_bytes  # fp32 on CPU
@@ -279,6 +281,12 @@ def fit_entry(entry: CatalogEntry, hw: Any = None) -> Fit:
         return fit_image_size(entry.size_bytes, hw, fp16_weights=entry.format != "gguf")
     # upscalers and background removal nets are small: always fit, CPU speed is fine
     hw = _hw_view(hw)
+    try:
+        from desktop_app.core.fitting import plan_small_model
+
+        return _from_plan(plan_small_model(entry.size_bytes, hw), entry.size_bytes)
+    except ImportError:
+        pass
     plan = "gpu" if getattr(hw, "torch_device", "cpu") != "cpu" else "cpu"
     return Fit(plan, "Full GPU" if plan == "gpu" else "CPU · ok", True, entry.size_bytes * 2,
                speed="" if plan == "gpu" else "ok")

@@ -626,6 +626,19 @@ def pull_iter(
                                message="already installed", record_id=existing.id, job_id=job_id)
         return existing
     total = plan.total_bytes
+    if total is not None:  # the whole job must fit before the first byte is written
+        have = 0
+        for f in plan.files:
+            t = plan.staging / f.name if plan.kind == "diffusers" else plan.staging / Path(f.name).name
+            for p in (t, part_paths(t)[0]):
+                if p.exists():
+                    have += p.stat().st_size
+        free = disk_probe(plan.staging)
+        if total - have + DISK_MARGIN > free:
+            raise AtelierError(
+                f"Not enough disk space for {plan.repo_id}: it needs {_gb(total - have)} more, and "
+                f"{plan.staging.parent} has {_gb(free)} free. Free some space or choose another models folder in Settings."
+            )
     meter = _Meter()
     finished = 0
     try:

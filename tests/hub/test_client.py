@@ -131,3 +131,12 @@ def test_quantization_and_split_names():
     assert quantization_from_name("Qwen3-30B-A3B-UD-Q4_K_XL.gguf") == "Q4_K_XL"
     assert quantization_from_name("model.gguf") == ""
     assert split_info("a-00002-of-00003.gguf") == (2, 3) and split_info("a.gguf") is None
+
+
+def test_proxy_setting_is_used(fake_hub):
+    """With a proxy set, requests go to the proxy (here the fake hub itself answers as one)."""
+    from desktop_app.core.settings import Settings
+
+    Settings().set("proxy", fake_hub.url)
+    got = HubClient(endpoint="http://hub.invalid").search("tiny")
+    assert [r.repo_id for r in got] == ["testorg/Tiny-GGUF"]

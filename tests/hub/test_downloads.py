@@ -207,3 +207,15 @@ def test_queue_cancel_deletes_partials(fake_hub, tmp_path):
     dest = hub_dir("testorg/Big-GGUF") / "big-Q4_K_M.gguf"
     assert not any(p.exists() for p in part_paths(dest))
     assert models_dir().exists()
+
+
+def test_disk_check_covers_whole_diffusers_job(fake_hub):
+    calls = []
+
+    def probe(p):
+        calls.append(p)
+        return 10  # bytes
+
+    with pytest.raises(AtelierError, match="Not enough disk space for testorg/tiny-diffusers"):
+        pull("testorg/tiny-diffusers", disk_probe=probe)
+    assert calls and not hub_dir("testorg/tiny-diffusers").with_name("tiny-diffusers.partial").exists()
