@@ -120,17 +120,17 @@ def _family_of_pipe(pipe) -> str:
     return base
 
 
-def load_pipeline(spec, dtype=None) -> LoadedModel:
-    """Build the pipeline on the CPU in ``dtype`` (placement on a device is the caller's job)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def inspect(spec) -> tuple[str, str | None, Path | None]:
+    """Cheap checks before anything heavy: ("folder" | "single_file", family or None, config dir or None).
+
+    Raises ModelFormatError with a clear message for a missing, pickle, corrupt, truncated or
+    unsupported file, or a single file whose config folder is not on this computer.
+    """
     from desktop_app.core.model_files import read_safetensors_header, refuse_pickle
 
     path = Path(spec.path).expanduser()
     if not path.exists():
         raise ModelFormatError(f"Model not found: {path}")
-    import torch
-
-    td = _dtype(torch, dtype)
     if path.is_dir():
         index = path / "model_index.json"
         if not index.is_file():
@@ -149,6 +149,29 @@ def load_pipeline(spec, dtype=None) -> LoadedModel:
         for pick in path.rglob("*.bin"):
             if not pick.with_suffix(".safetensors").exists():
                 refuse_pickle(pick, spec.allow_pickle)
+        return "folder", None, None
+    refuse_pickle(path, spec.allow_pickle)
+    if path.suffix.lower() != ".safetensors":
+        raise ModelFormatError(f"{path.name}: unsupported model file; use a .safetensors checkpoint or a diffusers folder.")
+    header = read_safetensors_header(path)
+    family = spec.family or detect_family(header)
+    if family == "sd2":
+        raise ModelFormatError("Stable Diffusion 2.x checkpoints are not supported yet; use SD 1.5 or SDXL.")
+    if family not in FAMILIES:
+        raise ModelFormatError(f"Unknown model family {family!r}; use one of {', '.join(FAMILIES)}.")
+    return "single_file", family, find_config_dir(family, spec.config)
+
+
+def load_pipeline(spec, dtype=None) -> LoadedModel:
+    """Build the pipeline on the CPU in ``dtype`` (placement on a device is the caller's job)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    kind, family, config = inspect(spec)
+    path = Path(spec.path).expanduser()
+    import torch
+
+    td = _dtype(torch, dtype)
+    if kind == "folder":
+        index = path / "model_index.json"
         from diffusers import DiffusionPipeline
 
         kwargs = {}
@@ -163,18 +186,7 @@ def load_pipeline(spec, dtype=None) -> LoadedModel:
         source = "folder"
         family = _family_of_pipe(pipe)
     else:
-        refuse_pickle(path, spec.allow_pickle)
-        if path.suffix.lower() != ".safetensors":
-            raise ModelFormatError(
-                f"{path.name}: unsupported model file; use a .safetensors checkpoint or a diffusers folder."
-            )
-        header = read_safetensors_header(path)
-        family = spec.family or detect_family(header)
-        if family == "sd2":
-            raise ModelFormatError("Stable Diffusion 2.x checkpoints are not supported yet; use SD 1.5 or SDXL.")
-        config = find_config_dir(family, spec.config)
         import diffusers
-
         cls = {
             "sd15": diffusers.StableDiffusionPipeline,
             "sd15-inpainting": diffusers.StableDiffusionInpaintPipeline,

@@ -144,18 +144,25 @@ class Engine:
         import torch
 
         placement, device, dtype = "cpu", "cpu", "float32"
+        self.plan_vae_tiling = False
         try:
             from pathlib import Path
 
             from desktop_app.core.fitting import plan_diffusion
             from desktop_app.core.hardware import detect_hardware
-
-            plan = plan_diffusion(Path(path), detect_hardware())
-            placement = plan.plan
-            device = str(getattr(plan, "device", "cpu") or "cpu")
-            dtype = str(getattr(plan, "dtype", "float32") or "float32").replace("torch.", "")
         except ImportError:
-            pass  # fitting not available: the safe default (CPU, float32)
+            plan_diffusion = None  # fitting not available: the safe default (CPU, float32)
+        if plan_diffusion is not None:
+            try:
+                plan = plan_diffusion(Path(path), detect_hardware())
+            except Exception as exc:  # noqa: BLE001 - the file passed inspect(); say so, run safely
+                self._emit(job, P.NOTICE, kind="plan_failed",
+                           message=f"Could not plan this model's memory use ({exc}); running on the CPU.")
+            else:
+                placement = plan.plan
+                device = str(getattr(plan, "device", "cpu") or "cpu")
+                dtype = str(getattr(plan, "dtype", "float32") or "float32").replace("torch.", "")
+                self.plan_vae_tiling = bool(getattr(plan, "vae_tiling", False))
         if placement == "too_large":
             raise AtelierError(
                 "This model does not fit this computer's memory (see its fit badge in the Models tab); "
@@ -198,9 +205,10 @@ class Engine:
         if self.spec is not None and self.spec.to_dict() == spec.to_dict() and self.model is not None:
             return
         self.unload()
-        from desktop_app.engines.diffusion.loader import load_pipeline
+        from desktop_app.engines.diffusion.loader import inspect, load_pipeline
 
         t0 = time.perf_counter()
+        inspect(spec)  # clear errors for bad files before any planning or heavy work
         placement, device, dtype = self._plan(spec.path, job)
         self.device, self.dtype_name = device, dtype
         model = load_pipeline(spec, dtype=dtype)
@@ -376,7 +384,7 @@ class Engine:
         steps = req.steps or (4 if sched_name == "LCM" else 20)
         guidance = req.guidance if req.guidance is not None else (1.0 if sched_name == "LCM" else 7.0)
         seed = req.seed if req.seed is not None else random.randrange(2**32)
-        big = width * height > 1024 * 1024
+        big = width * height > 1024 * 1024 or getattr(self, "plan_vae_tiling", False)
         if self.placement != "cpu_lowmem":
             if big:
                 pipe.vae.enable_tiling()
