@@ -294,6 +294,7 @@ class DownloadsView(QWidget):
         queue = self.ensure_queue()
         job_id = queue.add(repo_id, filename or None, revision=revision or None, accept_license=accept_license,
                            allow_pickle=bool(self.ctx.settings.get("allow_pickle")))
+        self._flush()  # the row appears at once (the queue's event is already pending)
         self.start_runner()
         self.message.setText(f"Queued {repo_id} {filename or ''}.")
         return job_id
