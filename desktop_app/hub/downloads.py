@@ -28,18 +28,16 @@ import json
 import logging
 import os
 import shutil
-import socket
 import threading
 import time
-import urllib.error
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterable
+from typing import Any, Callable, Generator
 
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError, OfflineError
 from desktop_app.core.library import Library, ModelRecord, hub_id
-from desktop_app.core.model_files import PICKLE_SUFFIXES, refuse_pickle
+from desktop_app.core.model_files import refuse_pickle
 from desktop_app.core.paths import get_paths
 from desktop_app.core.settings import Settings
 from desktop_app.engines.base import CancelToken

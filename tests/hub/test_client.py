@@ -140,3 +140,14 @@ def test_proxy_setting_is_used(fake_hub):
     Settings().set("proxy", fake_hub.url)
     got = HubClient(endpoint="http://hub.invalid").search("tiny")
     assert [r.repo_id for r in got] == ["testorg/Tiny-GGUF"]
+
+
+def test_endpoint_from_hf_endpoint_env(monkeypatch):
+    """No endpoint setting: HF_ENDPOINT (read at call time, not at import) is used; the setting wins over it."""
+    from desktop_app.core.settings import Settings
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.internal:8080/")
+    assert HubClient().endpoint == "http://mirror.internal:8080"
+    Settings().set("hf_endpoint", "http://other.internal")
+    assert HubClient().endpoint == "http://other.internal"
+    assert HubClient(endpoint="http://explicit").endpoint == "http://explicit"
