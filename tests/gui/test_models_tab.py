@@ -409,7 +409,7 @@ def test_offline_the_whole_tab_opens_no_socket(make_tab, qtbot, monkeypatch, tmp
 
 
 # --- settings --------------------------------------------------------------------------------
-def test_settings_dialog_saves_options_and_token_masked(make_tab, qtbot, tmp_path, monkeypatch, caplog):
+def test_settings_dialog_saves_options_and_token_masked(make_tab, qtbot, tmp_path, monkeypatch, caplog, tiny_gguf):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     h = make_tab()
     dlg = h.tab.settings_dialog()
@@ -418,6 +418,9 @@ def test_settings_dialog_saves_options_and_token_masked(make_tab, qtbot, tmp_pat
 
     assert dlg.token_edit.echoMode() == QLineEdit.EchoMode.Password
     dlg.models_dir_edit.setText(str(tmp_path / "mymodels"))
+    provisioned = tmp_path / "provisioned" / "llm"
+    provisioned.mkdir(parents=True)
+    (provisioned / "Admin-Q4_K_M.gguf").write_bytes(tiny_gguf.read_bytes())
     dlg.extra_list.addItem(str(tmp_path / "provisioned"))
     dlg.offline_check.setChecked(True)
     dlg.endpoint_edit.setText("http://mirror.internal:8080/")
@@ -439,6 +442,10 @@ def test_settings_dialog_saves_options_and_token_masked(make_tab, qtbot, tmp_pat
     # the tab follows the offline switch
     assert "Offline mode" in h.tab.offline_label.text()
     assert not h.tab.catalog.refresh_btn.isEnabled()
+    # the read-only folder's models are registered in place
+    qtbot.waitUntil(lambda: any("Admin-Q4_K_M" in r.path for r in h.tab.library.records()), timeout=10000)
+    admin = next(r for r in h.tab.library.records() if "Admin-Q4_K_M" in r.path)
+    assert not admin.managed and admin.path == str(provisioned / "Admin-Q4_K_M.gguf")
     # a new dialog never shows the stored token
     dlg2 = h.tab.settings_dialog()
     qtbot.addWidget(dlg2)

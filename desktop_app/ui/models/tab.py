@@ -118,6 +118,8 @@ class ModelsTab(QWidget):
     def _on_settings_saved(self, changed) -> None:
         self._update_offline_label()
         self.catalog.update_offline_state()
+        if "extra_model_dirs" in changed and self.ctx.settings.get("extra_model_dirs"):
+            self.library.register_folders(self.ctx.settings.get("extra_model_dirs"))
         if "offline" in changed and not self.ctx.settings.offline:
             self.downloads.start_runner()  # jobs that waited while offline resume now
 
