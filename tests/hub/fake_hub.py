@@ -5,7 +5,8 @@ Implements what Atelier's client and huggingface_hub 2.x call:
   GET  /api/models/{org}/{name}[/revision/{rev}]              model info, siblings with size/blobId/lfs
   HEAD /{org}/{name}/resolve/{rev}/{path}   LFS: 302 + X-Linked-Etag/X-Linked-Size/X-Repo-Commit/Location
                                             small files: 200 + ETag (git blob sha1) + Content-Length
-  GET  /{org}/{name}/resolve/{rev}/{path}   LFS: 302 to /cdn/{sha256}; small files: the bytes
+  GET  /{org}/{name}/resolve/{rev}/{path}   LFS: 302 to http://localhost:PORT/cdn/{sha256} (another host
+                                            name, like the hub's CDN); small files: the bytes
   GET  /cdn/{sha256}                        the bytes, with HTTP Range (206)
 
 Knobs (attributes, change them between requests): ``drop_after`` (close the connection after N
@@ -57,6 +58,7 @@ class FakeHub:
         self.throttle_bps: int | None = None
         self.token = "hf_test_token"
         self.requests: list[tuple[str, str, str]] = []
+        self.leaked_auth: list[str] = []  # CDN requests that carried the hub token (must stay empty)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -149,6 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
             path = urllib.parse.unquote(parsed.path)
             with self.hub._lock:
                 self.hub.requests.append((self.command, path, self.headers.get("Range", "")))
+                if path.startswith("/cdn/") and self.headers.get("Authorization"):
+                    self.hub.leaked_auth.append(path)
             if path == "/api/models":
                 return self._search(urllib.parse.parse_qs(parsed.query))
             if path.startswith("/api/models/"):
@@ -217,7 +221,10 @@ class _Handler(BaseHTTPRequestHandler):
         common = {"X-Repo-Commit": repo.sha}
         if repo.is_lfs(name):
             sha = hashlib.sha256(data).hexdigest()
-            loc = f"/cdn/{sha}"
+            # the "CDN" is another host name for the same server, as on the real hub (where the
+            # redirect leaves huggingface.co): clients must not forward the token there
+            port = self.server.server_address[1]
+            loc = f"http://localhost:{port}/cdn/{sha}"
             if name in self.hub.corrupt:
                 loc += "?corrupt=1"
             self.send_response(302)

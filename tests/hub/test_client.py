@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,16 @@ def test_endpoint_from_hf_endpoint_env(monkeypatch):
     Settings().set("hf_endpoint", "http://other.internal")
     assert HubClient().endpoint == "http://other.internal"
     assert HubClient(endpoint="http://explicit").endpoint == "http://explicit"
+
+
+def test_fake_hub_speaks_huggingface_hub(fake_hub, tmp_path, gguf_bytes):
+    """The fake hub is compatible with huggingface_hub itself (model_info, list_models, hf_hub_download)."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    api = HfApi(endpoint=fake_hub.url)
+    info = api.model_info("testorg/Tiny-GGUF", files_metadata=True)
+    sib = {s.rfilename: s for s in info.siblings}
+    assert sib["tiny-Q4_K_M.gguf"].size == len(gguf_bytes) and sib["tiny-Q4_K_M.gguf"].lfs.sha256
+    assert [m.id for m in api.list_models(search="Tiny", filter="gguf", limit=5)] == ["testorg/Tiny-GGUF"]
+    p = hf_hub_download("testorg/Tiny-GGUF", "tiny-Q4_K_M.gguf", cache_dir=tmp_path, endpoint=fake_hub.url)
+    assert Path(p).read_bytes() == gguf_bytes

@@ -115,6 +115,8 @@ def test_404_and_gated(fake_hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", fake_hub.token)
     rec = pull("gatedorg/Gated-GGUF", "g-Q4_K_M.gguf", accept_license=True)
     assert rec.license == "llama3.2"
+    assert any(p.startswith("/cdn/") for _m, p, _r in fake_hub.requests)
+    assert fake_hub.leaked_auth == []  # the token never went to the CDN host
 
 
 def test_catalog_restrictive_licence_needs_acceptance(fake_hub, gguf_bytes):
