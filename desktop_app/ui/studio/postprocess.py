@@ -84,11 +84,16 @@ def postprocess_job(op: str, source: Path, out: Path, model_id: str, source_para
             info = json.loads(stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             info = {}
-        params = dict(source_params or {})
+        from desktop_app.engines.diffusion.metadata import parse_parameters, png_with_metadata
+
+        if source_params is None:  # the gallery had not read it yet (lazy): read it here, off the GUI thread
+            try:
+                source_params = parse_parameters(source)
+            except Exception:  # noqa: BLE001 - a source without metadata is fine
+                source_params = None
+        params = {k: v for k, v in (source_params or {}).items() if k != "source"}
         params.update({"operation": OPERATIONS[op][1], "source_image": str(source), "postprocess_model": model_id,
                        "width": (info.get("size") or [None, None])[0], "height": (info.get("size") or [None, None])[1]})
-        from desktop_app.engines.diffusion.metadata import png_with_metadata
-
         out.write_bytes(png_with_metadata(out.read_bytes(), params))
         yield ("result", out, params, QImage(str(out)))
         return "done"

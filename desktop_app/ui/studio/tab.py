@@ -360,7 +360,7 @@ class StudioTab(QWidget):
             recs = lib.list(task="image")
             post = {"upscale": lib.list(task="upscale"), "background_removal": lib.list(task="background_removal")}
             badges = {}
-            if hw is not None:
+            if True:  # plan_for_record detects the hardware itself (cached) when it is not known yet
                 try:
                     from desktop_app.core.fitting import plan_for_record
                 except ImportError:
