@@ -284,6 +284,28 @@ class ChatTab(QWidget):
         QTimer.singleShot(0, self._focus_input)
         self._on_library_changed()
 
+        def warm(_token):
+            from desktop_app.ui.widgets.chat_markdown import warm_up
+
+            warm_up()
+
+        self.ctx.background.run(warm)
+        QTimer.singleShot(300, self._warm_render)
+
+    @Slot()
+    def _warm_render(self) -> None:
+        """Lay out one sample message off-screen while idle: the first real reply then does not pay
+        for font matching and the Markdown parser's first use (a visible stall otherwise)."""
+        if self._shut:
+            return
+        from desktop_app.ui.widgets.chat_message import MessageWidget
+
+        w = MessageWidget(0, "assistant", "**b** *i* `c` [l](https://example.org)\n\n- a\n\n| a |\n|---|\n| b |\n\n"
+                          "```\nx\n```", "t")
+        w.resize(600, 400)
+        w.grab()
+        w.deleteLater()
+
     def showEvent(self, e) -> None:  # noqa: N802
         super().showEvent(e)
         QTimer.singleShot(0, self._focus_input)

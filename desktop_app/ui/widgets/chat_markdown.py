@@ -76,9 +76,10 @@ def _formatter(dark: bool):
 def highlight_html(code: str, lang: str, dark: bool) -> str:
     """Code as HTML with inline colours (pygments), ready for a Qt rich-text label."""
     from pygments import highlight
-    from pygments.lexers import TextLexer, get_lexer_by_name, guess_lexer
+    from pygments.lexers import TextLexer, get_lexer_by_name
     from pygments.util import ClassNotFound
 
+    # No guess_lexer: it tries every lexer (tens of ms). An untagged block stays plain.
     lexer = None
     if lang:
         try:
@@ -86,10 +87,7 @@ def highlight_html(code: str, lang: str, dark: bool) -> str:
         except ClassNotFound:
             lexer = None
     if lexer is None:
-        try:
-            lexer = guess_lexer(code, stripnl=False, ensurenl=False) if len(code) > 40 else TextLexer()
-        except ClassNotFound:
-            lexer = TextLexer()
+        lexer = TextLexer()
     body = highlight(code, lexer, _formatter(dark))
     # pygments' background colour is dropped: the frame takes its colour from the palette.
     body = re.sub(r"background-color: #[0-9a-fA-F]+;?\s*", "", body)
@@ -102,6 +100,14 @@ def code_html(code: str, lang: str, dark: bool, fast: bool = False) -> str:
         "<pre style=\"white-space: pre-wrap; margin: 0; font-family: 'DejaVu Sans Mono', 'Consolas', "
         f"'Menlo', monospace;\">{body}</pre>"
     )
+
+
+def warm_up(langs=("python", "bash", "javascript", "json", "c", "cpp", "rust", "markdown")) -> None:
+    """Import pygments and the common lexers ahead of time (call it off the GUI thread), so the
+    first highlighted block does not stall the GUI."""
+    for lang in langs:
+        highlight_html("x = 1\n", lang, False)
+        highlight_html("x = 1\n", lang, True)
 
 
 class _Prose(QLabel):
@@ -180,8 +186,8 @@ class CodeBlock(QFrame):
             return
         self.segment = seg
         self.lang_label.setText(seg.lang or "code")
-        # While the block streams, skip pygments (escape only) above a size; highlight when closed.
-        fast = not seg.closed and len(seg.text) > 4000
+        # While the block streams it is shown plain (escaped only); highlighted once, when it closes.
+        fast = not seg.closed
         self.code_label.setText(code_html(seg.text, seg.lang, _is_dark(self.palette()), fast))
 
     @Slot()
