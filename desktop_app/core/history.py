@@ -67,8 +67,59 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_conversation ON messages(conversation_id, id);
     """,
+    "_migrate_fts",  # 1 -> 2: full-text index of message text, when SQLite has FTS5 with trigrams
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+_FTS_SQL = """
+    CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='id', tokenize='trigram');
+    CREATE TRIGGER messages_fts_ai AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+    END;
+    CREATE TRIGGER messages_fts_ad AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    END;
+    CREATE TRIGGER messages_fts_au AFTER UPDATE OF content ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+    END;
+    INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+"""
+
+
+def _fts5_trigram_available() -> bool:
+    try:
+        con = sqlite3.connect(":memory:")
+        try:
+            con.execute("CREATE VIRTUAL TABLE t USING fts5(x, tokenize='trigram')")
+        finally:
+            con.close()
+        return True
+    except sqlite3.Error:
+        return False
+
+
+def _migrate_fts(db: sqlite3.Connection) -> None:
+    """Search by text without scanning every message. Older SQLite builds (no FTS5, or before
+    3.34 without the trigram tokenizer) skip it; the search then falls back to LIKE."""
+    if _fts5_trigram_available():
+        for stmt in _split_sql_triggers(_FTS_SQL):
+            db.execute(stmt)
+
+
+def _split_sql_triggers(script: str) -> list[str]:
+    """Split a script into statements, keeping CREATE TRIGGER … BEGIN … END; together."""
+    out, cur = [], []
+    for line in script.strip().splitlines():
+        cur.append(line)
+        text = "\n".join(cur).strip()
+        in_trigger = text.upper().startswith("CREATE TRIGGER")
+        if (in_trigger and text.upper().endswith("END;")) or (not in_trigger and text.endswith(";")):
+            out.append(text)
+            cur = []
+    if "\n".join(cur).strip():
+        out.append("\n".join(cur).strip())
+    return out
 
 
 class HistoryError(AtelierError):
@@ -150,6 +201,7 @@ class HistoryStore:
     def __init__(self, path: str | Path | None = None) -> None:
         self._lock = threading.RLock()
         self._last_write: dict[int, float] = {}
+        self._fts = False
         if path is None:
             from desktop_app.core.paths import get_paths
 
@@ -174,6 +226,9 @@ class HistoryStore:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+            self._fts = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages_fts'"
+            ).fetchone() is not None
         except sqlite3.DatabaseError as exc:
             raise HistoryError(
                 f"The chat history at {self.path} cannot be read ({exc}). Move the file away to start "
@@ -194,8 +249,14 @@ class HistoryStore:
             for v in range(version, SCHEMA_VERSION):
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for stmt in _split_sql(MIGRATIONS[v]):
-                        self._db.execute(stmt)
+                    step = MIGRATIONS[v]
+                    if callable(step):
+                        step(self._db)
+                    elif step.startswith("_migrate_"):
+                        globals()[step](self._db)
+                    else:
+                        for stmt in _split_sql(step):
+                            self._db.execute(stmt)
                     self._db.execute(f"PRAGMA user_version={v + 1}")
                     self._db.execute("COMMIT")
                 except Exception:
@@ -252,6 +313,13 @@ class HistoryStore:
         if not search:
             return "", ()
         pat = f"%{_escape_like(search)}%"
+        if self._fts and len(search) >= 3:  # trigram index: substring match, case-insensitive
+            phrase = '"' + search.replace('"', '""') + '"'
+            return (
+                " WHERE (c.title LIKE ? ESCAPE '\\' OR c.id IN (SELECT m.conversation_id FROM messages m "
+                "WHERE m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)))",
+                (pat, phrase),
+            )
         return (
             " WHERE (c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m "
             "WHERE m.conversation_id = c.id AND m.content LIKE ? ESCAPE '\\'))",
@@ -274,6 +342,11 @@ class HistoryStore:
         where, args = self._where_search(search)
         with self._lock:
             return self._db.execute(f"SELECT COUNT(*) FROM conversations c{where}", args).fetchone()[0]
+
+    @property
+    def full_text_index(self) -> bool:
+        """True when message search uses the FTS5 trigram index (else a LIKE scan)."""
+        return self._fts
 
     def search(self, text: str, limit: int = 200) -> list[Conversation]:
         """Conversations whose title or messages contain ``text`` (case-insensitive), newest first."""
@@ -458,6 +531,44 @@ class HistoryStore:
             cur = self._db.execute("UPDATE messages SET content = ? WHERE id = ?", (content, message_id))
         if cur.rowcount == 0:
             raise AtelierError(f"No message {message_id} in the history.")
+
+    def import_conversations(self, conversations: Iterable[dict]) -> int:
+        """Insert many conversations in one transaction (import, benchmarks). Each dict: ``title``,
+        optional ``created``/``updated``/``model_id``/``system_prompt``/``params`` and ``messages``
+        (dicts with ``role``, ``content``, optional ``thinking``, ``stats``, ``created``). Returns
+        the number of conversations inserted."""
+        n = 0
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for c in conversations:
+                    created = float(c.get("created", now))
+                    cur = self._db.execute(
+                        "INSERT INTO conversations (title, created, updated, model_id, system_prompt, params) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (c.get("title", ""), created, float(c.get("updated", created)), c.get("model_id"),
+                         c.get("system_prompt"), json.dumps(c.get("params") or {})),
+                    )
+                    cid = cur.lastrowid
+                    rows = []
+                    for m in c.get("messages", ()):
+                        if m["role"] not in ROLES:
+                            raise ValueError(f"role must be one of {ROLES}, not {m['role']!r}")
+                        rows.append((cid, m["role"], m.get("content", ""), m.get("thinking", ""), m.get("model_id"),
+                                     json.dumps(m.get("params") or {}), json.dumps(m.get("stats") or {}),
+                                     float(m.get("created", created)), 1))
+                    self._db.executemany(
+                        "INSERT INTO messages (conversation_id, role, content, thinking, model_id, params, stats, "
+                        "created, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                    n += 1
+                self._db.execute("COMMIT")
+            except Exception:
+                self._db.execute("ROLLBACK")
+                raise
+        return n
 
     # ------------------------------------------------------------------ export
     def export_json(self, conversation_id: int) -> dict:

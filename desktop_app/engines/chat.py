@@ -345,6 +345,7 @@ class ChatEngine:
         self.template_fallback = False
         self.chat_template: str | None = None
         self._formatter = None
+        self._last_prompt = ""
         self._busy = threading.Lock()
 
     # ------------------------------------------------------------------ loading
@@ -548,7 +549,8 @@ class ChatEngine:
     def count_tokens(self, messages: list[dict]) -> int:
         """Prompt tokens for these (already cleaned) messages, as llama.cpp will see them."""
         llm = self._require()
-        return len(llm.tokenize(self.render(messages).encode("utf-8"), add_bos=False, special=True))
+        self._last_prompt = self.render(messages)
+        return len(llm.tokenize(self._last_prompt.encode("utf-8"), add_bos=False, special=True))
 
     def reply_reserve(self, params: SamplingParams) -> int:
         n_ctx = self.n_ctx
@@ -658,7 +660,8 @@ class ChatEngine:
                 log.info("context overflow: dropped %d messages, shortened %s", trunc.dropped_messages,
                          trunc.truncated_index is not None)
                 yield ChatEvent("truncated", truncation=trunc)
-            starts_thinking = self.render(msgs).rstrip().endswith("<think>")
+            # fit_messages rendered exactly these messages last: does the template open a thought?
+            starts_thinking = self._last_prompt.rstrip().endswith("<think>")
             parser = ThinkParser(start_in_thinking=starts_thinking)
             stats = ChatStats(prompt_tokens=prompt_tokens, n_ctx=self.n_ctx,
                               truncation=trunc.to_dict() if trunc else None,

@@ -219,3 +219,35 @@ def test_thread_safe_concurrent_writers():
             t.join()
         assert not errors
         assert len(h.messages(c.id)) == 200
+
+
+def test_search_index_follows_inserts_updates_and_deletes():
+    with HistoryStore() as h:
+        assert h.full_text_index == H._fts5_trigram_available()
+        c = h.create_conversation("untitled")
+        m = h.add_message(c.id, "assistant", "", finished=False)
+        assert h.count_conversations(search="Quokka") == 0
+        h.update_message(m.id, "the quokka smiles", force=True)
+        assert [x.id for x in h.search("QUOKKA")] == [c.id]  # case-insensitive substring
+        assert [x.id for x in h.search("okka smi")] == [c.id]
+        h.finish_message(m.id, content="the wombat digs")
+        assert h.search("quokka") == [] and [x.id for x in h.search("wombat")] == [c.id]
+        h.add_message(c.id, "user", 'say "hi" (please) OR NOT*')
+        assert [x.id for x in h.search('"hi" (please) OR NOT*')] == [c.id]  # no FTS syntax leaks through
+        h.delete_conversation(c.id)
+        assert h.search("wombat") == [] and h.search("please") == []
+
+
+def test_old_schema_is_migrated(tmp_path):
+    db = tmp_path / "v1.sqlite3"
+    con = sqlite3.connect(db)
+    for stmt in H._split_sql(H.MIGRATIONS[0]):
+        con.execute(stmt)
+    con.execute("PRAGMA user_version=1")
+    con.execute("INSERT INTO conversations (title, created, updated) VALUES ('old chat', 1, 1)")
+    con.execute("INSERT INTO messages (conversation_id, role, content, created) VALUES (1, 'user', 'ancient pangolin', 1)")
+    con.commit()
+    con.close()
+    with HistoryStore(db) as h:
+        assert h.schema_version == H.SCHEMA_VERSION
+        assert [c.title for c in h.search("pangolin")] == ["old chat"]  # existing text is indexed
