@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QLabel, QPushButton, QScrollArea, QSizePolicy, QVB
 
 from desktop_app.ui.widgets.chat_message import MessageWidget
 
-PAGE = 30
+PAGE = 12  # a screenful and a bit: widgets cost ~3 ms each to build and lay out
 FLUSH_MS = 40
 
 
