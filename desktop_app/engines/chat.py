@@ -221,8 +221,8 @@ class Truncation:
         if self.truncated_index is not None:
             parts.append(f"a message was shortened by {self.removed_chars:,} characters")
         return (
-            "The conversation is longer than the model's context "
-            f"({self.prompt_tokens_before} > {self.n_ctx} tokens): " + " and ".join(parts) + "."
+            f"The conversation ({self.prompt_tokens_before:,} tokens) does not fit the model's context of "
+            f"{self.n_ctx:,} tokens with room for the reply: " + " and ".join(parts) + "."
         )
 
     def to_dict(self) -> dict:
@@ -552,7 +552,12 @@ class ChatEngine:
         self._last_prompt = self.render(messages)
         return len(llm.tokenize(self._last_prompt.encode("utf-8"), add_bos=False, special=True))
 
+    def context_usage(self, messages: list[dict]) -> tuple[int, int]:
+        """(prompt tokens, n_ctx) for a conversation as it would be sent now: for the context meter."""
+        return self.count_tokens(_clean_messages(messages)), self.n_ctx
+
     def reply_reserve(self, params: SamplingParams) -> int:
+        """Tokens kept free for the reply when fitting the prompt: max_tokens, at most n_ctx/4."""
         n_ctx = self.n_ctx
         quarter = max(16, n_ctx // 4)
         want = params.max_tokens if params.max_tokens and params.max_tokens > 0 else quarter

@@ -180,9 +180,10 @@ def test_thinking_is_not_fed_back(engine):
         {"role": "assistant", "content": "<think>simple sum, secret scratchpad</think>4"},
         {"role": "user", "content": "and 3+3?"},
     ]
-    kept, trunc, _ = engine.fit_messages(msgs, GREEDY)
+    kept, trunc, n = engine.fit_messages(msgs, GREEDY)
     assert trunc is None
     assert kept[1]["content"] == "4"
+    assert engine.context_usage(msgs) == (n, engine.n_ctx)
     assert "scratchpad" not in engine.render(kept)
 
 
