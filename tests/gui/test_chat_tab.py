@@ -63,6 +63,9 @@ def test_send_stream_stop_regenerate_edit_and_switch(window, qtbot):
     assert tab.send_button.text() == "Send"
     assert "context" in tab.ctx_meter.format() and tab.ctx_meter.value() > 0
     assert "SmolLM2" in window.loaded_label.text()
+    assert tab.plan_warning.isVisible() and "CPU" in tab.plan_warning.text()  # never a silent CPU fallback
+    qtbot.waitUntil(lambda: "CPU" in tab.model_combo.itemText(0), timeout=20_000)  # fit badge, computed off-thread
+    assert "SmolLM2" in tab.model_combo.itemText(0)
     saved = _db_rows(tab, "SELECT role, content, finished FROM messages ORDER BY id")
     assert saved == [("user", "What is the capital of France?", 1), ("assistant", msgs[1].content, 1)]
     first_conv = tab.conversation_id
@@ -104,8 +107,8 @@ def test_send_stream_stop_regenerate_edit_and_switch(window, qtbot):
     assert [r[0] for r in saved][:3] == ["What is the capital of France?", msgs[1].content, "Name one fruit."]
     assert len(saved) == 4
 
-    # switch: a new chat, then back to the first one from the list
-    tab.new_button.click()
+    # switch: a new chat (Ctrl+N), then back to the first one from the list
+    qtbot.keyClick(tab.input, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
     assert tab.view.messages() == [] and tab.conversation_id is None
     with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
         _send_by_keyboard(qtbot, tab, "Hi!")
@@ -169,3 +172,31 @@ def test_close_mid_generation_exits_cleanly(qtbot, starter_model):
     rows = con.execute("SELECT role, finished, length(content) FROM messages ORDER BY id").fetchall()
     con.close()
     assert rows[0][0] == "user" and rows[1][0] == "assistant" and rows[1][1] == 1 and rows[1][2] > 0
+
+
+def test_context_overflow_notice_and_stop_policy_asks(window, qtbot):
+    tab = window.chat_tab
+    tab.n_ctx_override = 256
+    tab.params.max_tokens.setValue(32)
+    long_text = "Please remember these words: " + " ".join(f"word{i}" for i in range(60))
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
+        tab.send(long_text)
+    assert tab.ctx_meter.maximum() == 256
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
+        tab.send(long_text.replace("word", "item"))
+    assert tab.notice.isVisible() and "no longer fit" in tab.notice.text()
+    assert len(tab.view.messages()) == 4  # nothing is deleted: the old turns only stay out of the prompt
+
+    # policy "stop": the user is asked, and "leave out the oldest" answers
+    window.ctx.settings.set("context_overflow", "stop")
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT) as blocker:
+        tab.send(long_text.replace("word", "thing"))
+    assert blocker.args[0]["finish_reason"] == "error"
+    qtbot.waitUntil(lambda: getattr(tab, "_overflow_box", None) is not None and tab._overflow_box.isVisible(),
+                    timeout=5000)
+    box = tab._overflow_box
+    drop = next(b for b in box.buttons() if "oldest" in b.text())
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT) as blocker:
+        drop.click()
+    assert blocker.args[0]["finish_reason"] in ("stop", "length")
+    assert [m.role for m in tab.view.messages()][-2:] == ["user", "assistant"]

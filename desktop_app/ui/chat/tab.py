@@ -79,6 +79,7 @@ class ChatTab(QWidget):
         self._models: list[dict] = []
         self._badge_op = None
         self._shut = False
+        self.n_ctx_override: int | None = None  # None: the fitter's context for this machine
 
         self._build_ui()
         self._wire()
@@ -594,7 +595,7 @@ class ChatTab(QWidget):
             t.cancel(self._load_job)
         self._loading_model = model_id
         self._load_error = None
-        self._load_job = t.submit(load_job(model_id, self.ctx.hardware))
+        self._load_job = t.submit(load_job(model_id, self.ctx.hardware, n_ctx=self.n_ctx_override))
         self.load_bar.setValue(0)
         self.load_bar.show()
         self.cancel_load_button.show()
@@ -938,9 +939,13 @@ class ChatTab(QWidget):
             self.plan_warning.hide()
 
     def _show_notice(self, text: str, error: bool = False) -> None:
-        self.notice.setText(("⚠ " if error else "ℹ ") + text)
+        """Notices of one reply add up (e.g. old turns left out, then the length limit)."""
+        line = ("⚠ " if error else "ℹ ") + text
+        self._notices = [n for n in getattr(self, "_notices", []) if n != line] + [line]
+        self.notice.setText("\n".join(self._notices))
         self.notice.show()
 
     def _hide_notice(self) -> None:
+        self._notices = []
         self.notice.hide()
         self.notice.clear()
