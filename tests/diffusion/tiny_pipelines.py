@@ -53,17 +53,21 @@ def _text_config(projection: bool = False):
                           projection_dim=32, max_position_embeddings=77)
 
 
-def _tiny_vae():
+def _tiny_vae(channels: tuple[int, ...] = (4, 4, 4, 4)):
     from diffusers import AutoencoderKL
 
     # SD's block structure (4 blocks, 2 resnets each: scale factor 8) with tiny channels.
-    return AutoencoderKL(block_out_channels=(4, 4, 4, 4), in_channels=3, out_channels=3,
+    return AutoencoderKL(block_out_channels=tuple(channels), in_channels=3, out_channels=3,
                          down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                          latent_channels=4, norm_num_groups=2, layers_per_block=2, sample_size=64)
 
 
-def build_sd15(folder: Path, seed: int = 0) -> Path:
-    """A tiny SD 1.5-structured pipeline (native 64 px) saved as a diffusers folder."""
+def build_sd15(folder: Path, seed: int = 0, channels: tuple[int, ...] = (8, 8, 16, 16), sample_size: int = 8,
+               vae_channels: tuple[int, ...] = (4, 4, 4, 4)) -> Path:
+    """A tiny SD 1.5-structured pipeline (native 64 px) saved as a diffusers folder.
+
+    ``channels``/``sample_size``/``vae_channels`` make bigger random pipelines (bench/images.py).
+    """
     import torch
     from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -72,12 +76,12 @@ def build_sd15(folder: Path, seed: int = 0) -> Path:
     # SD 1.5's UNet layout (3 cross-attention down blocks, a plain one; layers_per_block=2) so that a
     # single-file checkpoint in the original key layout can be written from it.
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(8, 8, 16, 16),
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=tuple(channels),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
         cross_attention_dim=32, attention_head_dim=2, norm_num_groups=4,
     )
-    vae = _tiny_vae()
+    vae = _tiny_vae(vae_channels)
     text_encoder = CLIPTextModel(_text_config())
     tokenizer = write_clip_tokenizer(folder.parent / (folder.name + "-tok"))
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
