@@ -196,3 +196,33 @@ def test_screenshot_of_conversation_with_code_block(qtbot):
     SHOTS.mkdir(exist_ok=True)
     assert win.grab().save(str(SHOTS / "chat_code_block.png"))
     win.close()
+
+
+def test_dark_palette_screenshot_keeps_code_readable(qtbot):
+    from PySide6.QtGui import QColor, QPalette
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    old = app.palette()
+    p = QPalette()
+    for role, c in ((QPalette.ColorRole.Window, (40, 40, 44)), (QPalette.ColorRole.WindowText, (230, 230, 230)),
+                    (QPalette.ColorRole.Base, (30, 30, 32)), (QPalette.ColorRole.AlternateBase, (48, 48, 54)),
+                    (QPalette.ColorRole.Text, (230, 230, 230)), (QPalette.ColorRole.Button, (40, 40, 44)),
+                    (QPalette.ColorRole.ButtonText, (230, 230, 230)), (QPalette.ColorRole.Link, (110, 170, 255)),
+                    (QPalette.ColorRole.PlaceholderText, (150, 150, 150))):
+        p.setColor(role, QColor(*c))
+    app.setPalette(p)
+    try:
+        view = MessageView()
+        qtbot.addWidget(view)
+        view.resize(900, 600)
+        view.set_messages([ViewMessage(1, "user", "Show me Fibonacci."),
+                           ViewMessage(2, "assistant", CODE_REPLY, "Memoise it.", {"thinking_s": 1.0})])
+        view.show()
+        qtbot.waitExposed(view)
+        block = view.widget_for(2).body.code_blocks()[0]
+        assert block.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        SHOTS.mkdir(exist_ok=True)
+        assert view.grab().save(str(SHOTS / "chat_code_block_dark.png"))
+    finally:
+        app.setPalette(old)
