@@ -107,15 +107,17 @@ def main() -> int:
                "showing a Python dict of ingredients.",
                "Write a short story about a lighthouse keeper.",
                "List ten animals with one sentence about each."]
-    stream_max, per_run, tok_s, deltas, flushes, p99s = [], [], [], [], [], []
+    stream_max, per_run, tok_s, deltas, flushes, p99s, none_lost = [], [], [], [], [], [], []
     for i in range(args.runs):
         tab.new_conversation()
         tab.input.setPlainText(prompts[i % len(prompts)])
+        none0 = sys.getrefcount(None)
         meter.start()
         f0 = tab.view.flushes
         tab.send()
         stats = wait_for(tab.reply_finished)
         gaps = meter.stop()
+        none_lost.append(none0 - sys.getrefcount(None))
         stream_max.append(max(gaps))
         per_run.append(round(max(gaps), 1))
         tok_s.append(stats.get("tokens_per_s") or 0.0)
@@ -141,6 +143,10 @@ def main() -> int:
         "tokens_per_s_median": round(statistics.median(tok_s), 1),
         "view_flushes": flushes,
         "timer_interval_ms": 5,
+        # PySide6 6.12 on CPython 3.11 drops a reference to None per void Qt call; a long session
+        # aborts ("none_dealloc") once None's count reaches 0. References lost per reply:
+        "none_refs_lost_per_reply": none_lost,
+        "none_refcount_now": sys.getrefcount(None),
         "cpu_count": os.cpu_count(),
     }
     print(json.dumps(result))
