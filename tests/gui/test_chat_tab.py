@@ -200,3 +200,28 @@ def test_context_overflow_notice_and_stop_policy_asks(window, qtbot):
         drop.click()
     assert blocker.args[0]["finish_reason"] in ("stop", "length")
     assert [m.role for m in tab.view.messages()][-2:] == ["user", "assistant"]
+
+
+def test_model_picker_switches_model(window, qtbot, tiny_gguf):
+    from desktop_app.core.library import ModelRecord
+
+    tab = window.chat_tab
+    window.ctx.library.add(ModelRecord(id="test/tiny", task="chat", format="gguf", path=str(tiny_gguf),
+                                       size_bytes=tiny_gguf.stat().st_size, name="Tiny test model"))
+    window.ctx.library_changed.emit()
+    qtbot.waitUntil(lambda: tab.model_combo.findData("test/tiny") >= 0, timeout=20_000)
+    assert tab.model_combo.findData("starter/smollm2-135m-instruct") >= 0
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
+        tab.send("Hello")
+    assert "SmolLM2" in window.loaded_label.text()
+    i = tab.model_combo.findData("test/tiny")
+    tab.model_combo.setCurrentIndex(i)
+    with qtbot.waitSignal(tab.model_loaded, timeout=REPLY_TIMEOUT) as blocker:
+        tab.model_combo.activated.emit(i)
+    assert blocker.args[0]["model_id"] == "test/tiny"
+    assert window.loaded_label.text().startswith("Tiny test model")
+    assert "no chat template" in tab.notice.text()  # the tiny file has none: said, not hidden
+    with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT) as blocker:
+        tab.send("Hi again")
+    assert blocker.args[0]["finish_reason"] in ("stop", "length")
+    assert tab.store.get_conversation(tab.conversation_id).model_id == "test/tiny"
