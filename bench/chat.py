@@ -85,6 +85,9 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=9)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--n-ctx", type=int, default=2048)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="n_threads and n_threads_batch for both sides (default: llama-cpp-python's own); "
+                         "1 gives steadier figures on a shared 2-core machine")
     ap.add_argument("--gui", action="store_true", help="also run bench/chat_gui.py for the GUI stall figure")
     args = ap.parse_args()
     os.environ.setdefault("ATELIER_HOME", tempfile.mkdtemp(prefix="atelier-bench-"))
@@ -101,9 +104,10 @@ def main() -> int:
     sp = SamplingParams(temperature=0.0, seed=1, max_tokens=args.max_tokens)
     raw_params = sp.llama_kwargs()
 
-    engine = ChatEngine(LoadConfig(str(path), n_ctx=args.n_ctx, n_gpu_layers=0))
+    threads = {"n_threads": args.threads, "n_threads_batch": args.threads} if args.threads else {}
+    engine = ChatEngine(LoadConfig(str(path), n_ctx=args.n_ctx, n_gpu_layers=0, **threads))
     engine.load()
-    raw = Llama(str(path), n_ctx=args.n_ctx, n_gpu_layers=0, verbose=False)
+    raw = Llama(str(path), n_ctx=args.n_ctx, n_gpu_layers=0, verbose=False, **threads)
 
     # warm-up (first decode pays one-time costs), not counted
     run_engine(engine, sp)
@@ -138,6 +142,7 @@ def main() -> int:
         "pairs": args.pairs,
         "max_tokens": args.max_tokens,
         "n_ctx": args.n_ctx,
+        "threads": args.threads,
         "tokens": eng_runs[0]["tokens"],
         "same_text": same_text,
         "engine_tokens_per_s": round(e_tps, 2),

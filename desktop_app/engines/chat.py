@@ -270,6 +270,42 @@ class ChatEvent:
     stats: ChatStats | None = None
 
 
+@dataclass
+class Reply:
+    """Folds a reply's events into its texts, e.g. to save a streaming reply to the history::
+
+        reply = Reply()
+        for ev in engine.chat(...):
+            reply.add(ev)
+            store.update_message(msg_id, reply.answer, reply.thinking)   # throttled by the store
+        store.finish_message(msg_id, reply.answer, reply.thinking, reply.stats.to_dict())
+    """
+
+    answer: str = ""
+    thinking: str = ""
+    truncation: Truncation | None = None
+    stats: ChatStats | None = None
+
+    def add(self, ev: ChatEvent) -> None:
+        if ev.type == ANSWER:
+            self.answer += ev.text
+        elif ev.type == THINKING:
+            self.thinking += ev.text
+        elif ev.type == RECLASSIFY:
+            # everything shown as answer so far was thought (see desktop_app.engines.think)
+            self.thinking += self.answer
+            self.answer = ""
+        elif ev.type == "truncated":
+            self.truncation = ev.truncation
+        elif ev.type == "done":
+            self.stats = ev.stats
+            self.answer, self.thinking = ev.stats.text, ev.stats.thinking
+
+    @property
+    def done(self) -> bool:
+        return self.stats is not None
+
+
 # ---------------------------------------------------------------------------- helpers
 _load_lock = threading.Lock()
 
@@ -735,5 +771,5 @@ class ChatEngine:
 
 __all__ = [
     "ANSWER", "THINKING", "RECLASSIFY", "OVERFLOW_POLICIES", "ChatEngine", "ChatEvent", "ChatStats",
-    "ContextOverflow", "LoadConfig", "SamplingParams", "Truncation",
+    "ContextOverflow", "LoadConfig", "Reply", "SamplingParams", "Truncation",
 ]

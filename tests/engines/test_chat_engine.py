@@ -13,7 +13,10 @@ from desktop_app.engines.base import CancelToken
 from desktop_app.engines.chat import (
     ChatEngine,
     ContextOverflow,
+    ChatEvent,
+    ChatStats,
     LoadConfig,
+    Reply,
     SamplingParams,
 )
 from tests.helpers import write_tiny_llama_gguf
@@ -279,3 +282,23 @@ def test_template_that_opens_think_block_streams_thinking(tmp_path):
         assert kinds <= {"thinking"} and kinds  # random model never closes the block: all thought
         s = evs[-1].stats
         assert s.thinking and s.text == "" and s.thinking_s is not None
+
+
+def test_reply_folds_events_including_reclassify():
+    r = Reply()
+    for ev in [ChatEvent("answer", "I should"), ChatEvent("answer", " greet."), ChatEvent("reclassify", "I should greet."),
+               ChatEvent("answer", "Hello!")]:
+        r.add(ev)
+    assert (r.thinking, r.answer, r.done) == ("I should greet.", "Hello!", False)
+    r.add(ChatEvent("done", stats=ChatStats(text="Hello!", thinking="I should greet.")))
+    assert r.done and r.answer == "Hello!"
+
+
+def test_reply_matches_stats_on_a_real_stream(engine):
+    r = Reply()
+    for ev in engine.chat(ask("Hi!"), GREEDY):
+        before = r.answer
+        r.add(ev)
+        if ev.type == "answer":
+            assert r.answer == before + ev.text
+    assert r.answer == r.stats.text and r.answer
