@@ -212,6 +212,7 @@ class HistoryStore:
             if not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, mode=0o700)
             _secure_file(self.path)
+        self._db = None
         try:
             self._db = sqlite3.connect(
                 ":memory:" if self.private else str(self.path),
@@ -229,7 +230,17 @@ class HistoryStore:
             self._fts = self._db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages_fts'"
             ).fetchone() is not None
-        except sqlite3.DatabaseError as exc:
+        except BaseException as exc:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            if not isinstance(exc, sqlite3.DatabaseError):
+                raise
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise HistoryError(
+                    f"The chat history at {self.path} is in use by another program (another Atelier?). "
+                    "Close it and try again."
+                ) from exc
             raise HistoryError(
                 f"The chat history at {self.path} cannot be read ({exc}). Move the file away to start "
                 "a fresh history (your models and settings are not affected)."
