@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -302,3 +303,14 @@ def test_reply_matches_stats_on_a_real_stream(engine):
         if ev.type == "answer":
             assert r.answer == before + ev.text
     assert r.answer == r.stats.text and r.answer
+
+
+def test_prompt_and_reply_never_reach_the_log(small_ctx_engine, caplog):
+    secret = "CLIENT-MATTER-9931"
+    with caplog.at_level(logging.DEBUG):
+        msgs = long_conversation() + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": secret}]
+        s = small_ctx_engine.complete(msgs, GREEDY)
+    assert s.truncation is not None  # the overflow path (which logs) ran
+    assert secret not in caplog.text
+    if len(s.text.strip()) >= 12:
+        assert s.text.strip() not in caplog.text

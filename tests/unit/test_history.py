@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import stat
 import threading
@@ -251,3 +252,18 @@ def test_old_schema_is_migrated(tmp_path):
     with HistoryStore(db) as h:
         assert h.schema_version == H.SCHEMA_VERSION
         assert [c.title for c in h.search("pangolin")] == ["old chat"]  # existing text is indexed
+
+
+def test_text_never_reaches_the_log(caplog):
+    secret = "SECRET-DIAGNOSIS-4412"
+    with caplog.at_level(logging.DEBUG):
+        with HistoryStore() as h:
+            c = h.create_conversation(secret)
+            m = h.add_message(c.id, "user", secret)
+            h.update_message(m.id, secret + "!", force=True)
+            h.search(secret)
+            h.truncate_after(m.id, inclusive=True)
+            h.delete_conversation(c.id, vacuum=True)
+            h.delete_all()
+    assert caplog.records  # the store does log (ids, counts) ...
+    assert secret not in caplog.text  # ... but never the text
