@@ -86,12 +86,13 @@ def postprocess_job(op: str, source: Path, out: Path, model_id: str, source_para
             info = {}
         from desktop_app.engines.diffusion.metadata import parse_parameters, png_with_metadata
 
-        if source_params is None:  # the gallery had not read it yet (lazy): read it here, off the GUI thread
+        src_params = source_params
+        if src_params is None:  # the gallery had not read it yet (lazy): read it here, off the GUI thread
             try:
-                source_params = parse_parameters(source)
+                src_params = parse_parameters(source)
             except Exception:  # noqa: BLE001 - a source without metadata is fine
-                source_params = None
-        params = {k: v for k, v in (source_params or {}).items() if k != "source"}
+                src_params = None
+        params = {k: v for k, v in (src_params or {}).items() if k != "source"}
         params.update({"operation": OPERATIONS[op][1], "source_image": str(source), "postprocess_model": model_id,
                        "width": (info.get("size") or [None, None])[0], "height": (info.get("size") or [None, None])[1]})
         out.write_bytes(png_with_metadata(out.read_bytes(), params))

@@ -72,6 +72,7 @@ class StudioTab(QWidget):
         self._load_job: int | None = None
         self._post_job: int | None = None
         self._records: dict[str, object] = {}
+        self._model_ids: list[str] = []
         self._badges: dict[str, str] = {}
         self._loaded_path: str | None = None
         self._loaded_native: int | None = None
@@ -360,19 +361,15 @@ class StudioTab(QWidget):
             recs = lib.list(task="image")
             post = {"upscale": lib.list(task="upscale"), "background_removal": lib.list(task="background_removal")}
             badges = {}
-            if True:  # plan_for_record detects the hardware itself (cached) when it is not known yet
+            # plan_for_record detects the hardware itself (cached) when it is not known yet
+            from desktop_app.core.fitting import plan_for_record
+
+            for r in recs:
                 try:
-                    from desktop_app.core.fitting import plan_for_record
-                except ImportError:
-                    plan_for_record = None
-                for r in recs:
-                    if plan_for_record is None:
-                        break
-                    try:
-                        plan = plan_for_record(r, hw)
-                        badges[r.id] = (plan.badge, getattr(plan, "note", "") or "", plan.plan)
-                    except Exception as exc:  # noqa: BLE001 - a broken record shows its error as badge
-                        badges[r.id] = ("Unreadable", str(exc), "error")
+                    plan = plan_for_record(r, hw)
+                    badges[r.id] = (plan.badge, getattr(plan, "note", "") or "", plan.plan)
+                except Exception as exc:  # noqa: BLE001 - a broken record shows its error as badge
+                    badges[r.id] = ("Unreadable", str(exc), "error")
             return recs, badges, post
 
         self.ctx.background.run(work, on_success=self._on_models_listed, on_failure=self._on_models_failed)
@@ -388,14 +385,15 @@ class StudioTab(QWidget):
         self._badges.update(badges)
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
+        self._model_ids = [r.id for r in recs]
         for r in recs:
             badge = self._badges.get(r.id)
             text = r.display_name + (f"  —  {badge[0]}" if badge else "")
-            self.model_combo.addItem(text, r.id)
+            self.model_combo.addItem(text)
             i = self.model_combo.count() - 1
             self.model_combo.setItemData(i, f"{r.path}\n{badge[1] if badge else ''}".strip(), Qt.ItemDataRole.ToolTipRole)
         if current and current in self._records:
-            self.model_combo.setCurrentIndex(self.model_combo.findData(current))
+            self.model_combo.setCurrentIndex(self._model_ids.index(current))
         elif recs:
             self.model_combo.setCurrentIndex(0)
         self.model_combo.blockSignals(False)
@@ -420,16 +418,19 @@ class StudioTab(QWidget):
             self.refresh_models()
 
     def current_model_id(self) -> str | None:
-        return self.model_combo.currentData()
+        # Our own list, not currentData(): on Python 3.11, PySide6 6.12's currentData() of an empty
+        # combo returns None one reference short, and polling it crashes the interpreter (seen here).
+        i = self.model_combo.currentIndex()
+        return self._model_ids[i] if 0 <= i < len(self._model_ids) else None
 
     def current_record(self):
         mid = self.current_model_id()
         return self._records.get(mid) if mid else None
 
     def select_model(self, model_id: str, load: bool = True) -> bool:
-        i = self.model_combo.findData(model_id)
-        if i < 0:
+        if model_id not in self._model_ids:
             return False
+        i = self._model_ids.index(model_id)
         self.model_combo.setCurrentIndex(i)
         if load:
             self._on_model_activated(i)
