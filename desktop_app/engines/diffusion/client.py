@@ -20,6 +20,13 @@ Blocking API meant for a worker QThread (or the CLI)::
         elif ev.type == "done":    ...                          (terminal)
     engine.stop()
 
+Post-processing runs in the same child (no torch/onnxruntime in the caller), same events::
+
+    req = UpscaleRequest(model_path="/models/4x.safetensors", image=png_bytes, scale=4)
+    for ev in engine.upscale(req, token): ...              # progress per tile, result (PNG), done
+    req = RemoveBgRequest(model_path="/models/u2net.onnx", image=png_bytes, soft=True)
+    for ev in engine.remove_background(req, token): ...    # progress per stage, result (RGBA PNG), done
+
 One job at a time per EngineProcess. Engine failures come back as ``error`` events, never as
 exceptions; a crash of the child (kill -9, driver fault, OOM killer) yields an ``error`` event
 of kind ``crashed`` and the next job starts a fresh child (or call ``restart()``).
@@ -41,7 +48,7 @@ from pathlib import Path
 from desktop_app.core.errors import AtelierError
 from desktop_app.engines.base import CancelToken
 from desktop_app.engines.diffusion import protocol as P
-from desktop_app.engines.diffusion.protocol import Event, GenerateRequest, ModelSpec
+from desktop_app.engines.diffusion.protocol import Event, GenerateRequest, ModelSpec, RemoveBgRequest, UpscaleRequest
 
 _EXIT = "_exit"
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -273,6 +280,26 @@ class EngineProcess:
             return iter([Event(P.ERROR, None, {"kind": "invalid_request", "message": str(exc)})])
         header, blobs = request.to_wire()
         return self._job({"op": "generate", "request": header}, blobs, token)
+
+    def upscale(self, request: UpscaleRequest, token: CancelToken | None = None) -> Iterator[Event]:
+        """Super resolution in the child: ``notice`` (kind "upscaler": model, tile), ``progress`` per
+        tile (step = tile index, total = tiles), one ``result`` (PNG; data: width, height, scale,
+        tiles, params), then ``done``; or ``cancelled`` (checked between tiles) / ``error``."""
+        return self._post_job("upscale", request, token)
+
+    def remove_background(self, request: RemoveBgRequest, token: CancelToken | None = None) -> Iterator[Event]:
+        """Background removal in the child: ``progress`` per stage (step 1..3: preprocess,
+        inference, postprocess), one ``result`` (PNG: RGBA cut-out, or the "L" mask with
+        ``mask_only``), then ``done``; or ``cancelled`` / ``error``."""
+        return self._post_job("remove_bg", request, token)
+
+    def _post_job(self, op: str, request, token: CancelToken | None) -> Iterator[Event]:
+        try:
+            request.validate()
+        except AtelierError as exc:
+            return iter([Event(P.ERROR, None, {"kind": "invalid_request", "message": str(exc)})])
+        header, blobs = request.to_wire()
+        return self._job({"op": op, "request": header}, blobs, token)
 
     def _job(self, header: dict, blobs: dict, token: CancelToken | None) -> Iterator[Event]:
         if not self._job_lock.acquire(blocking=False):

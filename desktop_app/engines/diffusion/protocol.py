@@ -13,6 +13,10 @@ Requests (parent → child), key ``op``:
                                              → [``loaded``] ``progress``* ``preview``* ``result``+ ``done``
   ``cancel`` {id}                            (read by the child while it computes)
   ``unload`` {id}                            → ``unloaded`` ``done``
+  ``upscale`` {id, request: UpscaleRequest dict; blob image}
+                                             → ``progress``* (one per tile) ``result`` ``done``
+  ``remove_bg`` {id, request: RemoveBgRequest dict; blob image}
+                                             → ``progress``* (preprocess/inference/postprocess) ``result`` ``done``
   ``shutdown``                               (the child exits)
 
 Events (child → parent), key ``type``: see ``EVENT_TYPES``. Every job ends with exactly one
@@ -154,6 +158,100 @@ class GenerateRequest:
         d["loras"] = [LoraSpec(**x) for x in d.get("loras", [])]
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known, init_image=blobs.get("init_image"), mask=blobs.get("mask"))
+
+
+POSTPROCESS_DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _check_image_bytes(image) -> None:
+    from desktop_app.core.errors import AtelierError
+
+    if not isinstance(image, (bytes, bytearray)) or not image:
+        raise AtelierError("No image given: pass the encoded image bytes (PNG/JPEG/WebP).")
+
+
+@dataclass
+class UpscaleRequest:
+    """Super resolution of one image in the engine child (spandrel; see engines/upscale.py).
+
+    ``model_path``: a super-resolution ``.safetensors`` file. ``image``: encoded image bytes.
+    ``scale``: output scale (default: the model's; smaller ones are resized down with Lanczos).
+    ``tile``: the largest tile side in input pixels, overlap included; ``None`` picks one from the
+    free memory, 0 runs the whole image at once. ``device``: auto (GPU when torch can use one,
+    fp16 when the architecture supports it), cpu, cuda or mps.
+    """
+
+    model_path: str
+    image: bytes
+    scale: int | None = None
+    tile: int | None = None
+    overlap: int = 32
+    allow_pickle: bool = False
+    device: str = "auto"
+
+    def validate(self) -> None:
+        from desktop_app.core.errors import AtelierError
+
+        _check_image_bytes(self.image)
+        if not self.model_path:
+            raise AtelierError("No upscaling model given.")
+        if self.scale is not None and not 1 <= int(self.scale) <= 16:
+            raise AtelierError(f"Invalid scale {self.scale}: use 1 to the model's scale (2 or 4).")
+        if self.tile is not None and self.tile < 0:
+            raise AtelierError(f"Invalid tile size {self.tile}: use 0 (no tiling) or a size in pixels.")
+        if self.overlap < 0:
+            raise AtelierError(f"Invalid tile overlap {self.overlap}: use 0 or more pixels.")
+        if self.device not in POSTPROCESS_DEVICES:
+            raise AtelierError(f"Unknown device {self.device!r}; use one of {', '.join(POSTPROCESS_DEVICES)}.")
+
+    def to_wire(self) -> tuple[dict, dict[str, bytes]]:
+        d = asdict(self)
+        d.pop("image")
+        return d, {"image": self.image}
+
+    @classmethod
+    def from_wire(cls, d: dict, blobs: dict[str, bytes]) -> "UpscaleRequest":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "image"}
+        return cls(**known, image=blobs.get("image", b""))
+
+
+@dataclass
+class RemoveBgRequest:
+    """Background removal of one image in the engine child (ONNX segmenter; engines/background.py).
+
+    ``soft``: keep the model's continuous alpha (slightly feathered) instead of hard 0/255 edges.
+    ``mask_only``: the result is the mask (greyscale PNG) instead of the RGBA cut-out.
+    ``device``: auto (onnxruntime's GPU providers when installed), cpu or cuda.
+    """
+
+    model_path: str
+    image: bytes
+    soft: bool = False
+    mask_only: bool = False
+    threshold: int = 128
+    feather: float | None = None
+    device: str = "auto"
+
+    def validate(self) -> None:
+        from desktop_app.core.errors import AtelierError
+
+        _check_image_bytes(self.image)
+        if not self.model_path:
+            raise AtelierError("No background-removal model given.")
+        if not 0 <= self.threshold <= 255:
+            raise AtelierError(f"The mask threshold must be between 0 and 255 (got {self.threshold}).")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise AtelierError(f"Unknown device {self.device!r} for background removal; use auto, cpu or cuda.")
+
+    def to_wire(self) -> tuple[dict, dict[str, bytes]]:
+        d = asdict(self)
+        d.pop("image")
+        return d, {"image": self.image}
+
+    @classmethod
+    def from_wire(cls, d: dict, blobs: dict[str, bytes]) -> "RemoveBgRequest":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "image"}
+        return cls(**known, image=blobs.get("image", b""))
 
 
 @dataclass
