@@ -769,6 +769,12 @@ class StudioTab(QWidget):
             self.gallery_model.set_paths(paths)
             self._update_actions()
 
+    def select_gallery_row(self, row: int) -> None:
+        from PySide6.QtCore import QItemSelectionModel
+
+        self.gallery.selectionModel().setCurrentIndex(
+            self.gallery_model.index(row), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
     def _selected_items(self):
         return [self.gallery_model.item(r) for r in self.gallery.selected_rows()]
 
@@ -975,7 +981,7 @@ class StudioTab(QWidget):
             self.gallery_model.prepend(Path(path), params, img)
             self.preview.set_image(img, f"{params.get('operation')} · {img.width()}×{img.height()}")
             self.view_tabs.setCurrentWidget(self.preview)
-            self.gallery.setCurrentIndex(self.gallery_model.index(0))
+            self.select_gallery_row(0)
             self.result_added.emit(str(path))
 
     @Slot(object)
