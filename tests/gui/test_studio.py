@@ -443,3 +443,27 @@ def test_many_qt_calls_do_not_drain_the_none_and_false_refcounts(qtbot):
         label.setText("x")
         em.sig.emit(1)
     assert sys.getrefcount(None) > 1 << 30 and sys.getrefcount(False) > 1 << 30  # immortal
+
+
+@pytest.mark.slow
+def test_remove_background_from_the_gallery(studio, qtbot, tmp_path_factory):
+    from desktop_app.core.model_files import record_for_path
+    from tests.postprocess.models import subject_image, write_tiny_segmenter
+
+    seg = write_tiny_segmenter(tmp_path_factory.mktemp("studio_seg") / "tiny-u2net.onnx", outputs=7)
+    studio.ctx.library.add(record_for_path(seg))
+    src = images_dir() / "subject.png"
+    subject_image(96, 64).save(src)
+    with qtbot.waitSignal(studio.models_listed, timeout=10000):
+        studio.start()
+    qtbot.waitUntil(lambda: studio.gallery_model.rowCount() == 1, timeout=5000)
+    studio.select_gallery_row(0)
+    assert studio.act_removebg.isEnabled() and not studio.act_upscale.isEnabled()
+    with qtbot.waitSignal(studio.result_added, timeout=120000) as blocker:
+        studio.act_removebg.trigger()
+    out = QImage(blocker.args[0])
+    assert out.hasAlphaChannel() and out.size().width() == 96
+    assert out.pixelColor(48, 32).alpha() > 240 and out.pixelColor(0, 0).alpha() < 10
+    qtbot.waitUntil(lambda: studio._post_job is None, timeout=10000)
+    assert studio.act_compare.isEnabled()
+    shot(studio, "background_removed")

@@ -21,9 +21,7 @@ def _fit(img_w: int, img_h: int, rect: QRectF, upscale: bool = True) -> QRectF:
 def _checkerboard(p: QPainter, r: QRectF, pal: QPalette) -> None:
     """Transparency shows as a checkerboard derived from the palette."""
     a = pal.color(QPalette.ColorRole.Base)
-    b = pal.color(QPalette.ColorRole.AlternateBase)
-    if a == b:
-        b = a.darker(112)
+    b = a.darker(125) if a.lightness() > 128 else a.lighter(160)
     p.save()
     p.setClipRect(r)
     p.fillRect(r, a)
