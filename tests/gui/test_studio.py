@@ -467,3 +467,36 @@ def test_remove_background_from_the_gallery(studio, qtbot, tmp_path_factory):
     qtbot.waitUntil(lambda: studio._post_job is None, timeout=10000)
     assert studio.act_compare.isEnabled()
     shot(studio, "background_removed")
+
+
+@pytest.mark.slow
+def test_inpaint_and_img2img_send_the_image_and_mask_to_the_engine(engine_studio, qtbot):
+    tab = engine_studio
+    img = QImage(64, 64, QImage.Format.Format_RGB32)
+    img.fill(Qt.GlobalColor.darkCyan)
+    tab.params.prompt.setPlainText("repaint the middle")
+    tab.params.steps.setValue(4)
+    tab.params.set_seed(5)
+    tab.set_init_image(img, "inpaint")
+    c = tab.canvas
+    p = c.image_to_widget(QPointF(32, 32)).toPoint()
+    qtbot.mousePress(c, Qt.MouseButton.LeftButton, pos=p)
+    qtbot.mouseRelease(c, Qt.MouseButton.LeftButton, pos=p)
+    assert not c.is_mask_empty()
+    results = []
+    tab.result_added.connect(results.append)
+    finished = tab.generation_finished
+    with qtbot.waitSignal(finished, timeout=120000) as blocker:
+        assert tab.generate() is not None
+    assert blocker.args == ["done"], tab.last_error
+    from desktop_app.engines.diffusion.metadata import parse_parameters
+
+    meta = parse_parameters(Path(results[-1]))
+    assert meta["mode"] == "inpaint" and meta["seed"] == 5 and (meta["width"], meta["height"]) == (64, 64)
+    tab.params.set_mode("img2img")
+    tab.params.strength.setValue(0.5)
+    with qtbot.waitSignal(finished, timeout=120000) as blocker:
+        assert tab.generate() is not None
+    assert blocker.args == ["done"], tab.last_error
+    meta = parse_parameters(Path(results[-1]))
+    assert meta["mode"] == "img2img" and meta["strength"] == 0.5
