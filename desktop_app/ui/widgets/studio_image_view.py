@@ -39,7 +39,7 @@ def _checkerboard(p: QPainter, r: QRectF, pal: QPalette) -> None:
 
 
 class ImageView(QWidget):
-    """Shows one QImage scaled to fit (never blurred up past 4×), or a placeholder text."""
+    """Shows one QImage scaled to fit the widget (with a checkerboard under transparency), or a placeholder."""
 
     def __init__(self, parent: QWidget | None = None, placeholder: str = "") -> None:
         super().__init__(parent)
