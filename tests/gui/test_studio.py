@@ -393,12 +393,13 @@ def test_window_close_mid_generation_exits_cleanly(qtbot, tiny_sd15):
 
 
 @pytest.mark.slow
-def test_upscale_from_the_gallery_and_compare(studio, qtbot, tmp_path_factory):
+def test_upscale_from_the_gallery_and_compare(studio, qtbot, tmp_path_factory, shared_engine):
     from desktop_app.core.model_files import record_for_path
     from tests.postprocess.models import write_tiny_esrgan
 
     sr = write_tiny_esrgan(tmp_path_factory.mktemp("studio_sr") / "tiny-esrgan-2x.safetensors", scale=2)
     studio.ctx.library.add(record_for_path(sr))
+    studio.engine_provider = lambda: (shared_engine, False)
     src = images_dir() / "source.png"
     src.write_bytes(png_bytes((48, 32), params=dict(PARAMS, width=48, height=32)))
     with qtbot.waitSignal(studio.models_listed, timeout=10000):
@@ -446,12 +447,13 @@ def test_many_qt_calls_do_not_drain_the_none_and_false_refcounts(qtbot):
 
 
 @pytest.mark.slow
-def test_remove_background_from_the_gallery(studio, qtbot, tmp_path_factory):
+def test_remove_background_from_the_gallery(studio, qtbot, tmp_path_factory, shared_engine):
     from desktop_app.core.model_files import record_for_path
     from tests.postprocess.models import subject_image, write_tiny_segmenter
 
     seg = write_tiny_segmenter(tmp_path_factory.mktemp("studio_seg") / "tiny-u2net.onnx", outputs=7)
     studio.ctx.library.add(record_for_path(seg))
+    studio.engine_provider = lambda: (shared_engine, False)
     src = images_dir() / "subject.png"
     subject_image(96, 64).save(src)
     with qtbot.waitSignal(studio.models_listed, timeout=10000):

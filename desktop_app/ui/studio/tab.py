@@ -4,8 +4,8 @@ progress and a live preview, an inpainting canvas, and a gallery of results.
 The diffusion engine lives in a child process (``engines/diffusion/client.py``); its blocking
 client runs in the "image" model thread (jobs in ``session.py``). The GUI thread only receives
 small items (progress numbers, decoded QImages, saved file paths) and coalesces them with a
-40 ms timer, so it never stalls. Upscaling / background removal run the CLI in a child process
-from the "postprocess" thread (``postprocess.py``).
+40 ms timer, so it never stalls. Upscaling / background removal from the gallery run in the same
+engine child (``postprocess.py``).
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ class StudioTab(QWidget):
         self.setAcceptDrops(True)
         self.engine_provider = None
         self._thread = None
-        self._post_thread = None
         self._gen_job: int | None = None
         self._load_job: int | None = None
         self._post_job: int | None = None
@@ -82,6 +81,7 @@ class StudioTab(QWidget):
         self._post_models: dict[str, list] = {"upscale": [], "background_removal": []}
         self.last_error: tuple[str, str] | None = None
         self._job_error = False
+        self._post_error = False
         self._results_this_job = 0
         self._build()
         self._flush_timer = QTimer(self)
@@ -324,29 +324,24 @@ class StudioTab(QWidget):
             return
         self._shut_down = True
         self._flush_timer.stop()
-        for t in (self._thread, self._post_thread):
-            if t is not None:
-                t.cancel()
+        if self._thread is not None:
+            self._thread.cancel()
 
     def image_thread(self):
+        """The "image" model thread: it owns the engine client; generation, loads and
+        post-processing jobs all run there, one after another (each handler filters by job id)."""
         if self._thread is None:
             t = self.ctx.model_thread("image")
             t.yielded.connect(self._on_job_yielded)
             t.finished.connect(self._on_job_finished)
             t.failed.connect(self._on_job_failed)
             t.cancelled.connect(self._on_job_cancelled)
-            self._thread = t
-        return self._thread
-
-    def post_thread(self):
-        if self._post_thread is None:
-            t = self.ctx.model_thread("postprocess")
             t.yielded.connect(self._on_post_yielded)
             t.finished.connect(self._on_post_finished)
             t.failed.connect(self._on_post_failed)
             t.cancelled.connect(self._on_post_cancelled)
-            self._post_thread = t
-        return self._post_thread
+            self._thread = t
+        return self._thread
 
     @property
     def busy(self) -> bool:
@@ -536,8 +531,8 @@ class StudioTab(QWidget):
             self._thread.cancel(self._gen_job)
             self.status_label.setText("Cancelling…")
             self.cancel_button.setEnabled(False)
-        elif self._post_job is not None and self._post_thread is not None:
-            self._post_thread.cancel(self._post_job)
+        elif self._post_job is not None and self._thread is not None:
+            self._thread.cancel(self._post_job)
 
     # ------------------------------------------------------------------------------ job events
     @Slot(object)
@@ -943,7 +938,7 @@ class StudioTab(QWidget):
     def _on_remove_bg(self) -> None:
         self.postprocess("remove-bg")
 
-    def postprocess(self, op: str, model_id: str | None = None, extra_args: list[str] | None = None) -> int | None:
+    def postprocess(self, op: str, model_id: str | None = None) -> int | None:
         from desktop_app.ui.studio.postprocess import OPERATIONS, postprocess_job
 
         it = self._one()
@@ -951,13 +946,15 @@ class StudioTab(QWidget):
         models = self._post_models.get(task) or []
         if it is None or self._post_job is not None:
             return None
-        if model_id is None:
-            if not models:
-                self.show_error("model_format", f"No {task.replace('_', ' ')} model is installed.")
-                return None
-            model_id = models[0].id
+        rec = next((m for m in models if m.id == model_id), None) if model_id else (models[0] if models else None)
+        if rec is None:
+            self.show_error("model_format", f"No {task.replace('_', ' ')} model is installed: add one in the Models tab.")
+            return None
         out = new_image_path("upscaled" if op == "upscale" else "cutout")
-        self._post_job = self.post_thread().submit(postprocess_job(op, it.path, out, model_id, it.params, extra_args))
+        self._post_error = False
+        self._post_job = self.image_thread().submit(postprocess_job(
+            op, it.path, out, rec.path, rec.id, it.params, self.engine_provider,
+            allow_pickle=bool(self.ctx.settings.get("allow_pickle"))))
         self.progress.setRange(0, 0)
         self.progress.setFormat(OPERATIONS[op][1].replace("Upscaled", "Upscaling").replace(
             "Background removed", "Removing background") + "…")
@@ -976,6 +973,11 @@ class StudioTab(QWidget):
                 self.progress.setRange(0, total)
                 self.progress.setValue(done)
             self.progress.setFormat(text or "%v / %m")
+        elif item[0] == "notice":
+            self.status_label.setText(item[2])
+        elif item[0] == "error":
+            self._post_error = True
+            self.show_error(item[1], item[2])
         elif item[0] == "result":
             _, path, params, img = item
             self.gallery_model.prepend(Path(path), params, img)
@@ -990,9 +992,13 @@ class StudioTab(QWidget):
             return
         self._post_job = None
         self.progress.setRange(0, 1)
-        self.progress.setValue(1)
-        self.progress.setFormat("Done")
-        self.status_label.setText("Done: the result is first in the gallery (Before / after compares it).")
+        if self._post_error:
+            self.progress.setValue(0)
+            self.progress.setFormat("Failed")
+        else:
+            self.progress.setValue(1)
+            self.progress.setFormat("Done")
+            self.status_label.setText("Done: the result is first in the gallery (Before / after compares it).")
         self._update_actions()
 
     @Slot(object)
