@@ -4,7 +4,9 @@ In the real main window (offscreen), a 5 ms QTimer on the GUI thread records the
 between its ticks from the moment a model is chosen in the studio (the engine child process
 starts, imports torch/diffusers and loads the pipeline) through a generation with live previews
 until its results are in the gallery. Goal: max gap < 50 ms. Also checks that torch/diffusers
-never entered the GUI process.
+never entered the GUI process. Each long gap is attributed: if the GUI process used under 30 % of
+a CPU during it, the OS was running other processes (a loaded machine); otherwise it is ours
+(``max_stall_process_running_ms``). ``value`` is the plain maximum, whatever the cause.
 
     .venv/bin/python bench/images_gui.py [--model PATH] [--steps 12] [--size 256] [--repeat 1]
 
@@ -87,20 +89,30 @@ def run_once(model: Path, steps: int, size: int, timeout_s: float, settle_s: flo
     wait_until(lambda: time.monotonic() > settle_until, "the start-up to settle")
 
     gaps: list[float] = []
-    top: list[tuple] = []
+    top: list[dict] = []
+    starved: list[float] = []
+    own: list[float] = []
     clock = QElapsedTimer()
     state = {"last": None, "phase": "load", "max": {"load": 0.0, "generate": 0.0}}
 
     def tick() -> None:
         now = clock.nsecsElapsed() / 1e6
+        proc, thr = time.process_time(), time.thread_time()
         if state["last"] is not None:
             gap = now - state["last"]
             gaps.append(gap)
+            proc_ms = (proc - state["proc"]) * 1000  # CPU used by the whole GUI process in the gap
+            gui_ms = (thr - state["thr"]) * 1000     # … by the GUI thread itself
+            if proc_ms < 0.3 * gap:
+                starved.append(gap)  # the process barely ran: the OS gave its CPU to other processes
+            else:
+                own.append(gap)      # our process was running (GUI thread busy, or held off by the GIL)
             if gap > 25:
-                top.append((round(gap, 1), state["phase"], round(now / 1000, 2)))
+                top.append({"gap_ms": round(gap, 1), "phase": state["phase"], "t_s": round(now / 1000, 2),
+                            "process_cpu_ms": round(proc_ms, 1), "gui_thread_cpu_ms": round(gui_ms, 1)})
             ph = state["phase"]
             state["max"][ph] = max(state["max"][ph], gap)
-        state["last"] = now
+        state["last"], state["proc"], state["thr"] = now, proc, thr
 
     timer = QTimer()
     timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -150,7 +162,13 @@ def run_once(model: Path, steps: int, size: int, timeout_s: float, settle_s: flo
         "outcome": events["finished"],
         "device": (events["loaded"] or {}).get("device"),
         "heavy_modules_in_gui_process": heavy,
-        "gaps_over_25ms": sorted(top, reverse=True)[:8],
+        "gaps_over_25ms": sorted(top, key=lambda d: -d["gap_ms"])[:8],
+        # A gap in which the GUI process used < 30 % of a CPU was OS scheduling (other processes
+        # on a busy machine), not the app: reported apart so a loaded machine is visible.
+        "max_stall_process_running_ms": round(max(own, default=0.0), 2),
+        "max_stall_process_starved_ms": round(max(starved, default=0.0), 2),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
     }
 
 
@@ -173,16 +191,19 @@ def main() -> int:
     runs = []
     for i in range(args.repeat):
         r = run_once(model.resolve(), args.steps, args.size, args.timeout, args.settle)
-        print(f"run {i + 1}: max stall {r['max_stall_ms']} ms (load {r['load_max_stall_ms']}, generate "
+        print(f"run {i + 1}: max stall {r['max_stall_ms']} ms (process running: "
+              f"{r['max_stall_process_running_ms']} ms; load {r['load_max_stall_ms']}, generate "
               f"{r['generate_max_stall_ms']}), load {r['load_seconds']} s, generate {r['generate_seconds']} s, "
               f"{r['previews_shown']} previews", file=sys.stderr, flush=True)
         runs.append(r)
     worst = max(r["max_stall_ms"] for r in runs)
+    worst_own = max(r["max_stall_process_running_ms"] for r in runs)
     out = {
         "bench": "images_gui",
         "metric": "gui_max_stall_ms",
         "value": worst,
         "median_max_stall_ms": round(statistics.median(r["max_stall_ms"] for r in runs), 2),
+        "max_stall_process_running_ms": worst_own,
         "goal_ms": 50,
         "pass": worst < 50 and all(not r["heavy_modules_in_gui_process"] for r in runs),
         "steps": args.steps,
