@@ -427,25 +427,6 @@ def test_upscale_from_the_gallery_and_compare(studio, qtbot, tmp_path_factory, s
     dlg.close()
 
 
-def test_many_qt_calls_do_not_drain_the_none_and_false_refcounts(qtbot):
-    """PySide6 6.12 on CPython 3.11 returns None/False from void calls and Signal.emit without a
-    reference; desktop_app.qt immortalizes them, so a long session cannot abort the interpreter."""
-    import sys
-
-    from PySide6.QtCore import QObject, Signal
-    from PySide6.QtWidgets import QLabel
-
-    class Emitter(QObject):
-        sig = Signal(object)
-
-    label, em = QLabel(), Emitter()
-    qtbot.addWidget(label)
-    for _ in range(50000):  # more than a fresh interpreter's references to None or False
-        label.setText("x")
-        em.sig.emit(1)
-    assert sys.getrefcount(None) > 1 << 30 and sys.getrefcount(False) > 1 << 30  # immortal
-
-
 @pytest.mark.slow
 def test_remove_background_from_the_gallery(studio, qtbot, tmp_path_factory, shared_engine):
     from desktop_app.core.model_files import record_for_path
