@@ -107,10 +107,12 @@ class CatalogTableModel(QAbstractTableModel):
                     return "Needs a server"
                 return r.fit.badge if r.fit is not None else "…"
         if role == SORT_ROLE:
+            # floats, not ints: Python ints become int or qlonglong depending on their size, and
+            # Qt 6.11 does not order a mix of the two (sizes above 2 GiB sorted wrongly).
             if c == self.COL_SIZE:
-                return int(e.size_bytes or 0)
+                return float(e.size_bytes or 0)
             if c == self.COL_CTX:
-                return int(e.context_length or 0)
+                return float(e.context_length or 0)
             if c == self.COL_PARAMS:
                 return float(e.params_b or 0.0)
             if c == self.COL_FIT:

@@ -100,7 +100,7 @@ class LibraryTableModel(QAbstractTableModel):
                 return f"{where_label(r)}: {r.path}"
         if role == SORT_ROLE:
             if c == self.COL_SIZE:
-                return int(r.size_bytes or 0)
+                return float(r.size_bytes or 0)  # float: Qt 6.11 does not order int with qlonglong
             return str(self.data(index, Qt.ItemDataRole.DisplayRole) or "").lower()
         if role == ENTRY_ROLE:
             return row
