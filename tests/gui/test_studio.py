@@ -416,7 +416,8 @@ def test_upscale_from_the_gallery_and_compare(studio, qtbot, tmp_path_factory, s
 
     meta = parse_parameters(out)
     assert meta["operation"] == "Upscaled" and meta["source_image"] == str(src) and meta["prompt"] == PARAMS["prompt"]
-    assert studio.gallery_model.rowCount() == 2 and studio.act_compare.isEnabled()
+    # the selection settles through queued events: wait for it rather than assume it is immediate
+    qtbot.waitUntil(lambda: studio.gallery_model.rowCount() == 2 and studio.act_compare.isEnabled(), timeout=5000)
     dlg = studio.compare(src, out)
     qtbot.waitExposed(dlg)
     view = dlg.compare_view
