@@ -1,4 +1,10 @@
-"""Load SD 1.5 / SDXL pipelines from local diffusers folders or single .safetensors files.
+"""Load SD 1.5 / SDXL / SD 3.x / FLUX.1 pipelines from local diffusers folders or single files.
+
+SD 3.x and FLUX.1 (flow-matching transformers): diffusers folders (family from model_index.json's
+``_class_name``); their transformer may also come from a separate file (``ModelSpec.transformer_gguf``:
+a GGUF file loaded with diffusers' GGUFQuantizationConfig, or a transformer-only ``.safetensors``)
+with every other component from the folder ``ModelSpec.path``. A single file of these families
+needs its config folder locally (the folder's configs/tokenizers; see below).
 
 Runs in the engine child (imports diffusers lazily). Never reaches the hub: every call passes
 ``local_files_only=True`` and the child runs with ``HF_HUB_OFFLINE=1``.
@@ -26,6 +32,20 @@ FAMILIES = {
     "sd2": "Stable Diffusion 2.x",
     "sdxl": "Stable Diffusion XL",
     "sdxl-inpainting": "Stable Diffusion XL inpainting",
+    "sd3": "Stable Diffusion 3/3.5",
+    "flux-schnell": "FLUX.1 schnell",
+    "flux-dev": "FLUX.1 dev",
+}
+FLOW_FAMILIES = ("sd3", "flux-schnell", "flux-dev")
+# (steps, guidance) when the request leaves them to the model
+DEFAULTS = {"sd3": (28, 4.5), "flux-schnell": (4, 0.0), "flux-dev": (28, 3.5)}
+SD_DEFAULTS = (20, 7.0)
+PIPELINE_CLASSES = {
+    "StableDiffusionPipeline": "sd", "StableDiffusionXLPipeline": "sd", "StableDiffusionInpaintPipeline": "sd",
+    "StableDiffusionXLInpaintPipeline": "sd", "StableDiffusionImg2ImgPipeline": "sd",
+    "StableDiffusionXLImg2ImgPipeline": "sd",
+    "StableDiffusion3Pipeline": "sd3", "StableDiffusion3Img2ImgPipeline": "sd3", "StableDiffusion3InpaintPipeline": "sd3",
+    "FluxPipeline": "flux", "FluxImg2ImgPipeline": "flux", "FluxInpaintPipeline": "flux",
 }
 # Hub repos whose config folder the manager may fetch for a family (named in the error message).
 CONFIG_REPOS = {
@@ -34,6 +54,9 @@ CONFIG_REPOS = {
     "sd2": "stabilityai/stable-diffusion-2-1",
     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
     "sdxl-inpainting": "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+    "sd3": "stabilityai/stable-diffusion-3.5-medium",
+    "flux-schnell": "black-forest-labs/FLUX.1-schnell",
+    "flux-dev": "black-forest-labs/FLUX.1-dev",
 }
 RESOURCES_CONFIGS = Path(__file__).resolve().parents[3] / "resources" / "diffusion_configs"
 
@@ -45,16 +68,28 @@ class LoadedModel:
     pipeline: str          # pipeline class name
     native_size: int       # the resolution the model was trained for (e.g. 512, 1024)
     max_size: int
-    source: str            # "folder" or "single_file"
+    source: str            # "folder", "single_file", "folder+gguf" or "folder+transformer_file"
+    size_multiple: int = 8  # width/height must be multiples of this
+    default_steps: int = 20
+    default_guidance: float = 7.0
+    schedulers: tuple = ()  # the scheduler names (protocol.SCHEDULERS / FLOW_SCHEDULERS) that apply
+    modes: tuple = ("txt2img", "img2img", "inpaint")
+
+    @property
+    def flow(self) -> bool:
+        return self.family in FLOW_FAMILIES
 
 
 def detect_family(header: dict) -> str:
     """Family of an original-layout (A1111/ComfyUI) checkpoint from its tensor names/shapes."""
     keys = [k for k in header if k != "__metadata__"]
-    if any(k.startswith(("double_blocks.", "single_blocks.", "joint_blocks.", "transformer_blocks.")) for k in keys):
+    flow = detect_flow_family(keys)
+    if flow:
+        return flow
+    if any(k.startswith(("transformer_blocks.", "single_transformer_blocks.")) for k in keys):
         raise ModelFormatError(
-            "This checkpoint is a FLUX/SD3-style transformer model; Atelier's image studio loads "
-            "SD 1.5 and SDXL checkpoints (other families come with a later update)."
+            "This file holds a transformer in diffusers' layout (not a full checkpoint): load it as the "
+            "transformer file of a SD 3/FLUX diffusers folder."
         )
     if not any(k.startswith("model.diffusion_model.") for k in keys):
         if any(k.startswith(("down_blocks.", "lora_", "lora_unet_")) or ".lora_" in k for k in keys):
@@ -75,6 +110,23 @@ def detect_family(header: dict) -> str:
     raise ModelFormatError(
         "Cannot tell which Stable Diffusion family this checkpoint is (no text-encoder weights found)."
     )
+
+
+def detect_flow_family(keys) -> str | None:
+    """'flux-dev' / 'flux-schnell' / 'sd3' for original-layout (BFL / Stability) keys, else None."""
+    keys = list(keys)
+    strip = [k[len("model.diffusion_model."):] if k.startswith("model.diffusion_model.") else k for k in keys]
+    if any(k.startswith(("double_blocks.", "single_blocks.")) for k in strip):
+        return "flux-dev" if any(k.startswith("guidance_in.") for k in strip) else "flux-schnell"
+    if any(k.startswith("joint_blocks.") for k in strip):
+        return "sd3"
+    return None
+
+
+def transformer_only(keys) -> bool:
+    """True when an original-layout SD3/FLUX file has no VAE / text-encoder weights."""
+    return not any(k.startswith(("first_stage_model.", "vae.", "text_encoders.", "cond_stage_model.", "conditioner."))
+                   for k in keys)
 
 
 def config_candidates(family: str, explicit: str | None = None) -> list[Path]:
@@ -114,6 +166,10 @@ def _dtype(torch, dtype):
 
 def _family_of_pipe(pipe) -> str:
     name = type(pipe).__name__
+    if name.startswith("StableDiffusion3"):
+        return "sd3"
+    if name.startswith("Flux"):
+        return "flux-dev" if getattr(pipe.transformer.config, "guidance_embeds", False) else "flux-schnell"
     base = "sdxl" if "XL" in name else "sd15"
     if "Inpaint" in name and getattr(pipe.unet.config, "in_channels", 4) == 9:
         return base + "-inpainting"
@@ -139,27 +195,108 @@ def inspect(spec) -> tuple[str, str | None, Path | None]:
             cls_name = json.loads(index.read_text("utf-8")).get("_class_name", "")
         except ValueError as exc:
             raise ModelFormatError(f"{index} is not valid JSON: {exc}") from exc
-        if cls_name not in (
-            "StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusionInpaintPipeline",
-            "StableDiffusionXLInpaintPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionXLImg2ImgPipeline",
-        ):
+        kind = PIPELINE_CLASSES.get(cls_name)
+        if kind is None:
             raise ModelFormatError(
-                f"{path.name} is a {cls_name or 'unknown'} model; the image studio loads SD 1.5 and SDXL pipelines."
+                f"{path.name} is a {cls_name or 'unknown'} model; the image studio loads SD 1.5, SDXL, "
+                "SD 3/3.5 and FLUX.1 pipelines."
             )
+        tfile = getattr(spec, "transformer_gguf", None)
         for pick in path.rglob("*.bin"):
+            if tfile and pick.parent.name == "transformer":
+                continue
             if not pick.with_suffix(".safetensors").exists():
                 refuse_pickle(pick, spec.allow_pickle)
+        if tfile:
+            if kind == "sd":
+                raise ModelFormatError(
+                    "A separate transformer file (GGUF) applies to SD 3/3.5 and FLUX.1 folders only; "
+                    f"{path.name} is a {cls_name}."
+                )
+            check_transformer_file(Path(tfile).expanduser(), spec.allow_pickle)
+            if not (path / "transformer" / "config.json").is_file():
+                raise ModelFormatError(
+                    f"{path.name} has no transformer/config.json: the transformer file needs the folder's "
+                    "transformer config (the rest of the pipeline comes from the folder)."
+                )
+            return "folder+transformer", None, None
         return "folder", None, None
     refuse_pickle(path, spec.allow_pickle)
     if path.suffix.lower() != ".safetensors":
         raise ModelFormatError(f"{path.name}: unsupported model file; use a .safetensors checkpoint or a diffusers folder.")
     header = read_safetensors_header(path)
     family = spec.family or detect_family(header)
+    if family in ("flux", "flux1"):
+        family = detect_flow_family(header) or "flux-schnell"
+    if family in FLOW_FAMILIES:
+        only = transformer_only(k for k in header if k != "__metadata__")
+        if only and not spec.config:
+            raise ModelFormatError(
+                f"{path.name} holds only a {FAMILIES[family]} transformer. Load a {FAMILIES[family]} diffusers "
+                "folder (VAE, text encoders, configs) and choose this file as its transformer file, or give that "
+                "folder as the config folder."
+            )
+        cfg = find_config_dir(family, spec.config)
+        return ("transformer_file" if only else "single_file"), family, cfg
     if family == "sd2":
         raise ModelFormatError("Stable Diffusion 2.x checkpoints are not supported yet; use SD 1.5 or SDXL.")
     if family not in FAMILIES:
         raise ModelFormatError(f"Unknown model family {family!r}; use one of {', '.join(FAMILIES)}.")
     return "single_file", family, find_config_dir(family, spec.config)
+
+
+def check_transformer_file(tpath: Path, allow_pickle: bool = False) -> str:
+    """'gguf' or 'safetensors' for a separate transformer file; clear errors otherwise."""
+    from desktop_app.core.model_files import check_gguf_header, read_safetensors_header, refuse_pickle
+
+    if not tpath.is_file():
+        raise ModelFormatError(f"Transformer file not found: {tpath}")
+    suffix = tpath.suffix.lower()
+    if suffix == ".gguf":
+        check_gguf_header(tpath)
+        return "gguf"
+    if suffix == ".safetensors":
+        read_safetensors_header(tpath)
+        return "safetensors"
+    refuse_pickle(tpath, allow_pickle)
+    raise ModelFormatError(f"{tpath.name}: a transformer file must be .gguf or .safetensors.")
+
+
+def _load_transformer(folder: Path, tpath: Path, cls_name: str, td, kind: str):
+    """The transformer from a GGUF / single .safetensors file, configured from ``folder/transformer``."""
+    import diffusers
+
+    cls = diffusers.FluxTransformer2DModel if cls_name.startswith("Flux") else diffusers.SD3Transformer2DModel
+    kwargs = dict(config=str(folder), subfolder="transformer", local_files_only=True, dtype=td)
+    if kind == "gguf":
+        kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=td)
+    try:
+        return cls.from_single_file(str(tpath), **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFormatError(
+            f"Cannot load {tpath.name} as the {cls.__name__} of {folder.name}: {msg}. Check that the file is a "
+            f"transformer of the same model as the folder."
+        ) from exc
+
+
+def _describe(pipe, family: str, source: str) -> LoadedModel:
+    from desktop_app.engines.diffusion.protocol import FLOW_SCHEDULERS, SCHEDULERS
+
+    vsf = int(getattr(pipe, "vae_scale_factor", 8))
+    if family in FLOW_FAMILIES:
+        native = int(getattr(pipe, "default_sample_size", 128)) * vsf
+        patch = int(getattr(pipe.transformer.config, "patch_size", 1) or 1)
+        multiple = max(16, vsf * 2, vsf * patch)
+        steps, guidance = DEFAULTS[family]
+        return LoadedModel(pipe=pipe, family=family, pipeline=type(pipe).__name__, native_size=native,
+                           max_size=min(4096, native * 2), source=source, size_multiple=multiple,
+                           default_steps=steps, default_guidance=guidance, schedulers=tuple(FLOW_SCHEDULERS))
+    native = int(pipe.unet.config.sample_size) * vsf
+    modes = ("inpaint",) if family.endswith("inpainting") else ("txt2img", "img2img", "inpaint")
+    return LoadedModel(pipe=pipe, family=family, pipeline=type(pipe).__name__, native_size=native,
+                       max_size=min(4096, native * 4), source=source, default_steps=SD_DEFAULTS[0],
+                       default_guidance=SD_DEFAULTS[1], schedulers=tuple(SCHEDULERS), modes=modes)
 
 
 def load_pipeline(spec, dtype=None) -> LoadedModel:
@@ -170,6 +307,25 @@ def load_pipeline(spec, dtype=None) -> LoadedModel:
     import torch
 
     td = _dtype(torch, dtype)
+    if kind in ("folder+transformer", "transformer_file"):
+        from diffusers import DiffusionPipeline
+
+        if kind == "folder+transformer":
+            folder, tpath = path, Path(spec.transformer_gguf).expanduser()
+        else:
+            folder, tpath = config, path
+        cls_name = json.loads((folder / "model_index.json").read_text("utf-8")).get("_class_name", "")
+        if PIPELINE_CLASSES.get(cls_name) not in ("sd3", "flux"):
+            raise ModelFormatError(f"{folder.name} is a {cls_name or 'unknown'} folder, not an SD 3/FLUX one.")
+        tkind = check_transformer_file(tpath, spec.allow_pickle)
+        transformer = _load_transformer(folder, tpath, cls_name, td, tkind)
+        try:
+            pipe = DiffusionPipeline.from_pretrained(str(folder), transformer=transformer, dtype=td,
+                                                     local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as exc:
+            raise ModelFormatError(
+                f"Cannot load the rest of the pipeline from {folder.name}: {str(exc).splitlines()[0]}") from exc
+        return _describe(pipe, _family_of_pipe(pipe), "folder+gguf" if tkind == "gguf" else "folder+transformer_file")
     if kind == "folder":
         index = path / "model_index.json"
         from diffusers import DiffusionPipeline
@@ -192,6 +348,9 @@ def load_pipeline(spec, dtype=None) -> LoadedModel:
             "sd15-inpainting": diffusers.StableDiffusionInpaintPipeline,
             "sdxl": diffusers.StableDiffusionXLPipeline,
             "sdxl-inpainting": diffusers.StableDiffusionXLInpaintPipeline,
+            "sd3": diffusers.StableDiffusion3Pipeline,
+            "flux-schnell": diffusers.FluxPipeline,
+            "flux-dev": diffusers.FluxPipeline,
         }[family]
         kwargs = {}
         if family.startswith("sd15") and "safety_checker" in (config / "model_index.json").read_text("utf-8"):
@@ -204,12 +363,4 @@ def load_pipeline(spec, dtype=None) -> LoadedModel:
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from exc
         source = "single_file"
-    native = int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
-    return LoadedModel(
-        pipe=pipe,
-        family=family,
-        pipeline=type(pipe).__name__,
-        native_size=native,
-        max_size=min(4096, native * 4),
-        source=source,
-    )
+    return _describe(pipe, family, source)

@@ -51,18 +51,26 @@ def _target_size(w: int, h: int, image_w: int, image_h: int, max_side: int) -> t
 
 
 def latent_preview(latents, family: str, image_size: tuple[int, int], max_side: int = MAX_PREVIEW):
-    """(jpeg_bytes, width, height) for the first latent of the batch, or None if not 4 channels."""
+    """(jpeg_bytes, width, height) for the first latent of the batch, or None if it cannot."""
     import torch
     from PIL import Image
 
     lat = latents[0].detach()
-    if lat.dim() != 3 or lat.shape[0] != 4:
+    if lat.dim() != 3 or lat.shape[0] < 3:
         return None
-    factors, bias = _factors(family)
-    f = torch.tensor(factors, dtype=torch.float32, device=lat.device)
-    b = torch.tensor(bias, dtype=torch.float32, device=lat.device)
-    rgb = torch.einsum("chw,cr->hwr", lat.float(), f) + b
-    rgb = ((rgb + 1.0) / 2.0).clamp(0, 1).mul(255).to(torch.uint8).cpu().numpy()
+    if lat.shape[0] == 4 and not family.startswith(("sd3", "flux")):
+        factors, bias = _factors(family)
+        f = torch.tensor(factors, dtype=torch.float32, device=lat.device)
+        b = torch.tensor(bias, dtype=torch.float32, device=lat.device)
+        rgb = torch.einsum("chw,cr->hwr", lat.float(), f) + b
+        rgb = ((rgb + 1.0) / 2.0).clamp(0, 1).mul(255).to(torch.uint8).cpu().numpy()
+    else:
+        # SD 3 / FLUX latents (16 channels): no fitted factors here; three channel groups,
+        # each normalised: shows the composition taking shape (TAESD3/TAEF1 give true colours).
+        groups = torch.stack([g.float().mean(0) for g in torch.tensor_split(lat, 3, dim=0)], dim=-1)
+        lo = groups.amin(dim=(0, 1), keepdim=True)
+        hi = groups.amax(dim=(0, 1), keepdim=True)
+        rgb = ((groups - lo) / (hi - lo).clamp_min(1e-6)).mul(255).to(torch.uint8).cpu().numpy()
     img = Image.fromarray(rgb, "RGB")
     tw, th = _target_size(img.width, img.height, image_size[0], image_size[1], max_side)
     img = img.resize((tw, th), Image.BILINEAR)

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 # Event types -------------------------------------------------------------------------------
-LOADED = "loaded"          # {model, family, pipeline, device, dtype, plan, native_size, max_size, seconds}
+LOADED = "loaded"          # {model, family, pipeline, device, dtype, plan, native_size, max_size, seconds,
+                           #  size_multiple, default_steps, default_guidance, schedulers, modes, source}
 PROGRESS = "progress"      # {step, total, it_s, image_index, batch}
 PREVIEW = "preview"        # {step, total, width, height, format, image_index}; blob "image"
 RESULT = "result"          # {params: {...incl. seed}, index, width, height, seconds}; blob "image" (PNG)
@@ -53,7 +54,9 @@ ERROR_KINDS = (
 )
 
 MODES = ("txt2img", "img2img", "inpaint")
-SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M Karras", "DDIM", "LCM")
+SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M Karras", "DDIM", "LCM")   # SD 1.5 / SDXL
+FLOW_SCHEDULERS = ("Flow Euler",)   # SD 3.x / FLUX.1 (FlowMatchEulerDiscreteScheduler; "Euler" maps to it)
+ALL_SCHEDULERS = SCHEDULERS + FLOW_SCHEDULERS
 
 
 @dataclass
@@ -61,7 +64,8 @@ class ModelSpec:
     """What to load. ``path``: a diffusers folder or a single ``.safetensors`` file.
 
     ``config``: a local diffusers config folder for a single file (else the bundled one or the one
-    the manager fetched under ``<models>/configs/<family>``). ``family``: force ``sd15``/``sdxl``.
+    the manager fetched under ``<models>/configs/<family>``). ``family``: force ``sd15``/``sdxl``/
+    ``sd3``/``flux-schnell``/``flux-dev``. ``transformer_gguf``: see below (SD 3 / FLUX folders).
     """
 
     path: str
@@ -69,6 +73,9 @@ class ModelSpec:
     config: str | None = None
     family: str | None = None
     taesd: str | None = None  # a local AutoencoderTiny folder for better previews (optional)
+    # SD 3/FLUX: the transformer from this file (.gguf via diffusers' GGUF quantization, or a
+    # transformer-only .safetensors); every other component from the folder ``path``.
+    transformer_gguf: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,8 +133,8 @@ class GenerateRequest:
             raise AtelierError(f"Invalid steps {self.steps}: use 1 to 1000.")
         if self.batch < 1 or self.batch > 64:
             raise AtelierError(f"Invalid batch count {self.batch}: use 1 to 64.")
-        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
-            raise AtelierError(f"Unknown scheduler {self.scheduler!r}; use one of: {', '.join(SCHEDULERS)}.")
+        if self.scheduler is not None and self.scheduler not in ALL_SCHEDULERS:
+            raise AtelierError(f"Unknown scheduler {self.scheduler!r}; use one of: {', '.join(ALL_SCHEDULERS)}.")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise AtelierError(f"Invalid seed {self.seed}: use a non-negative integer.")
         if self.mode in ("img2img", "inpaint") and not self.init_image:

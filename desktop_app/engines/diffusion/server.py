@@ -114,7 +114,8 @@ class Engine:
             "model": self.spec.path if self.spec else None,
             "placement": self.placement if self.model else None,
             "modes": sorted(self.pipes),
-            "module_ids": {m: {"unet": id(p.unet), "vae": id(p.vae), "text_encoder": id(p.text_encoder)}
+            "module_ids": {m: {"unet": id(getattr(p, "unet", None) or getattr(p, "transformer", None)),
+                               "vae": id(p.vae), "text_encoder": id(p.text_encoder)}
                            for m, p in self.pipes.items()},
             "loras": sorted(self.loras),
             "post_models": {k: v[0][0] for k, v in self.post_models.items()},
@@ -141,7 +142,21 @@ class Engine:
     def _emit(self, job, type_, image=None, **data):
         self.out.send(Event(type=type_, job=job, data=data, image=image))
 
-    def _plan(self, path: str, job: str) -> tuple[str, str, str]:
+    def _plan_input(self, spec: ModelSpec):
+        """What plan_diffusion sizes: the path, or {component: params} with a separate transformer file."""
+        from pathlib import Path
+
+        if not spec.transformer_gguf:
+            return Path(spec.path)
+        from desktop_app.core.fitting import diffusion_components
+
+        comps = diffusion_components(Path(spec.path))
+        t = Path(spec.transformer_gguf).expanduser()
+        comps["transformer"] = diffusion_components(t).get("transformer", t.stat().st_size // 2) if t.suffix.lower() \
+            == ".safetensors" else t.stat().st_size // 2  # GGUF stays quantized: its size, counted as 16-bit
+        return comps
+
+    def _plan(self, path, job: str) -> tuple[str, str, str]:
         """(placement, device, dtype) from the fit plan, checked against what torch can use."""
         import torch
 
@@ -156,7 +171,7 @@ class Engine:
             plan_diffusion = None  # fitting not available: the safe default (CPU, float32)
         if plan_diffusion is not None:
             try:
-                plan = plan_diffusion(Path(path), detect_hardware())
+                plan = plan_diffusion(path if isinstance(path, dict) else Path(path), detect_hardware())
             except Exception as exc:  # noqa: BLE001 - the file passed inspect(); say so, run safely
                 self._emit(job, P.NOTICE, kind="plan_failed",
                            message=f"Could not plan this model's memory use ({exc}); running on the CPU.")
@@ -196,7 +211,10 @@ class Engine:
             pipe.enable_sequential_cpu_offload(device=self.device)
         elif placement == "cpu_lowmem":
             pipe.to("cpu")
-            pipe.enable_attention_slicing()
+            try:
+                pipe.enable_attention_slicing()
+            except (AttributeError, ValueError, NotImplementedError):
+                pass  # transformer pipelines (SD 3, FLUX) have no sliced attention
             pipe.vae.enable_tiling()
         else:
             pipe.to("cpu")
@@ -211,7 +229,7 @@ class Engine:
 
         t0 = time.perf_counter()
         inspect(spec)  # clear errors for bad files before any planning or heavy work
-        placement, device, dtype = self._plan(spec.path, job)
+        placement, device, dtype = self._plan(self._plan_input(spec), job)
         self.device, self.dtype_name = device, dtype
         model = load_pipeline(spec, dtype=dtype)
         pipe = model.pipe
@@ -234,7 +252,9 @@ class Engine:
         self._emit(job, P.LOADED, model=spec.path, family=model.family, pipeline=model.pipeline,
                    device=device, dtype=dtype, plan=placement, native_size=model.native_size,
                    max_size=model.max_size, source=model.source, seconds=round(time.perf_counter() - t0, 3),
-                   placement_text=PLACEMENT_TEXT.get(placement, placement))
+                   placement_text=PLACEMENT_TEXT.get(placement, placement), size_multiple=model.size_multiple,
+                   default_steps=model.default_steps, default_guidance=model.default_guidance,
+                   schedulers=list(model.schedulers), modes=list(model.modes))
 
     def _base_mode(self) -> str:
         return "inpaint" if self.model.family.endswith("inpainting") else "txt2img"
@@ -280,7 +300,11 @@ class Engine:
         base = self.pipes["txt2img"]
         cls = {"img2img": AutoPipelineForImage2Image, "inpaint": AutoPipelineForInpainting,
                "txt2img": AutoPipelineForText2Image}[mode]
-        pipe = cls.from_pipe(base)
+        try:
+            pipe = cls.from_pipe(base)
+        except (ValueError, KeyError) as exc:
+            raise AtelierError(f"{self.model.family} models cannot do {mode} with this diffusers version "
+                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}).") from exc
         pipe.set_progress_bar_config(disable=True)
         self.pipes[mode] = pipe
         return pipe
@@ -289,6 +313,17 @@ class Engine:
         import diffusers
 
         cfg = self.base_scheduler_config
+        if self.model.flow:
+            if name not in (None, "Flow Euler", "Euler"):
+                raise AtelierError(
+                    f"The scheduler {name!r} does not apply to {self.model.family} (a flow-matching model); "
+                    f"use: {', '.join(P.FLOW_SCHEDULERS)}."
+                )
+            pipe.scheduler = self.base_scheduler_class.from_config(cfg)
+            return "Flow Euler"
+        if name in P.FLOW_SCHEDULERS:
+            raise AtelierError(f"The scheduler {name!r} applies to SD 3 and FLUX models; "
+                               f"for {self.model.family} use one of: {', '.join(P.SCHEDULERS)}.")
         if name is None:
             pipe.scheduler = self.base_scheduler_class.from_config(cfg)
             cls_name = self.base_scheduler_class.__name__
@@ -372,10 +407,16 @@ class Engine:
                 init = init.resize((width, height))
         width = width or model.native_size
         height = height or model.native_size
+        if req.mode not in model.modes:
+            raise AtelierError(f"{model.family} models do not do {req.mode}; modes: {', '.join(model.modes)}.")
+        mult = model.size_multiple
+        if init is not None and mult > 8 and req.width is None and req.height is None:
+            width, height = max(64, width // mult * mult), max(64, height // mult * mult)
+            init = init.resize((width, height))
         for name, v in (("width", width), ("height", height)):
-            if v % 8 or v < 64 or v > model.max_size:
+            if v % mult or v < 64 or v > model.max_size:
                 raise AtelierError(
-                    f"Invalid {name} {v}: it must be a multiple of 8 from 64 to {model.max_size} for this model "
+                    f"Invalid {name} {v}: it must be a multiple of {mult} from 64 to {model.max_size} for this model "
                     f"(native size {model.native_size})."
                 )
         if req.mask:
@@ -383,8 +424,12 @@ class Engine:
         pipe = self.pipe_for(req.mode)
         sched_name = self._scheduler(pipe, req.scheduler)
         self._apply_loras(req)
-        steps = req.steps or (4 if sched_name == "LCM" else 20)
-        guidance = req.guidance if req.guidance is not None else (1.0 if sched_name == "LCM" else 7.0)
+        steps = req.steps or (4 if sched_name == "LCM" else model.default_steps)
+        guidance = req.guidance if req.guidance is not None else (1.0 if sched_name == "LCM" else model.default_guidance)
+        is_flux = model.family.startswith("flux")
+        if is_flux and req.negative:
+            self._emit(job, P.NOTICE, kind="negative_ignored",
+                       message="FLUX models do not use a negative prompt; it was ignored.")
         seed = req.seed if req.seed is not None else random.randrange(2**32)
         big = width * height > 1024 * 1024 or getattr(self, "plan_vae_tiling", False)
         if self.placement != "cpu_lowmem":
@@ -399,6 +444,10 @@ class Engine:
             t0 = time.perf_counter()
             kwargs = dict(prompt=req.prompt, negative_prompt=req.negative or None, num_inference_steps=steps,
                           guidance_scale=guidance, num_images_per_prompt=1, output_type="pil")
+            if is_flux:
+                kwargs.pop("negative_prompt")
+                if model.family == "flux-schnell":
+                    kwargs["max_sequence_length"] = 256  # schnell's T5 context
             if req.mode == "txt2img":
                 kwargs.update(width=width, height=height)
             elif req.mode == "img2img":
@@ -444,7 +493,7 @@ class Engine:
                 self._emit(job, P.PROGRESS, step=step, total=total, it_s=round(1.0 / dt, 3) if dt > 0 else None,
                            image_index=index, batch=req.batch)
                 if req.preview and step % max(1, req.preview_every) == 0 and step < total:
-                    self._preview(job, kw.get("latents"), step, total, index, size)
+                    self._preview(job, kw.get("latents"), step, total, index, size, p)
                 if self.step_delay:
                     self.cancel_flag.wait(self.step_delay)
                 if self.cancel_flag.is_set():
@@ -475,12 +524,14 @@ class Engine:
                 for p in self.pipes.values():
                     self._place(p, lighter)
 
-    def _preview(self, job, latents, step, total, index, size):
+    def _preview(self, job, latents, step, total, index, size, pipe=None):
         if latents is None:
             return
         from desktop_app.engines.diffusion import preview as pv
 
         try:
+            if latents.dim() == 3 and pipe is not None and hasattr(pipe, "_unpack_latents"):  # FLUX: packed
+                latents = pipe._unpack_latents(latents, size[1], size[0], pipe.vae_scale_factor)
             if self.taesd is not None:
                 res = pv.taesd_preview(self.taesd, latents, size)
             else:
