@@ -26,6 +26,7 @@ def flow_models(tmp_path_factory):
         "flux": flux,
         "gguf_f32": tf.write_flux_transformer_gguf(flux, root / "tiny-flux-F32.gguf", "F32"),
         "gguf_q8": tf.write_flux_transformer_gguf(flux, root / "tiny-flux-Q8_0.gguf", "Q8_0"),
+        "flux_dev": tf.build_flux(root / "tiny-flux-dev", guidance=True),
         "root": root,
     }
 
@@ -104,11 +105,16 @@ def test_sd3_txt2img_img2img(flow_engine, flow_models):
     assert loaded["family"] == "sd3" and loaded["pipeline"] == "StableDiffusion3Pipeline"
     assert loaded["default_steps"] == 28 and 4.0 <= loaded["default_guidance"] <= 7.0
     assert loaded["native_size"] == 64 and loaded["schedulers"] == ["Flow Euler"]
+    assert any(e.type == "preview" and e["width"] == 64 for e in events)  # 16-channel latents previewed
     (r,) = results(events)
     meta = parse_parameters(r.image)
     assert meta["family"] == "sd3" and meta["negative"] == "blurry" and meta["steps"] == 3
     i2i = run_job(flow_engine, req(flow_models["sd3"], mode="img2img", init_image=solid_png(), strength=0.7, steps=3))
     assert i2i[-1].type == "done" and results(i2i) and not any(e.type == "loaded" for e in i2i)
+    inp = run_job(flow_engine, req(flow_models["sd3"], mode="inpaint", init_image=solid_png(),
+                                   mask=solid_png(color=255, mode="L"), strength=1.0, steps=2))
+    assert inp[-1].type == "done", inp[-1].data
+    assert results(inp)[0]["params"]["mode"] == "inpaint"
 
 
 def test_gguf_transformer_f32_same_pixels_q8_close(flow_engine, flow_models):
@@ -124,6 +130,24 @@ def test_gguf_transformer_f32_same_pixels_q8_close(flow_engine, flow_models):
     diff = np.abs(pixels(results(q8)[0]) - pixels(folder))
     assert diff.mean() < 8  # 8-bit weights: nearly the same image
     assert png_pixels(results(q8)[0].image) != png_pixels(folder.image)  # really the quantized weights
+
+
+def test_transformer_safetensors_file_and_flux_dev_defaults(flow_engine, flow_models, tmp_path):
+    from diffusers import FluxTransformer2DModel
+    from safetensors.torch import save_file
+
+    tr = FluxTransformer2DModel.from_pretrained(flow_models["flux"] / "transformer", local_files_only=True)
+    single = tmp_path / "tiny-flux-transformer.safetensors"
+    save_file({k: v.contiguous() for k, v in tr.state_dict().items()}, str(single))
+    folder = results(run_job(flow_engine, req(flow_models["flux"], steps=2, seed=4)))[0]
+    events = run_job(flow_engine, req(flow_models["flux"], gguf=single, steps=2, seed=4))
+    assert events[-1].type == "done", events[-1].data
+    assert next(e for e in events if e.type == "loaded")["source"] == "folder+transformer_file"
+    assert png_pixels(results(events)[0].image) == png_pixels(folder.image)
+    dev = run_job(flow_engine, req(flow_models["flux_dev"], steps=2))
+    loaded = next(e for e in dev if e.type == "loaded")
+    assert loaded["family"] == "flux-dev" and (loaded["default_steps"], loaded["default_guidance"]) == (28, 3.5)
+    assert results(dev)[0]["params"]["guidance"] == 3.5
 
 
 def test_transformer_file_errors_are_clear(flow_engine, flow_models, tmp_path):

@@ -70,16 +70,17 @@ def build_sd3(folder: Path, seed: int = 0) -> Path:
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
-    transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+    # 16 latent channels as in SD 3 (its inpainting pipeline checks for 16)
+    transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=16, num_layers=1, attention_head_dim=8,
                                         num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32,
-                                        pooled_projection_dim=64, out_channels=4)
+                                        pooled_projection_dim=64, out_channels=16)
     te = CLIPTextModelWithProjection(_clip_config())
     te2 = CLIPTextModelWithProjection(_clip_config())
     clip_tok = write_clip_tokenizer(folder.parent / (folder.name + "-clip-tok"))
     t5_tok = write_t5_tokenizer(folder.parent / (folder.name + "-t5-tok"))
     te3 = _t5_encoder(len(t5_tok))
     pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-                                    vae=_flow_vae(4), text_encoder=te, tokenizer=clip_tok, text_encoder_2=te2,
+                                    vae=_flow_vae(16), text_encoder=te, tokenizer=clip_tok, text_encoder_2=te2,
                                     tokenizer_2=clip_tok, text_encoder_3=te3, tokenizer_3=t5_tok)
     pipe.save_pretrained(folder)
     return folder

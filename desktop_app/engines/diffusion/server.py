@@ -152,8 +152,10 @@ class Engine:
 
         comps = diffusion_components(Path(spec.path))
         t = Path(spec.transformer_gguf).expanduser()
-        comps["transformer"] = diffusion_components(t).get("transformer", t.stat().st_size // 2) if t.suffix.lower() \
-            == ".safetensors" else t.stat().st_size // 2  # GGUF stays quantized: its size, counted as 16-bit
+        if t.suffix.lower() == ".safetensors":
+            comps["transformer"] = sum(diffusion_components(t).values())  # every tensor is the transformer's
+        else:
+            comps["transformer"] = t.stat().st_size // 2  # GGUF stays quantized: its size, counted as 16-bit
         return comps
 
     def _plan(self, path, job: str) -> tuple[str, str, str]:
