@@ -62,7 +62,7 @@ def main() -> int:
     from desktop_app.core.starter import STARTER_ID
     from desktop_app.ui.main_window import MainWindow
 
-    app = create_app()
+    app = create_app()  # noqa: F841 - the QApplication must stay referenced
     win = MainWindow()
     win.resize(1200, 800)
     win.show()

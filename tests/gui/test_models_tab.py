@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 
-from desktop_app.core.library import Library, ModelRecord
+from desktop_app.core.library import Library
 from desktop_app.qt.context import AppContext
 from desktop_app.ui.models.tab import ModelsTab
 from tests.hub.conftest import fake_hub, gguf_bytes  # noqa: F401 - fixtures reused from the hub tests

@@ -390,7 +390,6 @@ class Engine:
         return img
 
     def generate(self, job: str, req: GenerateRequest) -> None:
-        import torch
 
         t_job = time.perf_counter()
         req.validate()

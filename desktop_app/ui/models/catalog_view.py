@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal, Slot
+from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.hub.catalog import PLAN_ORDER
-from desktop_app.ui.models.common import badge_brush_color, badge_kind, error_text, highlight_tint, human_size
+from desktop_app.ui.models.common import RowTableModel, badge_brush_color, badge_kind, error_text, highlight_tint, human_size
 
 log = logging.getLogger(__name__)
 
@@ -48,29 +48,11 @@ class CatalogRow:
         self.installed = installed
 
 
-class CatalogTableModel(QAbstractTableModel):
+class CatalogTableModel(RowTableModel):
     COLUMNS = ("Model", "Fit on this machine", "Task", "Quantization", "Size", "Licence", "Context", "Params")
     COL_NAME, COL_FIT, COL_TASK, COL_QUANT, COL_SIZE, COL_LICENSE, COL_CTX, COL_PARAMS = range(8)
 
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.rows: list[CatalogRow] = []
-
-    def set_rows(self, rows: list[CatalogRow]) -> None:
-        self.beginResetModel()
-        self.rows = list(rows)
-        self.endResetModel()
-
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802 - Qt API
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+    rows: list[CatalogRow]
 
     def row_at(self, row: int) -> CatalogRow:
         return self.rows[row]

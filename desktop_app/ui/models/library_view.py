@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QUrl, Slot
+from PySide6.QtCore import QSortFilterProxyModel, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.library import ModelRecord
 from desktop_app.ui.models.catalog_view import ENTRY_ROLE, SORT_ROLE, TASK_LABELS
-from desktop_app.ui.models.common import badge_brush_color, badge_kind, error_text, human_size
+from desktop_app.ui.models.common import RowTableModel, badge_brush_color, badge_kind, error_text, human_size
 
 log = logging.getLogger(__name__)
 
@@ -50,29 +50,11 @@ def where_label(rec: ModelRecord) -> str:
             "import": "Used in place"}.get(rec.source, "Used in place")
 
 
-class LibraryTableModel(QAbstractTableModel):
+class LibraryTableModel(RowTableModel):
     COLUMNS = ("Model", "Task", "Format", "Quantization", "Size on disk", "Fit on this machine", "Location")
     COL_NAME, COL_TASK, COL_FORMAT, COL_QUANT, COL_SIZE, COL_FIT, COL_PATH = range(7)
 
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.rows: list[LibraryRow] = []
-
-    def set_rows(self, rows: list[LibraryRow]) -> None:
-        self.beginResetModel()
-        self.rows = list(rows)
-        self.endResetModel()
-
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802 - Qt API
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+    rows: list[LibraryRow]
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():

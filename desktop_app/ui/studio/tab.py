@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.qt.threads import JobEvent
 from desktop_app.ui.studio import session
-from desktop_app.ui.studio.gallery import GalleryModel, GalleryView, images_dir, new_image_path, scan_images
+from desktop_app.ui.studio.gallery import GalleryModel, GalleryView, new_image_path, scan_images
 from desktop_app.ui.studio.params import ParamsPanel
 from desktop_app.ui.widgets.studio_image_view import CompareView, ImageView
 from desktop_app.ui.widgets.studio_mask_canvas import MaskCanvas, qimage_to_png
