@@ -50,6 +50,7 @@ class ParamsPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("studioParams")
         self.max_size = 2048  # the loaded model's maximum (updated when a model is loaded)
+        self.size_multiple = 8  # 16 for SD3/FLUX (updated when a model is loaded)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
 
@@ -247,8 +248,8 @@ class ParamsPanel(QWidget):
     def size_errors(self) -> list[str]:
         errs = []
         for name, v in (("Width", self.width_box.value()), ("Height", self.height_box.value())):
-            if v < MIN_SIZE or v % 8:
-                errs.append(f"{name} {v} px is not valid: use a multiple of 8, at least {MIN_SIZE}.")
+            if v < MIN_SIZE or v % self.size_multiple:
+                errs.append(f"{name} {v} px is not valid: use a multiple of {self.size_multiple}, at least {MIN_SIZE}.")
             elif v > self.max_size:
                 errs.append(f"{name} {v} px is more than this model's maximum ({self.max_size} px).")
         return errs
@@ -270,6 +271,23 @@ class ParamsPanel(QWidget):
         if px:
             self.max_size = int(px)
             self._on_size_changed(0)
+
+    def set_model_limits(self, schedulers: list[str] | None, size_multiple: int | None) -> None:
+        """Follow the loaded model: its schedulers (SD3/FLUX use flow matching) and size multiple."""
+        if size_multiple:
+            self.size_multiple = int(size_multiple)
+            for box in (self.width_box, self.height_box):
+                box.setSingleStep(self.size_multiple)
+            self._on_size_changed(0)
+        if schedulers:
+            current = self.scheduler.currentText()
+            self.scheduler.blockSignals(True)
+            self.scheduler.clear()
+            self.scheduler.addItem(DEFAULT_SCHEDULER)
+            self.scheduler.addItems([str(x) for x in schedulers])
+            i = self.scheduler.findText(current)
+            self.scheduler.setCurrentIndex(max(i, 0))
+            self.scheduler.blockSignals(False)
 
     # seed ---------------------------------------------------------------------------------------
     @Slot(bool)

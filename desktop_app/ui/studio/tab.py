@@ -593,6 +593,7 @@ class StudioTab(QWidget):
         where = data.get("placement_text") or f"{data.get('device', 'cpu')}"
         self.ctx.set_loaded("image", f"{name} ({data.get('device', 'cpu')}, {data.get('dtype', '')})")
         self.params.set_max_size(data.get("max_size"))
+        self.params.set_model_limits(data.get("schedulers"), data.get("size_multiple"))
         native = data.get("native_size")
         if native and native != self._loaded_native:
             self._loaded_native = native
