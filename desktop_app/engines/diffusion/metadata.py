@@ -89,7 +89,9 @@ def png_with_metadata(png_or_image: Any, params: dict) -> bytes:
     info.add_text(A1111_KEY, format_parameters(params))
     info.add_itxt(ATELIER_KEY, json.dumps({"version": FORMAT_VERSION, **params}, ensure_ascii=False))
     buf = io.BytesIO()
-    img.save(buf, format="PNG", pnginfo=info)
+    # compress_level 1: about 3× faster than Pillow's default (6) for ~10 % larger files; this runs
+    # once per generated image, on the path the user waits on.
+    img.save(buf, format="PNG", pnginfo=info, compress_level=1)
     return buf.getvalue()
 
 
