@@ -226,3 +226,20 @@ def test_dark_palette_screenshot_keeps_code_readable(qtbot):
         assert view.grab().save(str(SHOTS / "chat_code_block_dark.png"))
     finally:
         app.setPalette(old)
+
+
+def test_single_newlines_in_prose_stay_line_breaks(qtbot):
+    from PySide6.QtGui import QTextDocument
+
+    from desktop_app.ui.widgets.chat_markdown import keep_line_breaks
+
+    poem = "Waves fold on the shore\nsalt wind carries gull voices\nthe tide keeps its time"
+    doc = QTextDocument()
+    doc.setMarkdown(keep_line_breaks(poem))
+    lines = [x for x in doc.toPlainText().replace("\u2028", "\n").split("\n") if x.strip()]
+    assert lines == poem.split("\n")
+    # tables, headings and paragraphs are left as Markdown means them
+    table = "| a | b |\n|---|---|\n| 1 | 2 |"
+    assert keep_line_breaks(table) == table
+    assert keep_line_breaks("# Title\ntext") == "# Title\ntext"
+    assert keep_line_breaks("one\n\ntwo") == "one\n\ntwo"

@@ -110,6 +110,20 @@ def warm_up(langs=("python", "bash", "javascript", "json", "c", "cpp", "rust", "
         highlight_html("x = 1\n", lang, True)
 
 
+def keep_line_breaks(text: str) -> str:
+    """Markdown joins single newlines into one paragraph; chat models mean them as line breaks
+    (poems, addresses, step lists without markers). Make each one a hard break (two trailing
+    spaces), leaving blank lines, table rows and headings alone."""
+    lines = text.split("\n")
+    out = []
+    for i, line in enumerate(lines):
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.strip() and nxt.strip() and not line.lstrip().startswith(("|", "#")) and not line.endswith("  "):
+            line += "  "
+        out.append(line)
+    return "\n".join(out)
+
+
 class _Prose(QLabel):
     def __init__(self, text: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -129,7 +143,7 @@ class _Prose(QLabel):
     def set_source(self, text: str) -> None:
         if text != self.source:
             self.source = text
-            self.setText(text)
+            self.setText(keep_line_breaks(text))
 
 
 class CodeBlock(QFrame):
