@@ -14,7 +14,11 @@ from desktop_app.core.errors import AtelierError
 
 
 def cmd_configs(args) -> int:
-    from desktop_app.engines.diffusion.loader import CONFIG_REPOS, FAMILIES, RESOURCES_CONFIGS
+    from desktop_app.engines.diffusion.loader import (
+        CONFIG_REPOS,
+        FAMILIES,
+        RESOURCES_CONFIGS,
+    )
     from desktop_app.hub.configs import fetch_pipeline_configs
 
     family = args.family

@@ -60,16 +60,18 @@ SDXL_INPAINTING = copy.deepcopy(SDXL_BASE)
 SDXL_INPAINTING["model"]["params"]["network_config"]["params"]["in_channels"] = 9
 
 # CLIP ViT-L/14 text model (SD 1.5's encoder, SDXL's first) and OpenCLIP ViT-bigG/14 text model (SDXL's second)
-CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, projection_dim=768, num_hidden_layers=12,
-              num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5,
-              bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
-CLIP_BIGG = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, projection_dim=1280, num_hidden_layers=32,
-                 num_attention_heads=20, max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5,
-                 bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+CLIP_L = {"vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "projection_dim": 768, "num_hidden_layers": 12,
+              "num_attention_heads": 12, "max_position_embeddings": 77, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
+              "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407}
+CLIP_BIGG = {"vocab_size": 49408, "hidden_size": 1280, "intermediate_size": 5120, "projection_dim": 1280, "num_hidden_layers": 32,
+                 "num_attention_heads": 20, "max_position_embeddings": 77, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
+                 "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 1}
 
 
 def _unet_config(original, image_size):
-    from diffusers.loaders.single_file_utils import create_unet_diffusers_config_from_ldm
+    from diffusers.loaders.single_file_utils import (
+        create_unet_diffusers_config_from_ldm,
+    )
 
     cfg = create_unet_diffusers_config_from_ldm(original, {}, image_size=None)
     cfg["sample_size"] = image_size // 8
@@ -195,16 +197,16 @@ def _index(cls_name: str, scheduler: str, xl: bool, **extra) -> dict:
 
 
 FOLDERS = {
-    "sd15": dict(index=_index("StableDiffusionPipeline", "PNDMScheduler", False), original=V1_INFERENCE, size=512,
-                 xl=False),
-    "sd15-inpainting": dict(index=_index("StableDiffusionInpaintPipeline", "PNDMScheduler", False),
-                            original=V1_INPAINTING, size=512, xl=False),
-    "sdxl": dict(index=_index("StableDiffusionXLPipeline", "EulerDiscreteScheduler", True,
+    "sd15": {"index": _index("StableDiffusionPipeline", "PNDMScheduler", False), "original": V1_INFERENCE, "size": 512,
+                 "xl": False},
+    "sd15-inpainting": {"index": _index("StableDiffusionInpaintPipeline", "PNDMScheduler", False),
+                            "original": V1_INPAINTING, "size": 512, "xl": False},
+    "sdxl": {"index": _index("StableDiffusionXLPipeline", "EulerDiscreteScheduler", True,
                               force_zeros_for_empty_prompt=True),
-                 original=SDXL_BASE, size=1024, xl=True),
-    "sdxl-inpainting": dict(index=_index("StableDiffusionXLInpaintPipeline", "EulerDiscreteScheduler", True,
+                 "original": SDXL_BASE, "size": 1024, "xl": True},
+    "sdxl-inpainting": {"index": _index("StableDiffusionXLInpaintPipeline", "EulerDiscreteScheduler", True,
                                          force_zeros_for_empty_prompt=True, requires_aesthetics_score=False),
-                            original=SDXL_INPAINTING, size=1024, xl=True),
+                            "original": SDXL_INPAINTING, "size": 1024, "xl": True},
 }
 
 

@@ -32,7 +32,7 @@ def _components(family):
 def test_folder_is_found_and_complete(family):
     folder = find_config_dir(family)
     assert folder == RESOURCES_CONFIGS / family
-    idx, comps = _components(family)
+    _idx, comps = _components(family)
     xl = family.startswith("sdxl")
     assert set(comps) == {"scheduler", "unet", "vae", "text_encoder", "tokenizer"} | (
         {"text_encoder_2", "tokenizer_2"} if xl else set())
@@ -89,7 +89,7 @@ def test_configs_load_and_meta_models_have_the_known_sizes(family):
     from accelerate import init_empty_weights
 
     folder = RESOURCES_CONFIGS / family
-    idx, comps = _components(family)
+    _idx, comps = _components(family)
     sched_cls = getattr(diffusers, comps["scheduler"][1])
     sched = sched_cls.from_pretrained(str(folder), subfolder="scheduler", local_files_only=True)
     assert sched.config.num_train_timesteps == 1000 and sched.config.beta_schedule == "scaled_linear"

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from desktop_app.core.errors import AtelierError, Cancelled, OfflineError
-from desktop_app.hub.configs import configs_dir, fetch_pipeline_configs, fetched_source, select_config_files
+from desktop_app.hub.configs import (
+    configs_dir,
+    fetch_pipeline_configs,
+    fetched_source,
+    select_config_files,
+)
 from tests.hub.conftest import safetensors_bytes
 
 BUNDLED = Path(__file__).resolve().parents[2] / "resources" / "diffusion_configs" / "sd15"
