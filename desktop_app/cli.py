@@ -23,6 +23,7 @@ HANDLERS = {
     "models.search": "models:cmd_search",
     "models.files": "models:cmd_files",
     "models.catalog": "models:cmd_catalog",
+    "models.configs": "configs:cmd_configs",
     "run": "chat:cmd_run",
     "imagine": "imagine:cmd_imagine",
     "upscale": "postprocess:cmd_upscale",
@@ -79,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--task", choices=["chat", "image", "upscale", "background_removal"])
     ca.add_argument("--fits", action="store_true", help="only what fits this machine")
     ca.add_argument("--json", action="store_true")
+    cf = ms.add_parser("configs", help="fetch a diffusion family's config files (no weights) for single-file checkpoints")
+    cf.add_argument("repo", nargs="?", default=None, help="diffusers repo (default: the family's usual one)")
+    cf.add_argument("--family", required=True,
+                    help="sd15, sd15-inpainting, sd2, sdxl, sdxl-inpainting, sd3, flux-schnell or flux-dev")
+    cf.add_argument("--revision", default=None)
+    cf.add_argument("--json", action="store_true")
 
     r = sub.add_parser("run", help="chat with a model once, streaming the reply")
     r.add_argument("--model", default=None, help="library id or path (default: the starter model)")

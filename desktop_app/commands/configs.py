@@ -40,5 +40,5 @@ def cmd_configs(args) -> int:
         n = len(src.get("files", []))
         print(f"Fetched {n} config files of {repo} for {FAMILIES[family]} into {dest}.")
         if bundled:
-            print("Note: Atelier also bundles this family's configs; the bundled folder is used first.")
+            print("Atelier also bundles generic configs for this family; the fetched folder is used first.")
     return 0

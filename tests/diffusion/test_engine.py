@@ -97,11 +97,19 @@ def test_single_file_matches_folder(engine, tiny_models):
 
 
 def test_single_file_without_config_says_what_is_missing(engine, tiny_models):
+    # SD 1.5 has a bundled config folder: the tiny file (not SD 1.5's real shapes) is told so clearly
     events = run_job(engine, GenerateRequest(model=ModelSpec(str(tiny_models["single"])), prompt="x", steps=1))
     err = events[-1]
     assert err.type == "error" and err["kind"] == "model_format"
-    assert "Stable Diffusion 1.x" in err["message"] and "config folder" in err["message"]
-    assert "stable-diffusion-v1-5" in err["message"]
+    assert "does not match the standard Stable Diffusion 1.x architecture" in err["message"]
+    assert "diffusion_configs" in err["message"]
+    # a family with no config folder on this computer: the error says what is missing and how to get it
+    events = run_job(engine, GenerateRequest(model=ModelSpec(str(tiny_models["single"]), family="sd3"),
+                                             prompt="x", steps=1))
+    err = events[-1]
+    assert err.type == "error" and err["kind"] == "model_format"
+    assert "Stable Diffusion 3" in err["message"] and "config folder" in err["message"]
+    assert "atelier models configs --family sd3" in err["message"]
 
 
 def test_lora_changes_pixels_at_weight_one_not_zero(engine, tiny_models):

@@ -147,5 +147,7 @@ def test_cmd_configs_json_and_default_repo(fake_hub, config_repo, capsys, monkey
     fake_hub.add_repo(loader.CONFIG_REPOS["sd15"], config_repo, tags=["diffusers"], library_name="diffusers")
     assert cmd_configs(argparse.Namespace(repo=None, family="sd15", revision=None, json=False)) == 0
     text = capsys.readouterr()
-    assert "Fetched" in text.out and "bundled folder is used first" in text.out
+    assert "Fetched" in text.out and "the fetched folder is used first" in text.out
     assert fetched_source("sd15")["repo_id"] == loader.CONFIG_REPOS["sd15"]
+    # the folder fetched from the model's own repository wins over the bundled generic one
+    assert loader.find_config_dir("sd15") == configs_dir("sd15")

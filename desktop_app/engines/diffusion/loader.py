@@ -135,8 +135,9 @@ def config_candidates(family: str, explicit: str | None = None) -> list[Path]:
     cands = []
     if explicit:
         cands.append(Path(explicit).expanduser())
-    cands.append(RESOURCES_CONFIGS / family)
+    # A folder the user fetched from the model's own repository wins over the bundled generic one.
     cands.append(get_paths().models / "configs" / family)
+    cands.append(RESOURCES_CONFIGS / family)
     return cands
 
 
@@ -149,9 +150,9 @@ def find_config_dir(family: str, explicit: str | None = None) -> Path:
             return c
     raise ModelFormatError(
         f"This single-file checkpoint is {FAMILIES.get(family, family)}, and its config folder is not on this "
-        f"computer (looked in: {', '.join(str(c) for c in cands[1:])}). Atelier never fetches it silently: "
-        f"download it once from the Models tab (the config files of {CONFIG_REPOS.get(family, family)}, no weights), "
-        "or load a diffusers folder of this model instead."
+        f"computer (looked in: {', '.join(str(c) for c in cands)}). Atelier never fetches it silently: "
+        f"download it once (the config files of {CONFIG_REPOS.get(family, family)}, no weights) with "
+        f"`atelier models configs --family {family}`, or load a diffusers folder of this model instead."
     )
 
 
@@ -357,10 +358,18 @@ def load_pipeline(spec, dtype=None) -> LoadedModel:
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         try:
             pipe = cls.from_single_file(str(path), config=str(config), local_files_only=True, dtype=td, **kwargs)
-        except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as exc:
+        except Exception as exc:  # diffusers' SingleFileComponentError is a bare Exception
+            if type(exc).__name__ == "OutOfMemoryError":
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "shape" in str(exc) and ("mismatch" in str(exc) or "expected" in str(exc)):
+                raise ModelFormatError(
+                    f"{path.name} does not match the standard {FAMILIES[family]} architecture of the config "
+                    f"folder {config} (tensor shapes differ). A model with another architecture needs its own "
+                    "config folder: load its diffusers folder instead, or give its config folder explicitly."
+                ) from exc
             raise ModelFormatError(
-                f"Cannot load {path.name} as {FAMILIES[family]} with the config folder {config}: "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                f"Cannot load {path.name} as {FAMILIES[family]} with the config folder {config}: {first}"
             ) from exc
         source = "single_file"
     return _describe(pipe, family, source)
