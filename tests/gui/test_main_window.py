@@ -43,11 +43,35 @@ def test_every_visible_control_has_an_accessible_name(window, qtbot):
 
     qtbot.waitUntil(lambda: window.ctx.hardware is not None, timeout=10000)
     missing = []
-    for cls in (QAbstractButton, QLineEdit, QPlainTextEdit, QTextEdit, QComboBox, QAbstractSpinBox):
-        for w in window.findChildren(cls):
-            if w.isVisibleTo(window) and not w.accessibleName() and not getattr(w, "text", lambda: "")():
-                missing.append(f"{type(w).__name__} {w.objectName()!r}")
+    for i in range(window.tabs.count()):  # every tab, each shown in turn
+        window.tabs.setCurrentIndex(i)
+        qtbot.waitUntil(lambda: window._slots[i].tab is not None and window._slots[i].tab.isVisible(), timeout=10000)
+        for cls in (QAbstractButton, QLineEdit, QPlainTextEdit, QTextEdit, QComboBox, QAbstractSpinBox):
+            for w in window.findChildren(cls):
+                if w.isVisibleTo(window) and not w.accessibleName() and not getattr(w, "text", lambda: "")():
+                    missing.append(f"tab {i}: {type(w).__name__} {w.objectName()!r}")
     assert not missing, missing
+
+
+def test_tabs_are_reachable_by_keyboard(window, qtbot):
+    """Ctrl+1/2/3 switch tabs; Tab moves the focus through the controls of the current tab."""
+    from PySide6.QtCore import Qt
+
+    for i, key in enumerate((Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3)):
+        qtbot.keyClick(window, key, Qt.KeyboardModifier.ControlModifier)
+        assert window.tabs.currentIndex() == i
+    window.tabs.setCurrentIndex(0)
+    qtbot.waitUntil(lambda: window.chat_tab.isVisible(), timeout=10000)
+    window.activateWindow()
+    seen = set()
+    w = window.focusWidget() or window.chat_tab
+    w.setFocus()
+    for _ in range(40):
+        qtbot.keyClick(window.focusWidget() or window, Qt.Key.Key_Tab)
+        fw = window.focusWidget()
+        if fw is not None:
+            seen.add(fw.objectName() or type(fw).__name__)
+    assert len(seen) >= 5, seen
 
 
 def test_hardware_profile_drives_status_bar(qtbot, tmp_path, monkeypatch):

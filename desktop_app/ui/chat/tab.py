@@ -243,7 +243,6 @@ class ChatTab(QWidget):
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 0)
         self.splitter.setSizes([240, 900, 260])
-        self.setFocusProxy(self.input)
 
     def _wire(self) -> None:
         self.new_button.clicked.connect(self._on_new)
