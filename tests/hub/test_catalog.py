@@ -104,3 +104,32 @@ def test_catalog_entry_pulls_with_licence(fake_hub, cpu_hw):
     e = cat.get("gemma-3-4b-q4_k_m")
     with pytest.raises(AtelierError, match="gemma"):
         pull(e.repo_id, e.file)
+
+
+def test_every_size_is_cited_or_marked_approximate():
+    """Each size says where it comes from: a cited page (with the figure as written there) or the formula."""
+    import re
+
+    cat = load_catalog(with_overlay=False)
+    cited = 0
+    for e in cat.entries:
+        src = e.size_source
+        assert isinstance(e.size_bytes, int) and e.size_bytes > 0, e.id
+        if src.startswith("approximate:"):
+            assert not e.size_exact, e.id
+            continue
+        assert src.startswith("https://"), f"{e.id}: a cited size names its page"
+        if e.size_exact:
+            continue  # an exact byte count taken from the page
+        cited += 1
+        # the figure as written on the page, e.g. "'4.92 GB'", and the stored size matches it
+        m = re.search(r"'[^']*?(\d+(?:\.\d+)?) ?(GB|MB)'", src)
+        assert m, f"{e.id}: quote the figure from the page in size_source"
+        value = float(m.group(1)) * (10**9 if m.group(2) == "GB" else 10**6)
+        assert abs(e.size_bytes - value) <= 0.01 * value, e.id
+    assert cited >= 50
+    # the everyday models all carry a cited size
+    for eid in ("llama-3.2-1b-q4_k_m", "llama-3.2-3b-q4_k_m", "llama-3.1-8b-q4_k_m", "mistral-7b-q4_k_m",
+                "qwen3-4b-q4_k_m", "qwen3-14b-q4_k_m", "gemma-3-1b-q4_k_m", "gemma-3-4b-q4_k_m",
+                "smollm2-1.7b-q4_k_m", "phi-4-q4_k_m"):
+        assert not cat.get(eid).size_source.startswith("approximate"), eid
