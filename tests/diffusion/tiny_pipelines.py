@@ -234,3 +234,26 @@ def write_tiny_lora(folder: Path, out_dir: Path, seed: int = 1) -> Path:
     StableDiffusionPipeline.save_lora_weights(out_dir, unet_lora_layers=layers, safe_serialization=True,
                                               weight_name="tiny-lora.safetensors")
     return out_dir / "tiny-lora.safetensors"
+
+
+def write_tiny_taesd(out: Path, latent_channels: int = 4, solid: tuple[int, int, int] | None = None,
+                     seed: int = 2) -> Path:
+    """A tiny random diffusers ``AutoencoderTiny`` (TAESD) folder; decodes 8x (like the real ones).
+
+    ``solid``: make its decoder paint that RGB colour whatever the latents (last conv weights zero,
+    bias = colour / 255), so a test can tell its previews from the latent projection's.
+    """
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    taesd = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                            num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1),
+                            latent_channels=latent_channels)
+    if solid is not None:
+        last = taesd.decoder.layers[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.copy_(torch.tensor([c / 255.0 for c in solid]))
+    taesd.save_pretrained(out)
+    return out

@@ -84,6 +84,14 @@ def taesd_preview(taesd, latents, image_size: tuple[int, int], max_side: int = M
 
     with torch.no_grad():
         lat = latents[:1].to(device=taesd.device, dtype=taesd.dtype)
+        # What a pipeline does before ``vae.decode`` when TAESD is its VAE: SD 1.x/SDXL TAESD have
+        # scaling 1.0 / shift 0.0 (they decode the pipeline's latents as they are); taesd3/taef1
+        # carry SD 3's/FLUX's scaling and shift factors in their config.
+        cfg = taesd.config
+        scale = float(getattr(cfg, "scaling_factor", 1.0) or 1.0)
+        shift = float(getattr(cfg, "shift_factor", 0.0) or 0.0)
+        if scale != 1.0 or shift != 0.0:
+            lat = lat / scale + shift
         out = taesd.decode(lat).sample[0]
     rgb = ((out.float() + 1) / 2).clamp(0, 1).mul(255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     img = Image.fromarray(rgb, "RGB")

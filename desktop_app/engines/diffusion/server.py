@@ -245,18 +245,47 @@ class Engine:
         self.base_scheduler_class = type(pipe.scheduler)
         self.loads += 1
         if spec.taesd:
-            try:
-                from diffusers import AutoencoderTiny
-
-                self.taesd = AutoencoderTiny.from_pretrained(spec.taesd, local_files_only=True).to(device)
-            except Exception as exc:  # previews fall back to the latent projection
-                self._emit(job, P.NOTICE, kind="taesd", message=f"TAESD previews unavailable: {exc}")
+            self._load_taesd(spec.taesd, pipe, device, job)
         self._emit(job, P.LOADED, model=spec.path, family=model.family, pipeline=model.pipeline,
                    device=device, dtype=dtype, plan=placement, native_size=model.native_size,
                    max_size=model.max_size, source=model.source, seconds=round(time.perf_counter() - t0, 3),
                    placement_text=PLACEMENT_TEXT.get(placement, placement), size_multiple=model.size_multiple,
                    default_steps=model.default_steps, default_guidance=model.default_guidance,
                    schedulers=list(model.schedulers), modes=list(model.modes))
+
+    def _load_taesd(self, folder: str, pipe, device: str, job: str) -> None:
+        """Load a local AutoencoderTiny folder for the live previews; say whether it is used.
+
+        Emits a ``notice`` kind ``taesd`` either way: ``active`` True (previews decoded by it) or
+        False with the reason (previews fall back to the latent projection).
+        """
+        from pathlib import Path
+
+        name = Path(folder).expanduser().name
+        try:
+            from diffusers import AutoencoderTiny
+
+            taesd = AutoencoderTiny.from_pretrained(str(Path(folder).expanduser()), local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - previews fall back to the latent projection
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._emit(job, P.NOTICE, kind="taesd", active=False, folder=folder,
+                       message=f"TAESD previews unavailable ({name} is not a loadable AutoencoderTiny folder: "
+                               f"{first}); using the approximate latent previews.")
+            return
+        want = int(getattr(pipe.vae.config, "latent_channels", 4))
+        have = int(getattr(taesd.config, "latent_channels", 4))
+        if want != have:
+            self._emit(job, P.NOTICE, kind="taesd", active=False, folder=folder,
+                       message=f"TAESD previews unavailable: {name} decodes {have}-channel latents, this "
+                               f"{self.model.family} model makes {want}-channel ones (use taesd for SD 1.x, taesdxl "
+                               "for SDXL, taesd3 for SD 3, taef1 for FLUX); using the approximate latent previews.")
+            return
+        import torch
+
+        dt = getattr(torch, self.dtype_name, torch.float32) if device != "cpu" else torch.float32
+        self.taesd = taesd.to(device=device, dtype=dt).eval()
+        self._emit(job, P.NOTICE, kind="taesd", active=True, folder=folder,
+                   message=f"Live previews decoded by TAESD ({name}).")
 
     def _base_mode(self) -> str:
         return "inpaint" if self.model.family.endswith("inpainting") else "txt2img"
@@ -530,19 +559,26 @@ class Engine:
             return
         from desktop_app.engines.diffusion import preview as pv
 
+        res, decoder = None, "latent"
         try:
             if latents.dim() == 3 and pipe is not None and hasattr(pipe, "_unpack_latents"):  # FLUX: packed
                 latents = pipe._unpack_latents(latents, size[1], size[0], pipe.vae_scale_factor)
             if self.taesd is not None:
-                res = pv.taesd_preview(self.taesd, latents, size)
-            else:
-                res = pv.latent_preview(latents, self.model.family, size)
+                try:
+                    res, decoder = pv.taesd_preview(self.taesd, latents, size), "taesd"
+                except Exception as exc:  # noqa: BLE001 - fall back for the rest of this model's life
+                    self.taesd = None
+                    self._emit(job, P.NOTICE, kind="taesd", active=False,
+                               message=f"TAESD previews failed ({type(exc).__name__}: {exc}); "
+                                       "using the approximate latent previews.")
+            if res is None:
+                res, decoder = pv.latent_preview(latents, self.model.family, size), "latent"
         except Exception:  # a preview must never break a generation
             return
         if res:
             data, w, h = res
             self._emit(job, P.PREVIEW, image=data, step=step, total=total, width=w, height=h, format="jpeg",
-                       image_index=index)
+                       image_index=index, decoder=decoder)
 
 
 class _FlagToken:
