@@ -137,3 +137,72 @@ def write_flux_transformer_gguf(folder: Path, out: Path, quant: str = "F32") -> 
     w.write_tensors_to_file()
     w.close()
     return out
+
+
+def _sd3_transformer_to_original(sd: dict) -> dict:
+    """diffusers SD3Transformer2DModel keys -> Stability's original (MMDiT) layout.
+
+    The inverse of diffusers' ``convert_sd3_transformer_checkpoint_to_diffusers`` (single_file_utils):
+    q/k/v are concatenated into ``qkv``; the last block's context adaLN and the final adaLN have
+    scale/shift swapped back. Generic in width and depth (no hard-coded dimensions there).
+    """
+    import torch
+
+    def swap(w):
+        a, b = w.chunk(2, dim=0)
+        return torch.cat([b, a], dim=0)
+
+    sd = dict(sd)
+    layers = sorted({int(k.split(".")[1]) for k in sd if k.startswith("transformer_blocks.")})
+    last = layers[-1]
+    out = {
+        "pos_embed": sd.pop("pos_embed.pos_embed"),
+        "x_embedder.proj.weight": sd.pop("pos_embed.proj.weight"),
+        "x_embedder.proj.bias": sd.pop("pos_embed.proj.bias"),
+        "context_embedder.weight": sd.pop("context_embedder.weight"),
+        "context_embedder.bias": sd.pop("context_embedder.bias"),
+        "final_layer.linear.weight": sd.pop("proj_out.weight"),
+        "final_layer.linear.bias": sd.pop("proj_out.bias"),
+        "final_layer.adaLN_modulation.1.weight": swap(sd.pop("norm_out.linear.weight")),
+        "final_layer.adaLN_modulation.1.bias": swap(sd.pop("norm_out.linear.bias")),
+    }
+    for hf, orig in (("timestep_embedder", "t_embedder"), ("text_embedder", "y_embedder")):
+        for a, b in (("linear_1", "0"), ("linear_2", "2")):
+            for p in ("weight", "bias"):
+                out[f"{orig}.mlp.{b}.{p}"] = sd.pop(f"time_text_embed.{hf}.{a}.{p}")
+    for i in layers:
+        t, j = f"transformer_blocks.{i}.", f"joint_blocks.{i}."
+        for p in ("weight", "bias"):
+            out[f"{j}x_block.attn.qkv.{p}"] = torch.cat([sd.pop(f"{t}attn.to_{x}.{p}") for x in "qkv"])
+            out[f"{j}context_block.attn.qkv.{p}"] = torch.cat(
+                [sd.pop(f"{t}attn.add_{x}_proj.{p}") for x in "qkv"])
+            out[f"{j}x_block.attn.proj.{p}"] = sd.pop(f"{t}attn.to_out.0.{p}")
+            out[f"{j}x_block.adaLN_modulation.1.{p}"] = sd.pop(f"{t}norm1.linear.{p}")
+            ctx = sd.pop(f"{t}norm1_context.linear.{p}")
+            out[f"{j}context_block.adaLN_modulation.1.{p}"] = swap(ctx) if i == last else ctx
+            out[f"{j}x_block.mlp.fc1.{p}"] = sd.pop(f"{t}ff.net.0.proj.{p}")
+            out[f"{j}x_block.mlp.fc2.{p}"] = sd.pop(f"{t}ff.net.2.{p}")
+            if i != last:
+                out[f"{j}context_block.attn.proj.{p}"] = sd.pop(f"{t}attn.to_add_out.{p}")
+                out[f"{j}context_block.mlp.fc1.{p}"] = sd.pop(f"{t}ff_context.net.0.proj.{p}")
+                out[f"{j}context_block.mlp.fc2.{p}"] = sd.pop(f"{t}ff_context.net.2.{p}")
+    if sd:
+        raise ValueError(f"unmapped SD3 transformer keys: {sorted(sd)[:5]}")
+    return out
+
+
+def write_sd3_single_file(folder: Path, out: Path) -> Path:
+    """The tiny SD 3 folder's transformer and VAE as one original-layout ``.safetensors``
+    (``model.diffusion_model.`` / ``first_stage_model.``), without text encoders, like Stability's
+    sd3.5_medium/large files (their CLIP-L/G and T5 ship separately)."""
+    from diffusers import AutoencoderKL, SD3Transformer2DModel
+    from safetensors.torch import save_file
+
+    from tests.diffusion.tiny_pipelines import _vae_to_original
+
+    tr = SD3Transformer2DModel.from_pretrained(folder / "transformer", local_files_only=True)
+    vae = AutoencoderKL.from_pretrained(folder / "vae", local_files_only=True)
+    state = {"model.diffusion_model." + k: v for k, v in _sd3_transformer_to_original(tr.state_dict()).items()}
+    state.update(_vae_to_original(vae.state_dict()))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out))
+    return out

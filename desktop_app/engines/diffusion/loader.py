@@ -108,7 +108,9 @@ def detect_family(header: dict) -> str:
     if any(k.startswith("cond_stage_model.transformer.") for k in keys):
         return "sd15-inpainting" if inpaint else "sd15"
     raise ModelFormatError(
-        "Cannot tell which Stable Diffusion family this checkpoint is (no text-encoder weights found)."
+        "Cannot tell which Stable Diffusion family this checkpoint is (it has UNet weights but no text-encoder "
+        "weights). Choose its family (SD 1.5 or SDXL) when loading it, with a config folder that holds the text "
+        "encoder (a diffusers folder of the same model), or load a complete checkpoint."
     )
 
 
@@ -300,6 +302,69 @@ def _describe(pipe, family: str, source: str) -> LoadedModel:
                        default_guidance=SD_DEFAULTS[1], schedulers=tuple(SCHEDULERS), modes=modes)
 
 
+def _weights_in(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.safetensors"))
+
+
+def _missing_components(exc, config: Path) -> list[tuple[str, str, str]]:
+    """(name, library, class) of the config folder's components diffusers found missing in a checkpoint."""
+    import re
+
+    m = re.search(r"Failed to load (\w+)", str(exc))
+    if not m:
+        return []
+    try:
+        index = json.loads((config / "model_index.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [(name, v[0], v[1]) for name, v in index.items()
+            if isinstance(v, list) and len(v) == 2 and v[1] == m.group(1)]
+
+
+def _from_single_file(cls, path: Path, config: Path, td, family: str, kwargs: dict):
+    """``cls.from_single_file`` from a local config folder.
+
+    A checkpoint may lack components: Stability's SD 3.5 files hold no text encoders (CLIP-L/G and
+    T5 ship apart), and pruned SD 1.5/SDXL files sometimes drop theirs. diffusers takes a missing
+    diffusers model (UNet/VAE) from the config folder when the folder has its weights, but not a
+    transformers one (it looks for ``diffusion_pytorch_model.*`` only) and raises
+    SingleFileComponentError. Here a missing component whose weights are in the config folder (a
+    full diffusers folder of the same model) is loaded from there; with no weights for it anywhere,
+    a ModelFormatError says which component is missing and what to do.
+    """
+    import importlib
+
+    given: dict = {}
+    while True:
+        try:
+            return cls.from_single_file(str(path), config=str(config), local_files_only=True, dtype=td,
+                                        **kwargs, **given)
+        except Exception as exc:  # diffusers' SingleFileComponentError is a bare Exception subclass
+            if type(exc).__name__ != "SingleFileComponentError":
+                raise
+            missing = [c for c in _missing_components(exc, config) if c[0] not in given]
+            usable = [c for c in missing if _weights_in(config / c[0])]
+            if not usable:
+                names = ", ".join(f"{n} ({c})" for n, _lib, c in missing) or str(exc).splitlines()[0]
+                raise ModelFormatError(
+                    f"{path.name} is not a complete {FAMILIES.get(family, family)} checkpoint: it has no weights for "
+                    f"the {names}, and the config folder {config} has none either. Load a complete checkpoint, or "
+                    "give as its config folder a diffusers folder of the same model that holds those weights "
+                    "(or load that diffusers folder itself)."
+                ) from exc
+            for name, lib, cname in usable:
+                try:
+                    comp_cls = getattr(importlib.import_module(lib), cname)
+                    given[name] = comp_cls.from_pretrained(str(config), subfolder=name, local_files_only=True,
+                                                           dtype=td)
+                except (OSError, ValueError, KeyError, RuntimeError, AttributeError, ImportError) as err:
+                    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+                    raise ModelFormatError(
+                        f"{path.name} has no {name} weights and loading them from the config folder {config} "
+                        f"failed: {first}"
+                    ) from err
+
+
 def load_pipeline(spec, dtype=None) -> LoadedModel:
     """Build the pipeline on the CPU in ``dtype`` (placement on a device is the caller's job)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -357,8 +422,10 @@ def load_pipeline(spec, dtype=None) -> LoadedModel:
         if family.startswith("sd15") and "safety_checker" in (config / "model_index.json").read_text("utf-8"):
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         try:
-            pipe = cls.from_single_file(str(path), config=str(config), local_files_only=True, dtype=td, **kwargs)
-        except Exception as exc:  # diffusers' SingleFileComponentError is a bare Exception
+            pipe = _from_single_file(cls, path, config, td, family, kwargs)
+        except ModelFormatError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - anything diffusers raises on a bad file, said clearly
             if type(exc).__name__ == "OutOfMemoryError":
                 raise
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
