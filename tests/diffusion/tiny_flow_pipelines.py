@@ -206,3 +206,25 @@ def write_sd3_single_file(folder: Path, out: Path) -> Path:
     state.update(_vae_to_original(vae.state_dict()))
     save_file({k: v.contiguous() for k, v in state.items()}, str(out))
     return out
+
+
+def write_flux_lora(folder: Path, out_dir: Path, seed: int = 1) -> Path:
+    """A rank-4 peft LoRA on the tiny FLUX transformer's attention projections, random ``lora_B``
+    (a fresh peft LoRA is a no-op), saved with FluxPipeline.save_lora_weights."""
+    import torch
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    tr = FluxTransformer2DModel.from_pretrained(folder / "transformer", local_files_only=True)
+    tr.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian",
+                              target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in tr.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    FluxPipeline.save_lora_weights(out_dir, transformer_lora_layers=get_peft_model_state_dict(tr),
+                                   safe_serialization=True, weight_name="tiny-flux-lora.safetensors")
+    return out_dir / "tiny-flux-lora.safetensors"

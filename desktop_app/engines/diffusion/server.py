@@ -395,6 +395,21 @@ class Engine:
                     f"Cannot apply the LoRA {Path(p).name} to this {self.model.family} model: "
                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                 ) from exc
+            # diffusers loads nothing (a log line only) when no key of the file fits this model,
+            # e.g. an SD 1.5 LoRA on FLUX; set_adapters would then fail with a bare ValueError.
+            try:
+                present = {a for names in base.get_list_adapters().values() for a in names}
+            except (AttributeError, ValueError):
+                present = {name}
+            if name not in present:
+                try:
+                    base.delete_adapters(name)
+                except (AttributeError, ValueError, KeyError):
+                    pass
+                raise ModelFormatError(
+                    f"The LoRA {Path(p).name} has no weights that apply to this {self.model.family} model: it was "
+                    "made for another model family (or is not a LoRA). Use a LoRA made for this model."
+                )
             self.loras[p] = name
         if not self.loras:
             return
