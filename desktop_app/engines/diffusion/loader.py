@@ -425,7 +425,7 @@ def load_pipeline(spec, dtype=None) -> LoadedModel:
             pipe = _from_single_file(cls, path, config, td, family, kwargs)
         except ModelFormatError:
             raise
-        except Exception as exc:  # noqa: BLE001 - anything diffusers raises on a bad file, said clearly
+        except Exception as exc:  # anything diffusers raises on a bad file, said clearly
             if type(exc).__name__ == "OutOfMemoryError":
                 raise
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
