@@ -37,6 +37,15 @@ def check_gguf_header(path: Path) -> int:
     return version
 
 
+def check_gguf_file(path: Path):
+    """Full check of a GGUF before it is registered: header, metadata and tensor table parse, and
+    the file holds every byte its tensors need (a truncated download is refused). Returns GGUFInfo."""
+    check_gguf_header(path)
+    from desktop_app.core.gguf_meta import read_gguf_metadata
+
+    return read_gguf_metadata(path)
+
+
 def read_safetensors_header(path: Path) -> dict:
     """Parse and validate a .safetensors header (JSON) without reading the tensors."""
     try:
@@ -93,7 +102,7 @@ def record_for_path(path: Path, allow_pickle: bool = False) -> ModelRecord:
         refuse_pickle(path, allow_pickle)
         suffix = path.suffix.lower()
         if suffix == ".gguf":
-            check_gguf_header(path)
+            gguf_info = check_gguf_file(path)
             fmt, task = "gguf", "chat"
         elif suffix == ".safetensors":
             header = read_safetensors_header(path)
@@ -108,7 +117,12 @@ def record_for_path(path: Path, allow_pickle: bool = False) -> ModelRecord:
                 raise ModelFormatError(
                     f"{path.name}: unknown model format. Atelier reads .gguf, .safetensors, .onnx and diffusers folders."
                 ) from None
+            gguf_info = check_gguf_file(path)
             fmt, task = "gguf", "chat"
+    quant = family = ""
+    if fmt == "gguf":
+        quant = getattr(gguf_info, "quantization", "") or ""
+        family = getattr(gguf_info, "architecture", "") or ""
     return ModelRecord(
         id=slugify(path.name),
         task=task,
@@ -118,6 +132,8 @@ def record_for_path(path: Path, allow_pickle: bool = False) -> ModelRecord:
         name=path.stem if path.is_file() else path.name,
         source="import",
         managed=False,
+        quantization=quant,
+        family=family,
     )
 
 

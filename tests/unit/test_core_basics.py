@@ -128,3 +128,15 @@ def test_logging_goes_to_rotating_file():
                 root.removeHandler(h)
                 h.close()
         logs._configured = False
+
+
+def test_truncated_gguf_is_refused_at_registration(tmp_path, starter_model):
+    """A header-complete but data-truncated GGUF (an interrupted copy) is never registered."""
+    data = starter_model.read_bytes()
+    for cut in (5_000, 50_000_000):
+        bad = tmp_path / f"cut-{cut}.gguf"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(ModelFormatError, match="truncated|corrupt"):
+            record_for_path(bad)
+    rec = record_for_path(starter_model)
+    assert rec.format == "gguf" and rec.quantization == "Q4_1" and rec.family == "llama"
