@@ -32,8 +32,15 @@ HANDLERS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors follow the CLI contract too: one line on stderr (with a hint), exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="atelier", description="Atelier: offline chat and image studio.")
+    p = _Parser(prog="atelier", description="Atelier: offline chat and image studio.")
     p.add_argument("--version", action="version", version=f"atelier {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
