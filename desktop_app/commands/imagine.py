@@ -74,6 +74,14 @@ def cmd_imagine(args) -> int:
     from desktop_app.engines.diffusion.client import EngineProcess
     from desktop_app.engines.diffusion.protocol import GenerateRequest
 
+    out = Path(args.out).expanduser()
+    if out.parent and not out.parent.exists():
+        raise AtelierError(f"The output folder {out.parent} does not exist.")
+    if out.suffix.lower() != ".png":
+        raise AtelierError(
+            f"--out {out.name}: Atelier saves generated images as PNG, which carries the generation parameters; "
+            "use a .png file name (convert it afterwards if you need another format)."
+        )
     allow_pickle = bool(Settings().get("allow_pickle"))
     model = resolve_model(args.model, allow_pickle)
     width, height = parse_size(args.size)
@@ -89,9 +97,6 @@ def cmd_imagine(args) -> int:
         preview=False,
     )
     req.validate()
-    out = Path(args.out).expanduser()
-    if out.parent and not out.parent.exists():
-        raise AtelierError(f"The output folder {out.parent} does not exist.")
     t0 = time.perf_counter()
     token = CancelToken()
     engine = EngineProcess()

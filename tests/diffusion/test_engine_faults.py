@@ -135,12 +135,13 @@ def test_cli_imagine_errors_are_one_line(tmp_path, atelier_home):
     env = dict(os.environ, ATELIER_HOME=str(atelier_home))
     bad = tmp_path / "m.ckpt"
     bad.write_bytes(b"x")
-    for args, words in (
-        (["--model", str(bad)], "pickle"),
-        (["--model", str(tmp_path), "--size", "100x64"], "multiple of 8"),
+    for args, words, out in (
+        (["--model", str(bad)], "pickle", "o.png"),
+        (["--model", str(tmp_path), "--size", "100x64"], "multiple of 8", "o.png"),
+        (["--model", str(bad)], "use a .png file name", "o.jpg"),
     ):
         proc = subprocess.run([sys.executable, "-m", "desktop_app", "imagine", "--prompt", "p", "--out",
-                               str(tmp_path / "o.png"), *args], cwd=REPO, env=env, capture_output=True, text=True,
+                               str(tmp_path / out), *args], cwd=REPO, env=env, capture_output=True, text=True,
                               timeout=120)
         assert proc.returncode == 1
         err = proc.stderr.strip().splitlines()
