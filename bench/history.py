@@ -52,7 +52,7 @@ def make_history(n: int = 10_000, seed: int = 0, store=None):
                 "title": f"{_sentence(rng, 4)[:-1]} #{i}",
                 "created": t,
                 "updated": t + 30,
-                "model_id": "starter/smollm2-135m-instruct",
+                "model_id": "smollm2-135m-instruct.q4_1.gguf",
                 "messages": [
                     {"role": "user", "content": _sentence(rng, 25) + needle, "created": t},
                     {"role": "assistant", "content": " ".join(_sentence(rng, 12) for _ in range(5)), "created": t + 5},

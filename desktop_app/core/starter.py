@@ -10,8 +10,10 @@ from pathlib import Path
 
 from desktop_app.core.library import Library, ModelRecord
 
-STARTER_ID = "starter/smollm2-135m-instruct"
 STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# A local file (shipped by a wheel, not pulled from the hub): its id is the slug of its file name,
+# as the model-record contract says for local files.
+STARTER_ID = "smollm2-135m-instruct.q4_1.gguf"
 
 
 def starter_model_path() -> Path | None:

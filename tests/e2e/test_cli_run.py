@@ -32,7 +32,7 @@ def test_run_json_gives_one_object_with_the_fields(atelier_home, starter_model):
         assert key in d, key
     assert d["text"].strip() and d["tokens"] >= 1 and d["tokens"] <= 16
     assert d["ttft_s"] > 0 and (d["tokens_per_s"] is None or d["tokens_per_s"] > 0)
-    assert d["model"] == "starter/smollm2-135m-instruct"
+    assert d["model"] == "smollm2-135m-instruct.q4_1.gguf"
     assert d["finish_reason"] in ("stop", "length")
     # the streamed reply went to stderr
     assert d["text"].strip() in r.stderr

@@ -210,7 +210,7 @@ def test_model_picker_switches_model(window, qtbot, tiny_gguf):
                                        size_bytes=tiny_gguf.stat().st_size, name="Tiny test model"))
     window.ctx.library_changed.emit()
     qtbot.waitUntil(lambda: tab.model_combo.findData("test/tiny") >= 0, timeout=20_000)
-    assert tab.model_combo.findData("starter/smollm2-135m-instruct") >= 0
+    assert tab.model_combo.findData("smollm2-135m-instruct.q4_1.gguf") >= 0
     with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
         tab.send("Hello")
     assert "SmolLM2" in window.loaded_label.text()

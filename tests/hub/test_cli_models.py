@@ -103,7 +103,7 @@ def test_import_list_rm(fake_hub, tmp_path, gguf_bytes, starter_model):
     for d in lst:
         assert {"id", "task", "format", "path", "size_bytes"} <= set(d)
     assert imp["id"] in by_id and cp["id"] in by_id
-    assert "starter/smollm2-135m-instruct" in by_id  # list registers the starter model
+    assert "smollm2-135m-instruct.q4_1.gguf" in by_id  # list registers the starter model
 
     rm = atelier("models", "rm", cp["id"])
     assert f"({len(gguf_bytes)} bytes) freed" in rm.stdout

@@ -78,7 +78,8 @@ def test_slugify():
 
 def test_starter_model_registered_once(starter_model):
     rec = ensure_starter_registered()
-    assert rec.id == STARTER_ID and Path(rec.path) == starter_model and rec.task == "chat"
+    assert rec.id == STARTER_ID == slugify(starter_model.name)  # the contract's id for a local file
+    assert Path(rec.path) == starter_model and rec.task == "chat"
     ensure_starter_registered()
     assert [r.id for r in Library().list()] == [STARTER_ID]
 
