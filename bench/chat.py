@@ -11,10 +11,10 @@ reproducible reply), and the raw side gets ``llm.reset()`` before each call for 
 
 Figures: decode tokens/s after the first token (goal: engine/raw >= 0.98) and time to first
 token (goal: engine/raw <= 1.05). The longest GUI-thread stall while streaming through the real
-window is measured by ``bench/chat_gui.py``; ``gui_stall`` below runs it when asked
-(``--gui``) and folds its figure into this JSON.
+window is measured by ``bench/chat_gui.py``; ``gui_stall`` below runs it (unless ``--no-gui``)
+and folds its figure into this JSON.
 
-Usage: python bench/chat.py [--pairs 9] [--max-tokens 64] [--gui]. Last stdout line: one JSON object.
+Usage: python bench/chat.py [--pairs 9] [--max-tokens 64] [--no-gui]. Last stdout line: one JSON object.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="n_threads and n_threads_batch for both sides (default: llama-cpp-python's own); "
                          "1 gives steadier figures on a shared 2-core machine")
-    ap.add_argument("--gui", action="store_true", help="also run bench/chat_gui.py for the GUI stall figure")
+    ap.add_argument("--no-gui", dest="gui", action="store_false",
+                    help="skip the GUI-stall figure (bench/chat_gui.py in the real window)")
     args = ap.parse_args()
     os.environ.setdefault("ATELIER_HOME", tempfile.mkdtemp(prefix="atelier-bench-"))
 
