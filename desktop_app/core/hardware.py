@@ -406,6 +406,57 @@ def detect_sysfs_gpus(sysfs_root: str | Path = "/sys", notes: list[str] | None =
     return gpus
 
 
+def detect_amdsmi(amdsmi: Any = "auto", notes: list[str] | None = None) -> list[GPU]:
+    """AMD GPUs through AMD SMI (the ``amdsmi`` Python package of ROCm) when it is installed.
+
+    Better names than sysfs and the only source on Windows. Integrated GPUs are left out by the same
+    rule as sysfs (small VRAM carve-out with a large GTT). Sizes come in MiB from ``vram_usage``.
+    """
+    if amdsmi == "auto":
+        try:
+            import amdsmi  # type: ignore[no-redef]
+        except Exception:  # noqa: BLE001 - absent, or a broken ROCm install: sysfs still works
+            return []
+    if amdsmi is None:
+        return []
+    gpus: list[GPU] = []
+    amdsmi.amdsmi_init()
+    try:
+        for h in amdsmi.amdsmi_get_processor_handles():
+            usage = amdsmi.amdsmi_get_gpu_vram_usage(h)
+            total = int(usage.get("vram_total", 0)) * 2**20
+            used = int(usage.get("vram_used", 0)) * 2**20
+            if not total:
+                continue
+            try:
+                gtt = int(amdsmi.amdsmi_get_gpu_memory_total(h, amdsmi.AmdSmiMemoryType.GTT))
+            except Exception:  # noqa: BLE001 - not every driver reports GTT
+                gtt = 0
+            if total <= 4 * GiB and gtt >= 8 * GiB and gtt >= 4 * total:
+                if notes is not None:
+                    notes.append(f"integrated AMD GPU ({total // 2**20} MiB carve-out) not counted as VRAM")
+                continue
+            try:
+                name = str(amdsmi.amdsmi_get_gpu_asic_info(h).get("market_name") or "AMD GPU")
+            except Exception:  # noqa: BLE001
+                name = "AMD GPU"
+            try:
+                bus = str(amdsmi.amdsmi_get_gpu_device_bdf(h))
+            except Exception:  # noqa: BLE001
+                bus = None
+            try:
+                driver = str(amdsmi.amdsmi_get_gpu_driver_info(h).get("driver_version") or "") or None
+            except Exception:  # noqa: BLE001
+                driver = None
+            gpus.append(GPU("amd", name, total, max(0, total - used), driver, None, len(gpus), bus))
+    finally:
+        try:
+            amdsmi.amdsmi_shut_down()
+        except Exception:  # noqa: BLE001
+            pass
+    return gpus
+
+
 # --- Apple Silicon --------------------------------------------------------------------------
 def apple_usable_bytes(ram_total: int, wired_limit_mb: int | None = None) -> int:
     """Metal's recommendedMaxWorkingSetSize, approximated: 2/3 of RAM up to 36 GB, ~75 % above;
@@ -506,9 +557,10 @@ def probe_hardware(
     cpuinfo_path: str | Path = "/proc/cpuinfo",
     llama_package_dir: Path | None | str = "auto",
     torch_package_dir: Path | None | str = "auto",
+    amdsmi: Any = "auto",
 ) -> Hardware:
     """Detect this machine (no cache). Arguments inject the boundaries: a fake NVML module,
-    a fake sysfs tree, a fake Apple probe result."""
+    a fake sysfs tree, a fake Apple probe result, a fake AMD SMI module."""
     import time
 
     t0 = time.perf_counter()
@@ -527,6 +579,13 @@ def probe_hardware(
             gpus += detect_sysfs_gpus(sysfs_root, notes)
         except Exception as exc:  # noqa: BLE001
             notes.append(f"sysfs GPU detection failed: {type(exc).__name__}: {exc}")
+    try:
+        amd = detect_amdsmi(amdsmi, notes)
+    except Exception as exc:  # noqa: BLE001
+        amd = []
+        notes.append(f"AMD SMI detection failed: {type(exc).__name__}: {exc}")
+    if amd:  # AMD SMI knows the same cards better than sysfs: keep one entry per card
+        gpus = [g for g in gpus if g.vendor != "amd"] + amd
     if apple == "auto":
         apple = _apple_probe()
     gpus += detect_apple(apple, ram_total, ram_avail)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import pytest
 from desktop_app.core import hardware as hwmod
 from desktop_app.core.errors import AtelierError
 from desktop_app.core.hardware import (
+    detect_amdsmi,
     Hardware,
     apple_usable_bytes,
     detect_apple,
@@ -268,3 +269,57 @@ def test_bad_profiles_give_clear_errors(tmp_path, monkeypatch):
     bad.write_text(json.dumps({"cpu": {}, "gpus": []}))
     with pytest.raises(AtelierError, match="ram_total_bytes"):
         detect_hardware(refresh=True)
+
+
+class FakeAMDSMI:
+    """The amdsmi module's calls we use (boundary fake: no ROCm here). Sizes in MiB like the real one."""
+
+    class AmdSmiMemoryType:
+        GTT = "gtt"
+
+    def __init__(self, cards):
+        self.cards = cards
+        self.inited = self.shut = False
+
+    def amdsmi_init(self):
+        self.inited = True
+
+    def amdsmi_shut_down(self):
+        self.shut = True
+
+    def amdsmi_get_processor_handles(self):
+        return list(range(len(self.cards)))
+
+    def amdsmi_get_gpu_vram_usage(self, h):
+        c = self.cards[h]
+        return {"vram_total": c["total_mib"], "vram_used": c["used_mib"]}
+
+    def amdsmi_get_gpu_memory_total(self, h, kind):
+        assert kind == "gtt"
+        return self.cards[h]["gtt"]
+
+    def amdsmi_get_gpu_asic_info(self, h):
+        return {"market_name": self.cards[h]["name"]}
+
+    def amdsmi_get_gpu_device_bdf(self, h):
+        return f"0000:0{h + 3}:00.0"
+
+    def amdsmi_get_gpu_driver_info(self, h):
+        return {"driver_version": "6.8.5"}
+
+
+def test_amdsmi_replaces_sysfs_entries_and_skips_integrated(tmp_path):
+    _card(tmp_path, 1, 0x1002, 24 * GiB, used=2 * GiB, gtt=32 * GiB)  # the same card, seen by sysfs
+    smi = FakeAMDSMI([
+        {"name": "AMD Radeon RX 7900 XTX", "total_mib": 24 * 1024, "used_mib": 2048, "gtt": 32 * GiB},
+        {"name": "AMD Radeon 780M", "total_mib": 512, "used_mib": 100, "gtt": 16 * GiB},  # APU
+    ])
+    notes: list[str] = []
+    gpus = detect_amdsmi(smi, notes)
+    assert smi.inited and smi.shut
+    assert [(g.name, g.vram_total_bytes, g.vram_free_bytes, g.driver) for g in gpus] == [
+        ("AMD Radeon RX 7900 XTX", 24 * GiB, 22 * GiB, "6.8.5")]
+    assert any("integrated" in n for n in notes)
+    hw = probe_hardware(nvml=FakeNVML([]), sysfs_root=tmp_path, apple=None, amdsmi=smi)
+    assert [(g.vendor, g.name) for g in hw.gpus] == [("amd", "AMD Radeon RX 7900 XTX")]  # one entry per card
+    assert detect_amdsmi(None) == []
