@@ -17,6 +17,22 @@ def safetensors_bytes(n_floats: int = 4) -> bytes:
     return struct.pack("<Q", len(header)) + header + b"\0" * (4 * n_floats)
 
 
+@pytest.fixture(autouse=True)
+def isolated_keyring():
+    """Never touch the developer's real OS keyring: every hub test starts with keyring's "fail"
+    backend (no keyring, as on a headless machine); a test may install its own with set_keyring."""
+    try:
+        import keyring
+        from keyring.backends import fail
+    except ImportError:
+        yield None
+        return
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield keyring
+    keyring.set_keyring(before)
+
+
 @pytest.fixture(scope="session")
 def gguf_bytes(tmp_path_factory) -> bytes:
     return write_tiny_llama_gguf(tmp_path_factory.mktemp("hubgguf") / "t.gguf").read_bytes()
