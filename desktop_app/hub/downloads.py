@@ -27,6 +27,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -272,9 +273,27 @@ def _hash_file(path: Path, algo: str, control: DownloadControl, prefix: bytes = 
     return h.hexdigest()
 
 
-def verify_file(path: Path, sha256: str = "", git_sha1: str = "", control: DownloadControl | None = None) -> None:
-    """Raise ModelFormatError unless ``path`` hashes to ``sha256`` (or git blob ``git_sha1``)."""
+def unverifiable_error(repo_id: str, filename: str) -> AtelierError:
+    return AtelierError(
+        f"The hub or mirror gave no checksum for {repo_id}/{filename} (no LFS sha256, no git blob sha1), so Atelier "
+        "cannot verify it, and refuses to install an unverified file. Use a mirror that serves the hub's checksum "
+        "headers (X-Linked-Etag / ETag) and the model info API with LFS metadata, or, if you trust this mirror, "
+        "allow unverified downloads explicitly (the file is then marked as not verified)."
+    )
+
+
+def verify_file(path: Path, sha256: str = "", git_sha1: str = "", control: DownloadControl | None = None,
+                allow_unverified: bool = False) -> bool:
+    """Check ``path`` against ``sha256`` (or git blob ``git_sha1``). True when a hash was checked.
+
+    Raises ModelFormatError on a mismatch. With neither hash it raises AtelierError, unless
+    ``allow_unverified``: then it returns False (the caller must mark the file as not verified).
+    """
     control = control or DownloadControl()
+    if not sha256 and not git_sha1:
+        if allow_unverified:
+            return False
+        raise unverifiable_error("", path.name.removesuffix(".part"))
     if sha256:
         got = _hash_file(path, "sha256", control)
         if got != sha256.lower():
@@ -291,6 +310,7 @@ def verify_file(path: Path, sha256: str = "", git_sha1: str = "", control: Downl
                 f"{path.name}: checksum mismatch (git blob sha1 {git_sha1} expected, got {got}). "
                 "The damaged file was deleted; try the download again."
             )
+    return True
 
 
 def download_file_iter(
@@ -302,15 +322,23 @@ def download_file_iter(
     revision: str | None = None,
     expected_sha256: str = "",
     expected_size: int | None = None,
+    expected_git_sha1: str = "",
     control: DownloadControl | None = None,
     disk_probe: Callable[[Path], int] = default_disk_probe,
     max_retries: int = 5,
     read_timeout: float = 30.0,
+    allow_unverified: bool = False,
 ) -> Generator[tuple[str, int, int | None], None, Path]:
     """Download one hub file to ``dest`` (resumable, verified). Yields (state, bytes_done, total).
 
     Returns ``dest``. Raises Paused (partial kept), Cancelled (partial deleted), ModelFormatError
-    (checksum; partial deleted), AtelierError (disk space, HTTP errors), OfflineError.
+    (checksum; partial deleted), AtelierError (disk space, HTTP errors, no checksum), OfflineError.
+
+    The checksum is the LFS sha256 (``expected_sha256`` from the repo listing, else the
+    X-Linked-Etag header), else the git blob sha1 (the ETag header, else ``expected_git_sha1``
+    from the listing's blobId of a non-LFS file). When there is none, the download is refused
+    before any byte is fetched, unless ``allow_unverified``: then the last event before the
+    file is moved into place is ``("unverified", done, size)``.
     """
     control = control or DownloadControl()
     ensure_online(client.settings)
@@ -318,6 +346,10 @@ def download_file_iter(
     meta = client.file_metadata(repo_id, filename, revision)
     sha = (expected_sha256 or meta.sha256 or "").lower()
     git_sha1 = meta.etag.lower() if not sha and git_blob_sha1_matches(meta.etag) else ""
+    if not sha and not git_sha1 and git_blob_sha1_matches(expected_git_sha1 or ""):
+        git_sha1 = expected_git_sha1.lower()
+    if not sha and not git_sha1 and not allow_unverified:
+        raise unverifiable_error(repo_id, filename)
     size = meta.size if meta.size is not None else expected_size
     if expected_size is not None and meta.size is not None and expected_size != meta.size:
         log.info("%s/%s: size changed on the hub (%s -> %s)", repo_id, filename, expected_size, meta.size)
@@ -445,11 +477,14 @@ def download_file_iter(
     try:
         if size is not None and part.stat().st_size != size:
             raise ModelFormatError(f"{filename}: size mismatch ({part.stat().st_size} bytes, expected {size}).")
-        verify_file(part, sha, git_sha1, control)
+        checked = verify_file(part, sha, git_sha1, control, allow_unverified=allow_unverified)
     except ModelFormatError:
         part.unlink(missing_ok=True)
         side.unlink(missing_ok=True)
         raise
+    if not checked:
+        log.warning("%s/%s: no checksum from the hub or mirror; installed WITHOUT verification", repo_id, filename)
+        yield ("unverified", done, size)
     os.replace(part, dest)
     side.unlink(missing_ok=True)
     return dest
@@ -484,6 +519,48 @@ class PullPlan:
         for f in self.files:
             out += list(part_paths(self.staging / Path(f.name).name))
         return out
+
+
+# Licence ids (the hub's ``license:`` tag / card ``license``) whose terms restrict use: the user
+# reads and accepts them before a download, whoever uploaded the repo and whether or not the hub
+# gates it (a third-party GGUF of Llama or Gemma carries the same licence as the original).
+RESTRICTIVE_LICENCES = frozenset({
+    "llama2", "llama3", "llama3.1", "llama3.2", "llama3.3", "llama4", "gemma",
+    "flux-1-dev-non-commercial-license", "stabilityai-ai-community",
+})
+_RESTRICTIVE_LICENCE_RE = re.compile(r"^llama-?\d")  # llama2 ... llama4 and future llamaN(.M)
+# For licence "other" (the card then names its own licence): families with restrictive licences,
+# looked for in the card's licence name, the repo id and ``base_model:`` tags (never in plain
+# tags: "llama" is also the architecture tag of Mistral, SmolLM2 and others).
+_RESTRICTIVE_FAMILY_RE = re.compile(
+    r"llama[-_ ]?[2-9]|meta-llama|gemma|flux[-_.]?1?[-_.]?dev|stable[-_]?diffusion[-_]?3|sd[-_]?3(\.5)?\b|"
+    r"stabilityai-ai-community",
+    re.IGNORECASE,
+)
+
+
+def licence_requires_acceptance(licence: str, *, gated: bool | str = False, repo_id: str = "",
+                                tags: Any = (), license_name: str = "") -> bool:
+    """Whether the user must read and accept the licence before downloading.
+
+    True for gated repos, for licence ids in :data:`RESTRICTIVE_LICENCES` (``llama3.2``,
+    ``gemma``, ``flux-1-dev-non-commercial-license``, ``stabilityai-ai-community``, ...), and for
+    ``other`` when the card's licence name, the repo id or a ``base_model:`` tag names one of those
+    families (Llama, Gemma, FLUX.1-dev, Stable Diffusion 3.x). Shared by plan_pull, the CLI and
+    the Models tab, so that they agree.
+    """
+    if gated:
+        return True
+    lic = (licence or "").strip().lower()
+    if lic in RESTRICTIVE_LICENCES or _RESTRICTIVE_LICENCE_RE.match(lic):
+        return True
+    if lic == "other" or license_name:
+        hay = [license_name or "", repo_id or ""]
+        hay += [t.split(":", 1)[1] for t in (tags or ()) if isinstance(t, str) and t.startswith("base_model:")]
+        if license_name and license_name.strip().lower() in RESTRICTIVE_LICENCES:
+            return True
+        return any(_RESTRICTIVE_FAMILY_RE.search(h) for h in hay if h)
+    return False
 
 
 def _licence_error(repo_id: str, licence: str, url: str) -> AtelierError:
@@ -525,7 +602,8 @@ def plan_pull(
     if gate is not None and not accept_license:
         raise _licence_error(repo_id, gate.license, gate.license_url)
     info = client.repo_info(repo_id, revision)
-    if info.gated and not accept_license:
+    if not accept_license and licence_requires_acceptance(info.license, gated=info.gated, repo_id=info.repo_id,
+                                                          tags=info.tags):
         raise _licence_error(repo_id, info.license, f"{client.endpoint}/{repo_id}")
     rev = info.sha or revision or "main"
     base = hub_dir(repo_id, models_dir)
@@ -604,11 +682,18 @@ def pull_iter(
     models_dir: Path | None = None,
     job_id: str = "",
     plan: PullPlan | None = None,
+    allow_unverified: bool = False,
 ) -> Generator[DownloadProgress, None, ModelRecord]:
     """Download and register a model; yields progress events; returns the ModelRecord.
 
     The last event has state ``done`` and ``record_id``. On Paused the partial bytes stay; on
     Cancelled they are deleted. Nothing is registered unless every file is verified.
+
+    A file for which the hub or mirror gives no checksum at all is refused (AtelierError, before
+    its bytes are fetched), unless ``allow_unverified=True`` (for a trusted air-gapped mirror that
+    serves no hash headers): then an event with state ``unverified`` and a warning ``message`` is
+    yielded for each such file, the record gets ``extra["verified"] = False`` (and
+    ``extra["unverified_files"]``), and the final ``done`` event carries the warning too.
     """
     client = client or HubClient()
     client.ensure_online()  # before any event: offline fails at once, with nothing shown as started
@@ -639,20 +724,26 @@ def pull_iter(
             )
     meter = _Meter()
     finished = 0
+    unverified: list[str] = []
     try:
         for i, f in enumerate(plan.files, 1):
             target = plan.staging / f.name if plan.kind == "diffusers" else plan.staging / Path(f.name).name
             gen = download_file_iter(client, plan.repo_id, f.name, target, revision=plan.revision,
-                                     expected_sha256=f.sha256, expected_size=f.size, control=control,
-                                     disk_probe=disk_probe)
+                                     expected_sha256=f.sha256, expected_size=f.size,
+                                     expected_git_sha1="" if f.lfs else f.blob_id, control=control,
+                                     disk_probe=disk_probe, allow_unverified=allow_unverified)
             while True:
                 try:
                     state, done, _ftotal = next(gen)
                 except StopIteration:
                     break
                 speed, eta = meter.update(finished + done, total)
+                msg = ""
+                if state == "unverified":
+                    unverified.append(f.name)
+                    msg = _unverified_warning(plan.repo_id, [f.name])
                 yield DownloadProgress(plan.repo_id, f.name, state, finished + done, total, speed, eta, i,
-                                       len(plan.files), job_id=job_id)
+                                       len(plan.files), message=msg, job_id=job_id)
             finished += target.stat().st_size
         if plan.kind == "diffusers":
             if plan.dest.exists():
@@ -664,10 +755,18 @@ def pull_iter(
         raise
     except ModelFormatError:
         raise
-    rec = _register(plan, library)
+    rec = _register(plan, library, unverified)
     yield DownloadProgress(plan.repo_id, plan.files[-1].name if plan.files else "", "done", finished, total, 0.0,
-                           0.0, len(plan.files), len(plan.files), record_id=rec.id, job_id=job_id)
+                           0.0, len(plan.files), len(plan.files),
+                           message=_unverified_warning(plan.repo_id, unverified) if unverified else "",
+                           record_id=rec.id, job_id=job_id)
     return rec
+
+
+def _unverified_warning(repo_id: str, names: list[str]) -> str:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (f"WARNING: {repo_id}: the hub or mirror gave no checksum for {shown}; installed WITHOUT verification "
+            "(allowed unverified downloads). Atelier cannot tell whether these bytes are intact or genuine.")
 
 
 def discard_partial(plan: PullPlan) -> None:
@@ -678,7 +777,7 @@ def discard_partial(plan: PullPlan) -> None:
             p.unlink(missing_ok=True)
 
 
-def _register(plan: PullPlan, library: Library) -> ModelRecord:
+def _register(plan: PullPlan, library: Library, unverified: list[str] | None = None) -> ModelRecord:
     from desktop_app.core.library import path_size
     from desktop_app.core.model_files import record_for_path
 
@@ -704,6 +803,9 @@ def _register(plan: PullPlan, library: Library) -> ModelRecord:
     )
     if e is not None and e.pipeline:
         rec.extra["pipeline"] = e.pipeline
+    if unverified:
+        rec.extra["verified"] = False
+        rec.extra["unverified_files"] = list(unverified)
     return library.add(rec)
 
 
@@ -732,6 +834,7 @@ class DownloadJob:
     revision: str | None = None
     accept_license: bool = False
     allow_pickle: bool = False
+    allow_unverified: bool = False
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     state: str = "queued"  # queued | running | paused | done | failed | cancelled
     bytes_done: int = 0
@@ -817,10 +920,10 @@ class DownloadQueue:
 
     # public API -----------------------------------------------------------------------
     def add(self, repo_id: str, filename: str | None = None, *, revision: str | None = None,
-            accept_license: bool = False, allow_pickle: bool = False) -> str:
+            accept_license: bool = False, allow_pickle: bool = False, allow_unverified: bool = False) -> str:
         """Queue a download; returns its job id. Nothing touches the network until a worker runs it."""
         job = DownloadJob(repo_id=repo_id, filename=filename, revision=revision, accept_license=accept_license,
-                          allow_pickle=allow_pickle)
+                          allow_pickle=allow_pickle, allow_unverified=allow_unverified)
         with self._lock:
             self._jobs[job.id] = job
             self._save()
@@ -906,6 +1009,7 @@ class DownloadQueue:
             return False
         ctl = self._controls[job.id]
         self._emit(job)
+        warning = ""
         try:
             client = self.client_factory()
             plan = plan_pull(job.repo_id, job.filename, revision=job.revision, accept_license=job.accept_license,
@@ -914,7 +1018,8 @@ class DownloadQueue:
                 job.partials = [str(p) for p in plan.partial_paths()]
                 job.bytes_total = plan.total_bytes
             for ev in pull_iter(job.repo_id, job.filename, client=client, library=self.library, control=ctl,
-                                disk_probe=self.disk_probe, job_id=job.id, plan=plan):
+                                disk_probe=self.disk_probe, job_id=job.id, plan=plan,
+                                allow_unverified=job.allow_unverified):
                 with self._lock:
                     job.bytes_done, job.bytes_total = ev.bytes_done, ev.bytes_total
                     job.speed_bps, job.eta_s, job.current_file = ev.speed_bps, ev.eta_s, ev.filename
@@ -922,10 +1027,14 @@ class DownloadQueue:
                         job.message = "connection lost, retrying"
                     elif ev.state == "verifying":
                         job.message = "verifying"
+                    elif ev.state == "unverified":
+                        job.message = ev.message
+                    if ev.state == "done" and ev.message:
+                        warning = ev.message
                     if ev.record_id:
                         job.record_id = ev.record_id
                 self._emit(job)
-            final, msg = "done", ""
+            final, msg = "done", warning
         except Paused:
             final, msg = ("queued" if self._stop.cancelled else "paused"), "paused"
         except Cancelled:

@@ -12,7 +12,9 @@ Implements what Atelier's client and huggingface_hub 2.x call:
 Knobs (attributes, change them between requests): ``drop_after`` (close the connection after N
 bytes of a body, ``drop_times`` times), ``corrupt`` (file names served with a flipped byte),
 ``throttle_bps`` (slow bodies), ``token`` (gated repos need ``Authorization: Bearer <token>``),
-``requests`` (log of (method, path, Range header)).
+``requests`` (log of (method, path, Range header)), ``omit_hashes`` (a mirror that gives no
+checksum: no ``lfs``/``blobId`` in the model info, no X-Linked-Etag, and an nginx-style ETag
+that is no hash, like a plain static file server).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class FakeHub:
         self.drop_times = 1
         self.corrupt: set[str] = set()
         self.throttle_bps: int | None = None
+        self.omit_hashes = False
         self.token = "hf_test_token"
         self.requests: list[tuple[str, str, str]] = []
         self.leaked_auth: list[str] = []  # CDN requests that carried the hub token (must stay empty)
@@ -104,6 +107,11 @@ class FakeHub:
 
     def ranges(self) -> list[str]:
         return [r for _m, _p, r in self.requests if r]
+
+
+def _static_etag(data: bytes) -> str:
+    """The ETag a static file server (nginx) sends: mtime-size in hex, no hash of the content."""
+    return f'"65a8e27d-{len(data):x}"'
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -195,7 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
         siblings = []
         for name, data in repo.files.items():
             s = {"rfilename": name, "size": len(data), "blobId": git_blob_sha1(data)}
-            if repo.is_lfs(name):
+            if self.hub.omit_hashes:
+                s = {"rfilename": name, "size": len(data)}
+            elif repo.is_lfs(name):
                 s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
             siblings.append(s)
         self._json({
@@ -228,12 +238,16 @@ class _Handler(BaseHTTPRequestHandler):
             if name in self.hub.corrupt:
                 loc += "?corrupt=1"
             self.send_response(302)
-            for k, v in {**common, "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
-                         "ETag": f'"{git_blob_sha1(data)}"', "Location": loc, "Content-Length": "0"}.items():
+            hashes = {"X-Linked-Etag": f'"{sha}"', "ETag": f'"{git_blob_sha1(data)}"'}
+            if self.hub.omit_hashes:
+                hashes = {"ETag": _static_etag(data)}
+            for k, v in {**common, **hashes, "X-Linked-Size": str(len(data)), "Location": loc,
+                         "Content-Length": "0"}.items():
                 self.send_header(k, v)
             self.end_headers()
             return
-        return self._serve_bytes(name, data, {**common, "ETag": f'"{git_blob_sha1(data)}"'})
+        etag = _static_etag(data) if self.hub.omit_hashes else f'"{git_blob_sha1(data)}"'
+        return self._serve_bytes(name, data, {**common, "ETag": etag})
 
     def _serve_bytes(self, key: str, data: bytes | None, extra: dict | None = None):
         if data is None:

@@ -221,3 +221,111 @@ def test_disk_check_covers_whole_diffusers_job(fake_hub):
     with pytest.raises(AtelierError, match="Not enough disk space for testorg/tiny-diffusers"):
         pull("testorg/tiny-diffusers", disk_probe=probe)
     assert calls and not hub_dir("testorg/tiny-diffusers").with_name("tiny-diffusers.partial").exists()
+
+
+# --- a mirror that gives no checksum -------------------------------------------------------
+def test_no_checksum_is_refused_before_any_byte(fake_hub):
+    fake_hub.omit_hashes = True
+    events = []
+    with pytest.raises(AtelierError, match=r"gave no checksum for testorg/Tiny-GGUF/tiny-Q4_K_M\.gguf.*cannot verify"):
+        pull("testorg/Tiny-GGUF", "tiny-Q4_K_M.gguf", on_progress=events.append)
+    dest = hub_dir("testorg/Tiny-GGUF") / "tiny-Q4_K_M.gguf"
+    assert not dest.exists() and not any(p.exists() for p in part_paths(dest))
+    assert Library().get("testorg/Tiny-GGUF/tiny-Q4_K_M.gguf") is None
+    assert not [p for m, p, _r in fake_hub.requests if m == "GET" and p.startswith("/cdn/")]  # no bytes fetched
+    assert "done" not in [e.state for e in events]
+
+
+def test_no_checksum_allowed_is_registered_unverified_with_warning(fake_hub, gguf_bytes):
+    fake_hub.omit_hashes = True
+    events = []
+    rec = pull("testorg/Tiny-GGUF", "tiny-Q4_K_M.gguf", allow_unverified=True, on_progress=events.append)
+    assert Path(rec.path).read_bytes() == gguf_bytes
+    assert rec.extra["verified"] is False and rec.extra["unverified_files"] == ["tiny-Q4_K_M.gguf"]
+    assert rec.sha256 == ""  # no checksum is invented
+    assert Library().get(rec.id).extra["verified"] is False
+    warn = [e for e in events if e.state == "unverified"]
+    assert len(warn) == 1 and warn[0].message.startswith("WARNING:") and "WITHOUT verification" in warn[0].message
+    assert events[-1].state == "done" and "WITHOUT verification" in events[-1].message
+
+
+def test_verified_download_is_not_marked_unverified(fake_hub):
+    events = []
+    rec = pull("testorg/Tiny-GGUF", "tiny-Q8_0.gguf", allow_unverified=True, on_progress=events.append)
+    assert "verified" not in rec.extra and rec.sha256
+    assert "unverified" not in [e.state for e in events] and events[-1].message == ""
+
+
+def test_queue_refuses_or_warns_about_unverified(fake_hub, tmp_path):
+    fake_hub.omit_hashes = True
+    q = DownloadQueue(tmp_path / "q.json")
+    refused = q.add("testorg/Tiny-GGUF", "tiny-Q4_K_M.gguf")
+    allowed = q.add("testorg/Tiny-GGUF", "tiny-Q2_K.gguf", allow_unverified=True)
+    q.run_until_idle()
+    r, a = q.get(refused), q.get(allowed)
+    assert r.state == "failed" and "no checksum" in r.message and not r.record_id
+    assert a.state == "done" and "WITHOUT verification" in a.message
+    assert Library().get(a.record_id).extra["verified"] is False
+
+
+def test_blob_id_from_listing_verifies_small_files_without_headers(fake_hub, tmp_path):
+    """A mirror with model-info blobIds but no ETag headers: small (git) files are still checked."""
+    from desktop_app.hub.client import HubClient
+    from desktop_app.hub.downloads import download_file_iter
+    from tests.hub.fake_hub import git_blob_sha1
+
+    data = fake_hub.repos["testorg/Tiny-GGUF"].files["README.md"]
+    fake_hub.omit_hashes = True
+    dest = tmp_path / "README.md"
+    gen = download_file_iter(HubClient(), "testorg/Tiny-GGUF", "README.md", dest,
+                             expected_git_sha1=git_blob_sha1(data))
+    states = [s for s, _d, _t in gen]
+    assert dest.read_bytes() == data and "unverified" not in states and "verifying" in states
+    # a wrong blob id is a checksum mismatch, and the file is deleted
+    with pytest.raises(ModelFormatError, match="checksum mismatch"):
+        list(download_file_iter(HubClient(), "testorg/Tiny-GGUF", "README.md", tmp_path / "R2.md",
+                                expected_git_sha1="0" * 40))
+    assert not (tmp_path / "R2.md").exists()
+
+
+# --- restrictive licences on repos found through hub search ---------------------------------
+def test_restrictive_licence_without_gating_needs_acceptance(fake_hub, gguf_bytes):
+    fake_hub.add_repo("someuser/Llama-3.2-1B-Instruct-GGUF", {"l-Q4_K_M.gguf": gguf_bytes}, tags=["gguf"],
+                      license="llama3.2")
+    assert fake_hub.repos["someuser/Llama-3.2-1B-Instruct-GGUF"].gated is False
+    with pytest.raises(AtelierError, match=r"licence 'llama3\.2'.*accept"):
+        pull("someuser/Llama-3.2-1B-Instruct-GGUF", "l-Q4_K_M.gguf")
+    assert not [p for _m, p, _r in fake_hub.requests if "/resolve/" in p or p.startswith("/cdn/")]
+    rec = pull("someuser/Llama-3.2-1B-Instruct-GGUF", "l-Q4_K_M.gguf", accept_license=True)
+    assert rec.license == "llama3.2" and Path(rec.path).read_bytes() == gguf_bytes
+
+
+def test_other_licence_naming_a_restrictive_family_needs_acceptance(fake_hub, gguf_bytes):
+    fake_hub.add_repo("someuser/tiny-quants", {"t-Q4_K_M.gguf": gguf_bytes}, license="other",
+                      tags=["gguf", "llama", "base_model:quantized:google/gemma-3-1b-it"])
+    with pytest.raises(AtelierError, match="licence 'other'"):
+        pull("someuser/tiny-quants", "t-Q4_K_M.gguf")
+    # an apache/mit repo, or "other" with no restrictive family named, downloads without a prompt
+    fake_hub.add_repo("someuser/plain", {"p-Q4_K_M.gguf": gguf_bytes}, license="other", tags=["gguf", "llama"])
+    assert pull("someuser/plain", "p-Q4_K_M.gguf").license == "other"
+
+
+@pytest.mark.parametrize("licence, kw, expected", [
+    ("llama2", {}, True), ("llama3", {}, True), ("llama3.1", {}, True), ("llama3.2", {}, True),
+    ("llama3.3", {}, True), ("llama4", {}, True), ("gemma", {}, True), ("Gemma", {}, True),
+    ("flux-1-dev-non-commercial-license", {}, True), ("stabilityai-ai-community", {}, True),
+    ("apache-2.0", {}, False), ("mit", {}, False), ("openrail++", {}, False), ("", {}, False),
+    ("apache-2.0", {"gated": "manual"}, True),
+    ("other", {"repo_id": "city96/FLUX.1-dev-gguf"}, True),
+    ("other", {"repo_id": "city96/FLUX.1-schnell-gguf"}, False),
+    ("other", {"repo_id": "x/stable-diffusion-3.5-medium"}, True),
+    ("other", {"repo_id": "x/Meta-Llama-3.1-8B-Instruct-GGUF"}, True),
+    ("other", {"repo_id": "x/TinyLlama-1.1B-Chat"}, False),
+    ("other", {"tags": ["llama", "gguf"]}, False),  # "llama" is an architecture tag, not a licence
+    ("other", {"tags": ["base_model:meta-llama/Llama-3.3-70B-Instruct"]}, True),
+    ("other", {"license_name": "flux-1-dev-non-commercial-license"}, True),
+])
+def test_licence_requires_acceptance_table(licence, kw, expected):
+    from desktop_app.hub.downloads import licence_requires_acceptance
+
+    assert licence_requires_acceptance(licence, **kw) is expected
