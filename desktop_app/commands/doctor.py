@@ -21,11 +21,29 @@ _LLAMA_PROBE = (
 )
 
 
+_TORCH_PROBE = (
+    "import json, torch\n"
+    "out = {'version': torch.__version__, 'cuda_available': bool(torch.cuda.is_available()),\n"
+    "       'cuda_devices': torch.cuda.device_count() if torch.cuda.is_available() else 0,\n"
+    "       'mps_available': bool(getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available())}\n"
+    "print(json.dumps(out))\n"
+)
+
+
 def probe_llama_runtime(timeout: float = 60.0) -> dict:
     """Ask the installed llama-cpp-python itself, in a short-lived child process (a broken
     driver or library cannot take the doctor down with it)."""
+    return _probe(_LLAMA_PROBE, "llama_cpp", timeout)
+
+
+def probe_torch_runtime(timeout: float = 120.0) -> dict:
+    """Whether torch really sees CUDA / MPS, asked in a child process (never in the GUI process)."""
+    return _probe(_TORCH_PROBE, "torch", timeout)
+
+
+def _probe(code: str, what: str, timeout: float) -> dict:
     try:
-        r = subprocess.run([sys.executable, "-c", _LLAMA_PROBE], capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     if r.returncode != 0:
@@ -34,7 +52,7 @@ def probe_llama_runtime(timeout: float = 60.0) -> dict:
     try:
         return json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        return {"error": "unreadable answer from llama_cpp"}
+        return {"error": f"unreadable answer from {what}"}
 
 
 def collect(probe: bool = True) -> dict:
@@ -56,6 +74,15 @@ def collect(probe: bool = True) -> dict:
         backends["llama_runtime"] = rt
         if "error" in rt:
             warnings.append(f"llama-cpp-python is installed but does not load: {rt['error']}")
+    if probe and not hw.source.startswith("profile") and (hw.torch or {}).get("installed"):
+        trt = probe_torch_runtime()
+        backends["torch_runtime"] = trt
+        if "error" in trt:
+            warnings.append(f"torch is installed but does not load: {trt['error']}")
+        elif any(g.vendor == "nvidia" for g in hw.gpus) and not trt.get("cuda_available"):
+            warnings.append("An NVIDIA GPU is present but torch cannot use it (CPU build or driver problem): image "
+                            "models will run on the CPU. Install the CUDA build of torch (see README, "
+                            "ATELIER_TORCH_INDEX).")
     try:
         ensure_starter_registered()
     except Exception as exc:  # noqa: BLE001 - the doctor reports, it does not fail on one part
@@ -112,6 +139,10 @@ def render_text(r: dict) -> str:
     if t.get("installed"):
         build = f"CUDA {t['cuda']}" if t.get("cuda") else f"ROCm {t['hip']}" if t.get("hip") else "MPS" if t.get("mps") else "CPU"
         lines.append(f"  torch:     {t.get('version') or '?'} ({build} build) → image models on {b.get('torch_device')}")
+        trt = b.get("torch_runtime") or {}
+        if "cuda_available" in trt:
+            seen = "CUDA" if trt["cuda_available"] else ("MPS" if trt.get("mps_available") else "no GPU")
+            lines.append(f"             runtime check: torch sees {seen}")
     else:
         lines.append("  torch:     not installed")
     lines += ["", "Paths"]

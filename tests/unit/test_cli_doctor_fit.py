@@ -120,3 +120,17 @@ def test_errors_are_one_line_without_traceback(tmp_path):
 def _write(p: Path, data: bytes) -> Path:
     p.write_bytes(data)
     return p
+
+
+def test_doctor_checks_what_torch_really_sees_in_a_child_process():
+    """Not only the build: torch is imported in a short-lived child and asked for CUDA/MPS."""
+    import json as _json
+    import subprocess as _sp
+    import sys as _sys
+
+    out = _sp.run([_sys.executable, "-m", "desktop_app", "doctor", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    d = _json.loads(out.stdout.strip().splitlines()[-1])
+    rt = d["backends"]["torch_runtime"]
+    assert rt["version"].startswith("2.13.0")
+    assert rt["cuda_available"] is False and rt["cuda_devices"] == 0  # this machine has no GPU
