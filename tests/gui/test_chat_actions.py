@@ -227,6 +227,26 @@ def test_presets_save_reload_apply(make_tab, qtbot):
     assert p2.params()["temperature"] == 1.5 and p2.system_prompt() == "x"
 
 
+def test_huge_message_is_clipped_on_screen_but_copied_whole(qtbot):
+    from desktop_app.ui.widgets.chat_message import DISPLAY_CHARS, MessageWidget
+
+    big = "word " * 200_000  # 1 MB
+    clock = QElapsedTimer()
+    clock.start()
+    w = MessageWidget(7, "user", big)
+    qtbot.addWidget(w)
+    w.resize(800, 600)
+    w.show()
+    qtbot.waitExposed(w)
+    assert clock.elapsed() < 3000  # laying out all 1 MB took 6-12 s on this machine
+    assert len(w.body.text) <= DISPLAY_CHARS and big.startswith(w.body.text)
+    assert w.clipped_label.isVisible() and "more characters not shown" in w.clipped_label.text()
+    w.buttons["copy"].click()
+    assert QGuiApplication.clipboard().text() == big
+    w.set_content("short now")
+    assert w.body.text == "short now" and not w.clipped_label.isVisible()
+
+
 def test_ctrl_n_starts_a_new_chat_and_focuses_the_input(tab, qtbot):
     cid, _ids = _seed_conversation(tab)
     tab.activateWindow()

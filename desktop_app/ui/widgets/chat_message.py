@@ -9,6 +9,22 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLay
 from desktop_app.ui.widgets.chat_markdown import MarkdownView
 
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
+# Longest text a bubble lays out: a 1 MB paste would stall the GUI thread for seconds in Qt's text
+# layout. The rest is kept (Copy, Export, the model and the history get the whole message).
+DISPLAY_CHARS = 20_000
+
+
+def display_text(content: str, limit: int = DISPLAY_CHARS) -> tuple[str, int]:
+    """The part of ``content`` shown in the bubble (cut at a line or word end) and how many
+    characters are left out."""
+    if len(content) <= limit:
+        return content, 0
+    cut = content.rfind("\n", limit // 2, limit)
+    if cut < 0:
+        cut = content.rfind(" ", limit // 2, limit)
+    if cut < 0:
+        cut = limit
+    return content[:cut], len(content) - cut
 
 
 def _small(label: QLabel) -> QLabel:
@@ -84,6 +100,11 @@ class MessageWidget(QFrame):
 
         self.body = MarkdownView()
         lay.addWidget(self.body)
+        self.clipped_label = _small(QLabel())
+        self.clipped_label.setObjectName("chatMessageClipped")
+        self.clipped_label.setWordWrap(True)
+        self.clipped_label.hide()
+        lay.addWidget(self.clipped_label)
 
         foot = QHBoxLayout()
         foot.setSpacing(2)
@@ -141,7 +162,12 @@ class MessageWidget(QFrame):
                 self.think_button.setChecked(False)  # the answer started: fold the thought away
         if content != self.content or not self.body.text:
             self.content = content
-            self.body.set_text(content if content or not streaming else "")
+            shown, hidden = display_text(content)
+            self.body.set_text(shown if content or not streaming else "")
+            self.clipped_label.setText(
+                f"… {hidden:,} more characters not shown here (Copy copies the whole message; "
+                "Export saves it)." if hidden else "")
+            self.clipped_label.setVisible(bool(hidden))
         if stats is not None:
             self.stats_label.setText(stats_text(stats))
         for b in self.buttons.values():
