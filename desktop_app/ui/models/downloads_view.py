@@ -304,11 +304,14 @@ class DownloadsView(QWidget):
         return self.add(entry.repo_id, entry.file or None, accept_license=True)
 
     def licence_box(self, spec) -> QMessageBox:
+        why = "is gated on the hub: its licence" if spec.gated else "is distributed under a restrictive licence"
+        token = ("\n\nThe hub also needs an access token (Settings) of an account that accepted it."
+                 if spec.gated else "")
         box = QMessageBox(QMessageBox.Icon.Question, "Licence",
-                          f"{spec.repo_id} is gated on the hub: its licence ({spec.license or 'see the model card'}) "
+                          f"{spec.repo_id} {why} ({spec.license or 'see the model card'}), which "
                           f"must be read and accepted first.\n\nRead it: {self.ctx.settings.hf_endpoint}/"
-                          f"{spec.repo_id}\n\nThe hub also needs an access token (Settings) of an account that "
-                          "accepted it. Do you accept the licence?", QMessageBox.StandardButton.NoButton, self)
+                          f"{spec.repo_id}{token}\n\nDo you accept the licence?",
+                          QMessageBox.StandardButton.NoButton, self)
         box.setObjectName("licenceDialog")
         box.setAccessibleName("Accept the licence")
         ok = box.addButton("I accept", QMessageBox.ButtonRole.AcceptRole)
@@ -321,9 +324,12 @@ class DownloadsView(QWidget):
         return box
 
     def enqueue_spec(self, spec) -> str | None:
-        """A file (or whole repo) chosen in Hub search; gated repos ask for licence acceptance first."""
+        """A file (or whole repo) chosen in Hub search; gated or restrictive licences are accepted first."""
+        from desktop_app.hub.downloads import licence_requires_acceptance
+
         accept = False
-        if spec.gated:
+        if licence_requires_acceptance(spec.license, gated=spec.gated, repo_id=spec.repo_id,
+                                       tags=spec.extra.get("tags", ())):
             box = self.licence_box(spec)
             box.exec()
             if box.clickedButton() is not box.property("accept_button"):

@@ -281,7 +281,8 @@ class HubSearchView(QWidget):
         info = self.repo_info
         task = "image" if (info.is_diffusers or info.pipeline_tag == "text-to-image") else "chat"
         return DownloadSpec(repo_id=info.repo_id, filename=filename, revision=info.sha, size_bytes=size,
-                            sha256=sha, task=task, license=info.license, gated=info.gated)
+                            sha256=sha, task=task, license=info.license, gated=info.gated,
+                            extra={"tags": list(info.tags)})
 
     @Slot()
     def _on_download_clicked(self) -> None:
