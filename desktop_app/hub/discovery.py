@@ -306,6 +306,25 @@ def discover(extra_dirs: Iterable[str | Path] = (), library: Library | None = No
         *[(str(p), scan_gpt4all([p])) for p in gpt4all_dirs()],
         *[(str(d), scan_model_folder(d, app=slugify(d.name) or "folder")) for d in dirs],
     ]
+    _register_scans(scans, library, report, register)
+    return report
+
+
+def register_folders(folders: Iterable[str | Path], library: Library | None = None) -> DiscoveryReport:
+    """Register the models of read-only folders (Settings' ``extra_model_dirs``, e.g. provisioned by
+    an admin) in place: nothing is copied, and removing such a model only unregisters it."""
+    library = library or Library()
+    report = DiscoveryReport()
+    scans = []
+    for folder in folders:
+        folder = Path(folder).expanduser()
+        scans.append((str(folder), scan_model_folder(folder, app=slugify(folder.name) or "folder")))
+    _register_scans(scans, library, report, True, read_only=True)
+    return report
+
+
+def _register_scans(scans, library: Library, report: DiscoveryReport, register: bool, read_only: bool = False) -> None:
+    """Add what the scans found to the library (in place), skipping paths already known."""
     known_paths = {str(Path(r.path).resolve()) for r in library.list()}
     known_ids = {r.id for r in library.list()}
     for where, it in scans:
@@ -325,6 +344,8 @@ def discover(extra_dirs: Iterable[str | Path] = (), library: Library | None = No
                 while rec.id in known_ids:  # same id, other file: keep both
                     rec.id = f"{base}-{n}"
                     n += 1
+                if read_only:
+                    rec.extra["read_only_folder"] = where
                 if register:
                     library.add(rec)
                 known_paths.add(rp)
@@ -332,4 +353,3 @@ def discover(extra_dirs: Iterable[str | Path] = (), library: Library | None = No
                 report.added.append(rec)
         except (OSError, AtelierError) as exc:
             report.skipped.append(Skipped(where, f"could not scan: {exc}"))
-    return report

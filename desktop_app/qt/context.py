@@ -34,7 +34,9 @@ class AppContext(QObject):
 
     # start-up work, all off the GUI thread ---------------------------------------------
     def start(self) -> None:
-        """Detect hardware and register the starter model in the background."""
+        """Detect hardware, register the starter model and the models of the read-only folders an
+        admin provisioned (Settings' extra_model_dirs), all in the background."""
+        folders = list(self.settings.get("extra_model_dirs") or [])
 
         def work(_token):
             from desktop_app.core.hardware import detect_hardware
@@ -45,6 +47,15 @@ class AppContext(QObject):
                 ensure_starter_registered(self.library)
             except Exception:  # noqa: BLE001 - a broken library file must not stop the app
                 log.exception("could not register the starter model")
+            if folders:
+                try:
+                    from desktop_app.hub.discovery import register_folders
+
+                    report = register_folders(folders, self.library)
+                    log.info("read-only model folders: %d registered, %d skipped", len(report.added),
+                             len(report.skipped))
+                except Exception:  # noqa: BLE001
+                    log.exception("could not register the read-only model folders")
             return hw
 
         self.background.run(work, on_success=self._on_hardware, on_failure=self._on_start_failed)

@@ -117,3 +117,23 @@ print([m for m in ("torch", "diffusers", "llama_cpp", "transformers") if m in sy
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_start_registers_read_only_model_folders(qtbot, tmp_path, tiny_gguf):
+    """An admin-provisioned folder in settings.json is registered at start-up, in the background."""
+    import shutil
+
+    from desktop_app.core.settings import Settings
+
+    share = tmp_path / "share"
+    share.mkdir()
+    shutil.copy(tiny_gguf, share / "provisioned.gguf")
+    Settings().set("extra_model_dirs", [str(share)])
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    qtbot.waitUntil(lambda: any(r.path.endswith("provisioned.gguf") for r in win.ctx.library.list()), timeout=10000)
+    rec = next(r for r in win.ctx.library.list() if r.path.endswith("provisioned.gguf"))
+    assert rec.managed is False
+    win.close()

@@ -134,3 +134,32 @@ def _sd_checkpoint() -> bytes:
     header = json.dumps({"model.diffusion_model.input_blocks.0.0.weight": {
         "dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
     return struct.pack("<Q", len(header)) + header + b"\0" * 8
+
+
+def test_read_only_admin_folder_is_used_in_place_and_never_deleted(tmp_path, tiny_gguf):
+    """A provisioned, read-only folder: its models are registered in place; rm only unregisters."""
+    import os
+    import shutil
+    import stat
+
+    from desktop_app.core.library import Library
+    from desktop_app.hub.discovery import register_folders
+    from desktop_app.hub.importer import remove_model
+
+    share = tmp_path / "provisioned"
+    share.mkdir()
+    model = share / "team-model.gguf"
+    shutil.copy(tiny_gguf, model)
+    os.chmod(share, stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        report = register_folders([share])
+        assert [Path(r.path) for r in report.added] == [model.resolve()]
+        rec = Library().list()[0]
+        assert rec.managed is False and rec.extra.get("read_only_folder") == str(share)
+        again = register_folders([share])  # idempotent
+        assert again.added == [] and len(Library().list()) == 1
+        removal = remove_model(rec.id)
+        assert removal.bytes_freed == 0 and not removal.deleted
+        assert model.exists() and Library().get(rec.id) is None
+    finally:
+        os.chmod(share, stat.S_IRWXU)

@@ -153,38 +153,6 @@ def discover_models(library, settings, token=None):
     return discover(library=library, register=True)
 
 
-def register_folders(library, folders) -> Any:
-    """Register the models of read-only folders (Settings) in place; returns a DiscoveryReport."""
-    from desktop_app.core.library import slugify
-    from desktop_app.hub.discovery import DiscoveryReport, scan_model_folder
-
-    report = DiscoveryReport()
-    known_paths = {str(Path(r.path).resolve()) for r in library.list()}
-    known_ids = {r.id for r in library.list()}
-    for folder in folders:
-        folder = Path(folder).expanduser()
-        if folder.exists():
-            report.searched.append(str(folder))
-        for rec, skip in scan_model_folder(folder, app=slugify(folder.name) or "folder"):
-            if skip is not None:
-                report.skipped.append(skip)
-                continue
-            report.found.append(rec)
-            rp = str(Path(rec.path).resolve())
-            if rp in known_paths:
-                continue
-            base, n = rec.id, 2
-            while rec.id in known_ids:
-                rec.id = f"{base}-{n}"
-                n += 1
-            rec.extra["read_only_folder"] = str(folder)
-            library.add(rec)
-            known_paths.add(rp)
-            known_ids.add(rec.id)
-            report.added.append(rec)
-    return report
-
-
 def owned_by_atelier(rec: ModelRecord, models_dir: Path) -> bool:
     """Whether deleting removes files (managed and inside the models folder), as remove_model decides."""
     if not rec.managed:
@@ -476,7 +444,9 @@ class LibraryView(QWidget):
         library = self.ctx.library
         folders = list(folders)
         self.message.setText("Registering the models of " + ", ".join(str(f) for f in folders) + "…")
-        op = self.ctx.background.run(lambda _t: register_folders(library, folders),
+        from desktop_app.hub.discovery import register_folders
+
+        op = self.ctx.background.run(lambda _t: register_folders(folders, library),
                                      on_success=self._on_discovered, on_failure=self._on_discover_failed)
         self._ops.append(op)
         return op
