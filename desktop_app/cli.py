@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("file", nargs="?")
     pl.add_argument("--revision", default=None)
     pl.add_argument("--accept-license", action="store_true", help="accept a gated/restrictive licence")
+    pl.add_argument("--allow-unverified", action="store_true",
+                    help="install files the hub/mirror gives no checksum for (marked unverified)")
     pl.add_argument("--json", action="store_true")
     im = ms.add_parser("import", help="register a local file or folder")
     im.add_argument("path")

@@ -11,6 +11,8 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Nothing in the tests reaches a real hub; tests that need one start their own and set HF_ENDPOINT.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Tests never touch the developer's real OS keyring (tokens then go to the 0600 file fallback).
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
 from tests.helpers import write_tiny_llama_gguf  # noqa: E402
 

@@ -72,6 +72,10 @@ class _StderrProgress:
                 sys.stderr.write("\n")
         else:
             sys.stderr.write(line + "\n")
+        message = getattr(ev, "message", "")
+        if message and ev.state in ("unverified", "retrying", "done") and message != getattr(self, "_said", None):
+            self._said = message
+            sys.stderr.write(("\n" if self.tty else "") + message + "\n")
         sys.stderr.flush()
 
 
@@ -79,11 +83,14 @@ def cmd_pull(args) -> int:
     from desktop_app.hub.downloads import pull
 
     rec = pull(args.repo, args.file, revision=args.revision, accept_license=args.accept_license,
-               on_progress=_StderrProgress())
+               allow_unverified=getattr(args, "allow_unverified", False), on_progress=_StderrProgress())
+    verified = rec.extra.get("verified", True) is not False
     if args.json:
         emit_json(rec.to_dict())
+    elif verified:
+        print(f"Installed {rec.id} ({_size(rec.size_bytes)}, checksum verified) at {rec.path}")
     else:
-        print(f"Installed {rec.id} ({_size(rec.size_bytes)}, sha256 verified) at {rec.path}")
+        print(f"Installed {rec.id} ({_size(rec.size_bytes)}, NOT VERIFIED: the hub gave no checksum) at {rec.path}")
     return 0
 
 

@@ -136,7 +136,8 @@ def fetch_pipeline_configs(repo_id: str, family: str, *, client: HubClient | Non
     try:
         for f in files:
             it = download_file_iter(client, info.repo_id, f.name, stage / f.name, revision=rev,
-                                    expected_sha256=f.sha256, expected_size=f.size, control=control)
+                                    expected_sha256=f.sha256, expected_size=f.size, control=control,
+                                    expected_git_sha1="" if f.lfs else (f.blob_id or ""))
             for _ in it:
                 pass
         (stage / SOURCE_FILE).write_text(json.dumps({

@@ -124,3 +124,20 @@ def test_search_files_catalog_json(fake_hub):
     cat = json.loads(atelier("models", "catalog", "--task", "upscale", "--json").stdout)
     assert cat and all(e["task"] == "upscale" for e in cat)
     assert all("fit" in e and "badge" in e["fit"] for e in cat)
+
+
+@pytest.mark.slow
+def test_pull_without_checksum_refused_unless_allowed(fake_hub, gguf_bytes):
+    """A mirror that gives no checksum: refused by default; --allow-unverified installs it, says so."""
+    fake_hub.omit_hashes = True
+    try:
+        p = atelier("models", "pull", "testorg/Tiny-GGUF", "tiny-Q4_K_M.gguf", check=False)
+        assert p.returncode == 1 and "no checksum" in p.stderr and len(p.stderr.strip().splitlines()) >= 1
+        assert "Installed" not in p.stdout
+        p = atelier("models", "pull", "testorg/Tiny-GGUF", "tiny-Q4_K_M.gguf", "--allow-unverified")
+        assert "NOT VERIFIED" in p.stdout and "WARNING" in p.stderr
+        listed = json.loads(atelier("models", "list", "--json").stdout)
+        rec = next(r for r in listed if r["id"] == "testorg/Tiny-GGUF/tiny-Q4_K_M.gguf")
+        assert rec["extra"]["verified"] is False
+    finally:
+        fake_hub.omit_hashes = False
