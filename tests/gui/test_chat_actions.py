@@ -238,7 +238,7 @@ def test_huge_message_is_clipped_on_screen_but_copied_whole(qtbot):
     w.resize(800, 600)
     w.show()
     qtbot.waitExposed(w)
-    assert clock.elapsed() < 3000  # laying out all 1 MB took 6-12 s on this machine
+    assert clock.elapsed() < 3000  # laying out all 1 MB took 6-12 s on this machine (2 busy cores)
     assert len(w.body.text) <= DISPLAY_CHARS and big.startswith(w.body.text)
     assert w.clipped_label.isVisible() and "more characters not shown" in w.clipped_label.text()
     w.buttons["copy"].click()
@@ -271,6 +271,9 @@ def test_one_megabyte_paste_is_truncated_with_a_notice_and_gui_stays_responsive(
     win.start()
     tab = win.chat_tab
     try:
+        # let start-up work (hardware detection, imports, fit badges) settle before measuring
+        qtbot.waitUntil(lambda: win.ctx.hardware is not None, timeout=30_000)
+        qtbot.waitUntil(lambda: "CPU" in tab.model_combo.itemText(0), timeout=30_000)
         tab.n_ctx_override = 512
         tab.params.max_tokens.setValue(8)
         tab.params.temperature.setValue(0.0)
@@ -286,7 +289,7 @@ def test_one_megabyte_paste_is_truncated_with_a_notice_and_gui_stays_responsive(
 
         def tick():
             now = clock.elapsed()
-            gaps.append(now - last[0])
+            gaps.append((now - last[0], now))
             last[0] = now
 
         ticker = QTimer()
@@ -300,6 +303,7 @@ def test_one_megabyte_paste_is_truncated_with_a_notice_and_gui_stays_responsive(
         qtbot.keyClick(tab.input, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
         paste_s = time.monotonic() - t0
         assert len(tab.input.toPlainText()) == len(big)
+        last[0] = clock.elapsed()
         ticker.start()
         t0 = time.monotonic()
         with qtbot.waitSignal(tab.reply_finished, timeout=240_000) as blocker:
@@ -318,9 +322,9 @@ def test_one_megabyte_paste_is_truncated_with_a_notice_and_gui_stays_responsive(
         # the whole message is saved (only the prompt to the model is shortened)
         saved = tab.store.messages(tab.conversation_id)
         assert len(saved[0].content) == len(big.strip())
-        worst = max(gaps) if gaps else 0
+        worst = max(g for g, _ in gaps) if gaps else 0
         print(f"paste {paste_s:.2f} s, send+reply {send_s:.2f} s, longest GUI stall {worst} ms")
-        assert worst < 1000, f"GUI thread stalled {worst} ms"
+        assert worst < 500, f"GUI thread stalled {worst} ms"  # was 6-12 s: the 1 MB bubble laid out whole
         # still responsive: the next message works
         with qtbot.waitSignal(tab.reply_finished, timeout=120_000) as blocker:
             tab.send("Hi")

@@ -11,7 +11,7 @@ from desktop_app.ui.widgets.chat_markdown import MarkdownView
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 # Longest text a bubble lays out: a 1 MB paste would stall the GUI thread for seconds in Qt's text
 # layout. The rest is kept (Copy, Export, the model and the history get the whole message).
-DISPLAY_CHARS = 20_000
+DISPLAY_CHARS = 8_000
 
 
 def display_text(content: str, limit: int = DISPLAY_CHARS) -> tuple[str, int]:
