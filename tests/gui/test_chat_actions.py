@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
@@ -21,6 +22,7 @@ from desktop_app.ui.chat.params import PRESETS_FILE, ParamsPanel
 from desktop_app.ui.chat.tab import ChatTab
 
 pytestmark = pytest.mark.gui
+SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 
 CODE = "def add(a, b):\n    return a + b\n\nprint(add(2, 3))"
 REPLY = f"Here you go:\n\n```python\n{CODE}\n```\n\nIt prints **5**."
@@ -115,7 +117,7 @@ def test_delete_message_removes_row_from_view_and_database(tab, qtbot):
 
 
 def test_export_markdown_and_json_from_the_menu(tab, qtbot, tmp_path, monkeypatch):
-    cid, (u1, a1, u2) = _seed_conversation(tab)
+    cid, _ids = _seed_conversation(tab)
     asked = []
     target = {"path": ""}
 
@@ -181,7 +183,7 @@ def _answer_input_dialog(qtbot, text: str) -> list:
 
 def test_presets_save_reload_apply(make_tab, qtbot):
     tab = make_tab()
-    cid, _ids = _seed_conversation(tab)
+    _seed_conversation(tab)
     tab.params_button.click()
     p = tab.params
     assert p.isVisible()
@@ -241,6 +243,8 @@ def test_huge_message_is_clipped_on_screen_but_copied_whole(qtbot):
     assert clock.elapsed() < 3000  # laying out all 1 MB took 6-12 s on this machine (2 busy cores)
     assert len(w.body.text) <= DISPLAY_CHARS and big.startswith(w.body.text)
     assert w.clipped_label.isVisible() and "more characters not shown" in w.clipped_label.text()
+    SHOTS.mkdir(exist_ok=True)
+    assert w.grab().save(str(SHOTS / "chat_huge_message.png"))
     w.buttons["copy"].click()
     assert QGuiApplication.clipboard().text() == big
     w.set_content("short now")
