@@ -239,9 +239,6 @@ def remove_background(image: Image.Image, model: SegmentationModel, *, soft: boo
 
 def cut_out(image: Image.Image, model: SegmentationModel, **kwargs) -> Image.Image:
     """Run ``remove_background`` to the end and return its image (kwargs as for it)."""
-    result = None
-    for ev in remove_background(image, model, **kwargs):
-        if isinstance(ev, BackgroundResult):
-            result = ev.image
-    assert result is not None
-    return result
+    from desktop_app.engines.base import run_to_end
+
+    return run_to_end(remove_background(image, model, **kwargs))

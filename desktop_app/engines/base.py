@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Generator, TypeVar
 
 from desktop_app.core.errors import Cancelled
 
@@ -30,3 +31,15 @@ class CancelToken:
     def wait(self, timeout: float) -> bool:
         """Sleep up to `timeout` seconds, waking early on cancel; True if cancelled."""
         return self._event.wait(timeout)
+
+
+R = TypeVar("R")
+
+
+def run_to_end(gen: Generator[object, None, R]) -> R:
+    """Drive an engine generator to its end, dropping its progress events; return its result."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

@@ -390,9 +390,6 @@ def upscale(image: Image.Image, model: UpscaleModel, *, tile: int = DEFAULT_TILE
 
 def upscale_image(image: Image.Image, model: UpscaleModel, **kwargs) -> Image.Image:
     """Run ``upscale`` to the end and return the image (kwargs as for ``upscale``)."""
-    result = None
-    for ev in upscale(image, model, **kwargs):
-        if isinstance(ev, UpscaleResult):
-            result = ev.image
-    assert result is not None
-    return result
+    from desktop_app.engines.base import run_to_end
+
+    return run_to_end(upscale(image, model, **kwargs))
