@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from desktop_app.core.errors import AtelierError
-from desktop_app.core.paths import get_paths
+from desktop_app.core.paths import get_paths, write_json_atomic
 
 TASKS = ("chat", "image", "upscale", "background_removal")
 FORMATS = ("gguf", "diffusers", "safetensors", "onnx")
@@ -98,10 +98,7 @@ class Library:
         return [ModelRecord.from_dict(d) for d in raw.get("models", [])]
 
     def _save(self, records: Iterable[ModelRecord]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"version": 1, "models": [r.to_dict() for r in records]}, indent=1), "utf-8")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, {"version": 1, "models": [r.to_dict() for r in records]}, indent=1)
 
     # queries ------------------------------------------------------------------------
     def list(self, task: str | None = None) -> list[ModelRecord]:

@@ -7,9 +7,11 @@ it for isolation).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 APP_DIR_NAME = "Atelier"
 
@@ -70,3 +72,12 @@ def get_paths(create: bool = True) -> Paths:
             portable=False,
         )
     return paths.ensure() if create else paths
+
+
+def write_json_atomic(path: Path, data: Any, **dumps_kwargs: Any) -> None:
+    """Write ``data`` as JSON to ``path`` through a sibling ``.tmp`` file and ``os.replace``:
+    a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, **dumps_kwargs), "utf-8")
+    os.replace(tmp, path)

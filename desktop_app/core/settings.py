@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from desktop_app.core.paths import get_paths
+from desktop_app.core.paths import get_paths, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,7 @@ class Settings:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._values, indent=2, sort_keys=True), "utf-8")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, self._values, indent=2, sort_keys=True)
 
     # Derived values -----------------------------------------------------------------
     @property

@@ -39,7 +39,7 @@ from typing import Any, Callable, Generator
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError, OfflineError
 from desktop_app.core.library import Library, ModelRecord, hub_id
 from desktop_app.core.model_files import refuse_pickle
-from desktop_app.core.paths import get_paths
+from desktop_app.core.paths import get_paths, write_json_atomic
 from desktop_app.core.settings import Settings
 from desktop_app.engines.base import CancelToken
 from desktop_app.hub.client import HubClient, HubConnectionError, HubFile, RepoInfo, git_blob_sha1_matches, quantization_from_name, split_info
@@ -906,10 +906,7 @@ class DownloadQueue:
     def _save(self) -> None:
         with self._lock:
             jobs = [j.to_dict() for j in self._jobs.values() if j.state in PERSISTED_STATES]
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        tmp.write_text(json.dumps({"version": 1, "jobs": jobs}, indent=1), "utf-8")
-        os.replace(tmp, self.state_file)
+        write_json_atomic(self.state_file, {"version": 1, "jobs": jobs}, indent=1)
 
     def _emit(self, job: DownloadJob) -> None:
         if self.on_event:
