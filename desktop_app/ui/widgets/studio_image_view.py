@@ -8,7 +8,8 @@ from PySide6.QtGui import QBrush, QImage, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
-def _fit(img_w: int, img_h: int, rect: QRectF, upscale: bool = True) -> QRectF:
+def fit_rect(img_w: int, img_h: int, rect: QRectF, upscale: bool = True) -> QRectF:
+    """The rectangle an img_w x img_h image takes when scaled to fit ``rect``, centred in it."""
     if img_w <= 0 or img_h <= 0:
         return QRectF()
     s = min(rect.width() / img_w, rect.height() / img_h)
@@ -72,7 +73,7 @@ class ImageView(QWidget):
                        int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.placeholder)
             return
         area = QRectF(self.rect()).adjusted(8, 8, -8, -8 - (18 if self.caption else 0))
-        r = _fit(self._image.width(), self._image.height(), area)
+        r = fit_rect(self._image.width(), self._image.height(), area)
         if self._image.hasAlphaChannel():
             _checkerboard(p, r, pal)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
@@ -111,7 +112,7 @@ class CompareView(QWidget):
     def _rect(self) -> QRectF:
         # Both images are shown in the frame of the "after" image (the larger one when upscaled).
         ref = self.after if not self.after.isNull() else self.before
-        return _fit(ref.width(), ref.height(), QRectF(self.rect()).adjusted(8, 8, -8, -28))
+        return fit_rect(ref.width(), ref.height(), QRectF(self.rect()).adjusted(8, 8, -8, -28))
 
     def mousePressEvent(self, ev) -> None:  # noqa: N802 - Qt API
         self._drag(ev.position())

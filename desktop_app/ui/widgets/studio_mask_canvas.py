@@ -11,6 +11,8 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPointF, QRectF, QSiz
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from desktop_app.ui.widgets.studio_image_view import fit_rect
+
 MAX_UNDO = 30
 
 
@@ -148,12 +150,7 @@ class MaskCanvas(QWidget):
         return QSize(512, 512)
 
     def _target_rect(self) -> QRectF:
-        if self._image.isNull():
-            return QRectF()
-        w, h = self._image.width(), self._image.height()
-        s = min(self.width() / w, self.height() / h)
-        tw, th = w * s, h * s
-        return QRectF((self.width() - tw) / 2, (self.height() - th) / 2, tw, th)
+        return fit_rect(self._image.width(), self._image.height(), QRectF(self.rect()))
 
     def _scale(self) -> float:
         r = self._target_rect()
