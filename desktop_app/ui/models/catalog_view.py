@@ -27,7 +27,15 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.hub.catalog import PLAN_ORDER
-from desktop_app.ui.models.common import RowTableModel, badge_brush_color, badge_kind, error_text, highlight_tint, human_size
+from desktop_app.ui.models.common import (
+    RowTableModel,
+    badge_brush_color,
+    badge_kind,
+    error_text,
+    highlight_tint,
+    human_size,
+    licence_box,
+)
 
 log = logging.getLogger(__name__)
 
@@ -367,21 +375,9 @@ class CatalogView(QWidget):
         link = entry.license_url or f"{self.ctx.settings.hf_endpoint}/{entry.repo_id}"
         gated = ("\n\nThe hub also requires you to accept it on the model page while logged in, and an access "
                  "token in Settings.") if entry.gated else ""
-        box = QMessageBox(QMessageBox.Icon.Question, "Licence",
-                          f"{entry.family} is distributed under the {entry.license or 'model'} licence, which "
-                          f"restricts how it may be used.\n\nRead it: {link}{gated}\n\nDo you accept the licence?",
-                          QMessageBox.StandardButton.NoButton, self)
-        box.setObjectName("licenceDialog")
-        box.setAccessibleName("Accept the licence")
-        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
-        accept = box.addButton("I accept", QMessageBox.ButtonRole.AcceptRole)
-        accept.setObjectName("licenceAccept")
-        accept.setAccessibleName("Accept the licence")
-        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
-        cancel.setAccessibleName("Cancel")
-        box.setDefaultButton(cancel)
-        box.setProperty("accept_button", accept)
-        return box
+        return licence_box(self, f"{entry.family} is distributed under the {entry.license or 'model'} licence, which "
+                           f"restricts how it may be used.\n\nRead it: {link}{gated}\n\nDo you accept the licence?",
+                           selectable=True)
 
     @Slot()
     def _on_download_clicked(self, *_args) -> None:

@@ -179,3 +179,21 @@ def show_error(parent: QWidget | None, title: str, exc: BaseException | str) -> 
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.open()
     return box
+
+
+def licence_box(parent: QWidget | None, text: str, selectable: bool = False) -> QMessageBox:
+    """The "Do you accept the licence?" question (I accept / Cancel, Cancel by default); the accept
+    button is in the box's ``accept_button`` property. The caller opens it and reads the answer."""
+    box = QMessageBox(QMessageBox.Icon.Question, "Licence", text, QMessageBox.StandardButton.NoButton, parent)
+    box.setObjectName("licenceDialog")
+    box.setAccessibleName("Accept the licence")
+    if selectable:
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+    accept = box.addButton("I accept", QMessageBox.ButtonRole.AcceptRole)
+    accept.setObjectName("licenceAccept")
+    accept.setAccessibleName("Accept the licence")
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    cancel.setAccessibleName("Cancel")
+    box.setDefaultButton(cancel)
+    box.setProperty("accept_button", accept)
+    return box

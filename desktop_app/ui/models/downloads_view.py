@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.ui.models.common import human_eta, human_size, human_speed
+from desktop_app.ui.models.common import human_eta, human_size, human_speed, licence_box
 
 log = logging.getLogger(__name__)
 
@@ -307,21 +307,9 @@ class DownloadsView(QWidget):
         why = "is gated on the hub: its licence" if spec.gated else "is distributed under a restrictive licence"
         token = ("\n\nThe hub also needs an access token (Settings) of an account that accepted it."
                  if spec.gated else "")
-        box = QMessageBox(QMessageBox.Icon.Question, "Licence",
-                          f"{spec.repo_id} {why} ({spec.license or 'see the model card'}), which "
-                          f"must be read and accepted first.\n\nRead it: {self.ctx.settings.hf_endpoint}/"
-                          f"{spec.repo_id}{token}\n\nDo you accept the licence?",
-                          QMessageBox.StandardButton.NoButton, self)
-        box.setObjectName("licenceDialog")
-        box.setAccessibleName("Accept the licence")
-        ok = box.addButton("I accept", QMessageBox.ButtonRole.AcceptRole)
-        ok.setObjectName("licenceAccept")
-        ok.setAccessibleName("Accept the licence")
-        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
-        cancel.setAccessibleName("Cancel")
-        box.setDefaultButton(cancel)
-        box.setProperty("accept_button", ok)
-        return box
+        return licence_box(self, f"{spec.repo_id} {why} ({spec.license or 'see the model card'}), which "
+                                 f"must be read and accepted first.\n\nRead it: {self.ctx.settings.hf_endpoint}/"
+                                 f"{spec.repo_id}{token}\n\nDo you accept the licence?")
 
     def enqueue_spec(self, spec) -> str | None:
         """A file (or whole repo) chosen in Hub search; gated or restrictive licences are accepted first."""
