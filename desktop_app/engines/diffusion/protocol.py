@@ -177,8 +177,24 @@ def _check_image_bytes(image) -> None:
         raise AtelierError("No image given: pass the encoded image bytes (PNG/JPEG/WebP).")
 
 
+class _ImageOnWire:
+    """A request dataclass whose ``image`` field (encoded bytes) travels as the one blob "image"."""
+
+    image: bytes
+
+    def to_wire(self) -> tuple[dict, dict[str, bytes]]:
+        d = asdict(self)
+        d.pop("image")
+        return d, {"image": self.image}
+
+    @classmethod
+    def from_wire(cls, d: dict, blobs: dict[str, bytes]):
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "image"}
+        return cls(**known, image=blobs.get("image", b""))
+
+
 @dataclass
-class UpscaleRequest:
+class UpscaleRequest(_ImageOnWire):
     """Super resolution of one image in the engine child (spandrel; see engines/upscale.py).
 
     ``model_path``: a super-resolution ``.safetensors`` file. ``image``: encoded image bytes.
@@ -211,19 +227,9 @@ class UpscaleRequest:
         if self.device not in POSTPROCESS_DEVICES:
             raise AtelierError(f"Unknown device {self.device!r}; use one of {', '.join(POSTPROCESS_DEVICES)}.")
 
-    def to_wire(self) -> tuple[dict, dict[str, bytes]]:
-        d = asdict(self)
-        d.pop("image")
-        return d, {"image": self.image}
-
-    @classmethod
-    def from_wire(cls, d: dict, blobs: dict[str, bytes]) -> "UpscaleRequest":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "image"}
-        return cls(**known, image=blobs.get("image", b""))
-
 
 @dataclass
-class RemoveBgRequest:
+class RemoveBgRequest(_ImageOnWire):
     """Background removal of one image in the engine child (ONNX segmenter; engines/background.py).
 
     ``soft``: keep the model's continuous alpha (slightly feathered) instead of hard 0/255 edges.
@@ -249,16 +255,6 @@ class RemoveBgRequest:
             raise AtelierError(f"The mask threshold must be between 0 and 255 (got {self.threshold}).")
         if self.device not in ("auto", "cpu", "cuda"):
             raise AtelierError(f"Unknown device {self.device!r} for background removal; use auto, cpu or cuda.")
-
-    def to_wire(self) -> tuple[dict, dict[str, bytes]]:
-        d = asdict(self)
-        d.pop("image")
-        return d, {"image": self.image}
-
-    @classmethod
-    def from_wire(cls, d: dict, blobs: dict[str, bytes]) -> "RemoveBgRequest":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "image"}
-        return cls(**known, image=blobs.get("image", b""))
 
 
 @dataclass
