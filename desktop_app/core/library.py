@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Container, Iterable
 
 from desktop_app.core.errors import AtelierError
 from desktop_app.core.paths import get_paths, write_json_atomic
@@ -64,6 +64,15 @@ def slugify(name: str) -> str:
 
 def hub_id(repo_id: str, filename: str = "") -> str:
     return f"{repo_id}/{filename}" if filename else repo_id
+
+
+def unique_id(base: str, taken: Container[str]) -> str:
+    """``base``, or ``base-2``, ``base-3``... : the first one not in ``taken``."""
+    rid, n = base, 2
+    while rid in taken:
+        rid = f"{base}-{n}"
+        n += 1
+    return rid
 
 
 def path_size(path: Path) -> int:
@@ -141,15 +150,24 @@ class Library:
     # changes ------------------------------------------------------------------------
     def add(self, record: ModelRecord) -> ModelRecord:
         """Insert or replace (by id)."""
-        if record.task not in TASKS:
-            raise ValueError(f"unknown task {record.task!r}")
-        if record.format not in FORMATS:
-            raise ValueError(f"unknown format {record.format!r}")
-        with self._lock:
-            recs = [r for r in self._load() if r.id != record.id]
-            recs.append(record)
-            self._save(recs)
+        self.add_all([record])
         return record
+
+    def add_all(self, records: Iterable[ModelRecord]) -> None:
+        """Insert or replace (by id) several records with one read and one write of the file."""
+        records = list(records)
+        for record in records:
+            if record.task not in TASKS:
+                raise ValueError(f"unknown task {record.task!r}")
+            if record.format not in FORMATS:
+                raise ValueError(f"unknown format {record.format!r}")
+        if not records:
+            return
+        new_ids = {r.id for r in records}
+        with self._lock:
+            recs = [r for r in self._load() if r.id not in new_ids]
+            recs.extend({r.id: r for r in records}.values())
+            self._save(recs)
 
     def remove(self, model_id: str) -> ModelRecord:
         """Unregister a record (files are left alone; see ``delete``)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from desktop_app.core.errors import AtelierError, ModelFormatError
-from desktop_app.core.library import Library, ModelRecord, path_size, slugify
+from desktop_app.core.library import Library, ModelRecord, path_size, slugify, unique_id
 from desktop_app.core.model_files import check_gguf_header, record_for_path
 from desktop_app.hub.client import quantization_from_name, split_info
 
@@ -325,31 +325,31 @@ def register_folders(folders: Iterable[str | Path], library: Library | None = No
 
 def _register_scans(scans, library: Library, report: DiscoveryReport, register: bool, read_only: bool = False) -> None:
     """Add what the scans found to the library (in place), skipping paths already known."""
-    known_paths = {str(Path(r.path).resolve()) for r in library.list()}
-    known_ids = {r.id for r in library.list()}
-    for where, it in scans:
-        if Path(where).exists():
-            report.searched.append(where)
-        try:
-            for rec, skip in it:
-                if skip is not None:
-                    report.skipped.append(skip)
-                    continue
-                assert rec is not None
-                report.found.append(rec)
-                rp = str(Path(rec.path).resolve())
-                if rp in known_paths:
-                    continue
-                base, n = rec.id, 2
-                while rec.id in known_ids:  # same id, other file: keep both
-                    rec.id = f"{base}-{n}"
-                    n += 1
-                if read_only:
-                    rec.extra["read_only_folder"] = where
-                if register:
-                    library.add(rec)
-                known_paths.add(rp)
-                known_ids.add(rec.id)
-                report.added.append(rec)
-        except (OSError, AtelierError) as exc:
-            report.skipped.append(Skipped(where, f"could not scan: {exc}"))
+    existing = library.list()
+    known_paths = {str(Path(r.path).resolve()) for r in existing}
+    known_ids = {r.id for r in existing}
+    try:
+        for where, it in scans:
+            if Path(where).exists():
+                report.searched.append(where)
+            try:
+                for rec, skip in it:
+                    if skip is not None:
+                        report.skipped.append(skip)
+                        continue
+                    assert rec is not None
+                    report.found.append(rec)
+                    rp = str(Path(rec.path).resolve())
+                    if rp in known_paths:
+                        continue
+                    rec.id = unique_id(rec.id, known_ids)  # same id, other file: keep both
+                    if read_only:
+                        rec.extra["read_only_folder"] = where
+                    known_paths.add(rp)
+                    known_ids.add(rec.id)
+                    report.added.append(rec)
+            except (OSError, AtelierError) as exc:
+                report.skipped.append(Skipped(where, f"could not scan: {exc}"))
+    finally:
+        if register:  # one read and one write of library.json, not one per model found
+            library.add_all(report.added)
