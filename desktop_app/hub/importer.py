@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from desktop_app.core.errors import AtelierError, Cancelled
-from desktop_app.core.library import Library, ModelRecord, path_size
+from desktop_app.core.library import Library, ModelRecord, path_size, unique_id
 from desktop_app.core.model_files import check_diffusers_folder, record_for_path
 from desktop_app.core.settings import Settings
 from desktop_app.engines.base import CancelToken
@@ -26,13 +26,8 @@ CHUNK = 4 * 1024 * 1024
 
 
 def _unique_id(library: Library, base: str, path: str) -> str:
-    rid, n = base, 2
-    while True:
-        rec = library.get(rid)
-        if rec is None or rec.path == path:
-            return rid
-        rid = f"{base}-{n}"
-        n += 1
+    """``base`` made unique among the library's ids (an id already naming ``path`` is kept)."""
+    return unique_id(base, {r.id for r in library.list() if r.path != path})
 
 
 def _copy_file(src: Path, dst: Path, cancel: CancelToken, progress: Callable[[int, int], None] | None,
