@@ -21,10 +21,11 @@ fp32 on a CPU, plus an activation allowance → ``gpu``, ``gpu_offload`` (model 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from desktop_app.core.errors import ModelFormatError
 from desktop_app.core.hardware import GPU, USABLE_BACKENDS, Hardware, detect_hardware
@@ -459,19 +460,17 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I1
                 "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
 
+def _tensor_params(header: dict) -> Iterator[tuple[str, int]]:
+    """(tensor name, element count) for each tensor of a safetensors header."""
+    for k, v in header.items():
+        if k != "__metadata__":
+            yield k, math.prod(int(d) for d in v.get("shape", []))
+
+
 def _safetensors_params(path: Path) -> int:
     from desktop_app.core.model_files import read_safetensors_header
 
-    header = read_safetensors_header(path)
-    n = 0
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        c = 1
-        for d in v.get("shape", []):
-            c *= int(d)
-        n += c
-    return n
+    return sum(c for _, c in _tensor_params(read_safetensors_header(path)))
 
 
 def _component_params(folder: Path) -> int:
@@ -527,13 +526,7 @@ def diffusion_components(path: str | Path) -> dict[str, int]:
     if p.suffix.lower() == ".safetensors":
         from desktop_app.core.model_files import read_safetensors_header
 
-        header = read_safetensors_header(p)
-        for k, v in header.items():
-            if k == "__metadata__":
-                continue
-            c = 1
-            for d in v.get("shape", []):
-                c *= int(d)
+        for k, c in _tensor_params(read_safetensors_header(p)):
             if k.startswith(("model.diffusion_model.", "double_blocks.", "single_blocks.", "joint_blocks.",
                              "transformer_blocks.", "down_blocks.", "mid_block.", "up_blocks.")):
                 comp = "unet" if k.startswith(("model.diffusion_model.input_blocks", "model.diffusion_model.output_blocks",
