@@ -14,7 +14,6 @@ Typical GUI use::
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -162,15 +161,6 @@ def _speed_class(size_bytes: int) -> str:
     return "very slow"
 
 
-def _call_fitting(fn: Callable, **kw) -> Any:
-    sig = inspect.signature(fn)
-    params = sig.parameters
-    args = {k: v for k, v in kw.items() if k in params}
-    if "hw" in kw and "hw" not in params and "hardware" in params:
-        args["hardware"] = kw["hw"]
-    return fn(**args)
-
-
 def _from_plan(plan: Any, speed_size: int) -> Fit:
     p = getattr(plan, "plan", "cpu")
     fits = p != "too_large"
@@ -201,21 +191,14 @@ def _badge(plan: str, n_gpu: int | None, n_layers: int | None, speed: str) -> st
 
 
 def fit_llm_size(size_bytes: int, hw: Any = None, n_layers: int = 0, n_ctx: int = 4096) -> Fit:
-    """Fit of a GGUF of ``size_bytes`` (weights) on ``hw``; uses core.fitting when available."""
+    """Fit of a GGUF of ``size_bytes`` (weights) on ``hw`` (core.fitting's size-based estimate)."""
+    from desktop_app.core.fitting import estimate_llm_from_size
+
     hw = _hw_view(hw)
     try:
-        from desktop_app.core import fitting  # written by another helper; optional at import time
-
-        fn = getattr(fitting, "estimate_llm_from_size")
-    except (ImportError, AttributeError):
-        fn = None
-    if fn is not None:
-        try:
-            plan = _call_fitting(fn, size_bytes=size_bytes, n_layers=n_layers or None, hw=hw, n_ctx=n_ctx)
-            return _from_plan(plan, size_bytes)
-        except (TypeError, ValueError):
-            pass  # signature drift: fall back to the local estimate below
-    return _fit_llm_fallback(size_bytes, hw, n_layers, n_ctx)
+        return _from_plan(estimate_llm_from_size(size_bytes, n_layers or None, n_ctx, hw=hw), size_bytes)
+    except (TypeError, ValueError):
+        return _fit_llm_fallback(size_bytes, hw, n_layers, n_ctx)
 
 
 def _fit_llm_fallback(size_bytes: int, hw: Any, n_layers: int, n_ctx: int) -> Fit:
@@ -240,12 +223,10 @@ def _fit_llm_fallback(size_bytes: int, hw: Any, n_layers: int, n_ctx: int) -> Fi
 
 def fit_image_size(size_bytes: int, hw: Any = None, fp16_weights: bool = True) -> Fit:
     """Fit of a diffusion pipeline whose weights total ``size_bytes`` (size based, no file yet)."""
+    from desktop_app.core.fitting import plan_diffusion
+
     hw = _hw_view(hw)
-    try:
-        from desktop_app.core.fitting import plan_diffusion
-    except ImportError:
-        plan_diffusion = None
-    if plan_diffusion is not None and fp16_weights:
+    if fp16_weights:
         # core.fitting plans from parameter counts per component; a pipeline's weights are
         # roughly 2/3 denoiser, 3/10 text encoders, the rest VAE (SD 1.5, SDXL, SD3)
         params = size_bytes // 2
@@ -280,16 +261,9 @@ def fit_entry(entry: CatalogEntry, hw: Any = None) -> Fit:
         # GGUF transformers are already quantized: weights stay the same size in RAM on CPU
         return fit_image_size(entry.size_bytes, hw, fp16_weights=entry.format != "gguf")
     # upscalers and background removal nets are small: always fit, CPU speed is fine
-    hw = _hw_view(hw)
-    try:
-        from desktop_app.core.fitting import plan_small_model
+    from desktop_app.core.fitting import plan_small_model
 
-        return _from_plan(plan_small_model(entry.size_bytes, hw), entry.size_bytes)
-    except ImportError:
-        pass
-    plan = "gpu" if getattr(hw, "torch_device", "cpu") != "cpu" else "cpu"
-    return Fit(plan, "Full GPU" if plan == "gpu" else "CPU · ok", True, entry.size_bytes * 2,
-               speed="" if plan == "gpu" else "ok")
+    return _from_plan(plan_small_model(entry.size_bytes, _hw_view(hw)), entry.size_bytes)
 
 
 def choose_best_gguf(candidates: Iterable[tuple[str, int]], hw: Any = None, n_layers: int = 0) -> str | None:
