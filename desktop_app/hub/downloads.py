@@ -171,6 +171,17 @@ def _gb(n: int | float) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
+def require_free_space(need: int, where: Path, what: str,
+                       disk_probe: Callable[[Path], int] = default_disk_probe) -> None:
+    """Raise a clear AtelierError unless ``where``'s filesystem has ``need`` bytes (+ DISK_MARGIN) free."""
+    free = disk_probe(where)
+    if need + DISK_MARGIN > free:
+        raise AtelierError(
+            f"Not enough disk space for {what}: it needs {_gb(need)} more, and {where} has {_gb(free)} free. "
+            "Free some space or choose another models folder in Settings."
+        )
+
+
 # ---------------------------------------------------------------------------------------
 # choosing files
 # ---------------------------------------------------------------------------------------
@@ -379,13 +390,8 @@ def download_file_iter(
             offset = 0
         if offset == 0:
             part.unlink()
-    need = (size - offset) if size is not None else 0
-    free = disk_probe(dest.parent)
-    if size is not None and need + DISK_MARGIN > free:
-        raise AtelierError(
-            f"Not enough disk space for {filename}: it needs {_gb(need)} more, and {dest.parent} has {_gb(free)} free. "
-            "Free some space or choose another models folder in Settings."
-        )
+    if size is not None:
+        require_free_space(size - offset, dest.parent, filename, disk_probe)
     side.write_text(json.dumps(want), "utf-8")
     if not part.exists():
         part.touch()
@@ -716,12 +722,7 @@ def pull_iter(
             for p in (t, part_paths(t)[0]):
                 if p.exists():
                     have += p.stat().st_size
-        free = disk_probe(plan.staging)
-        if total - have + DISK_MARGIN > free:
-            raise AtelierError(
-                f"Not enough disk space for {plan.repo_id}: it needs {_gb(total - have)} more, and "
-                f"{plan.staging.parent} has {_gb(free)} free. Free some space or choose another models folder in Settings."
-            )
+        require_free_space(total - have, plan.staging.parent, plan.repo_id, disk_probe)
     meter = _Meter()
     finished = 0
     unverified: list[str] = []

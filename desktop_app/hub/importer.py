@@ -20,7 +20,7 @@ from desktop_app.core.model_files import check_diffusers_folder, record_for_path
 from desktop_app.core.settings import Settings
 from desktop_app.engines.base import CancelToken
 from desktop_app.hub.client import quantization_from_name
-from desktop_app.hub.downloads import DISK_MARGIN, default_disk_probe
+from desktop_app.hub.downloads import default_disk_probe, require_free_space
 
 CHUNK = 4 * 1024 * 1024
 
@@ -87,10 +87,7 @@ def import_path(
         if dest.exists():
             raise AtelierError(f"{dest} already exists in the models folder; remove it first or import in place.")
         total = rec.size_bytes
-        free = disk_probe(dest_root)
-        if total + DISK_MARGIN > free:
-            raise AtelierError(f"Not enough disk space to copy {src.name}: it needs {total / 1e9:.2f} GB and "
-                               f"{dest_root} has {free / 1e9:.2f} GB free.")
+        require_free_space(total, dest_root, f"a copy of {src.name}", disk_probe)
         dest_root.mkdir(parents=True, exist_ok=True)
         try:
             if src.is_dir():
