@@ -28,6 +28,7 @@ from desktop_app.ui.chat.jobs import generate_job, load_job, where_text
 from desktop_app.ui.chat.message_view import MessageView
 from desktop_app.ui.chat.params import ParamsPanel
 from desktop_app.ui.widgets.chat_input import ChatInput
+from desktop_app.ui.widgets.fit import plan_or_error
 
 log = logging.getLogger(__name__)
 
@@ -533,12 +534,10 @@ class ChatTab(QWidget):
             for rec in lib.list(task="chat"):
                 badge, plan = "", {}
                 if hw is not None:
-                    try:
-                        from desktop_app.core.fitting import plan_for_record
-
-                        p = plan_for_record(rec, hw)
+                    p, exc = plan_or_error(rec, hw)
+                    if exc is None:
                         badge, plan = p.badge, {"plan": p.plan, "note": getattr(p, "note", "")}
-                    except Exception as exc:  # noqa: BLE001 - a bad file: say so in the list
+                    else:  # a bad file: say so in the list
                         badge = f"unreadable: {exc}"[:60]
                 out.append({"id": rec.id, "name": rec.display_name, "badge": badge, **plan})
             return out

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core.library import ModelRecord
 from desktop_app.ui.models.catalog_view import ENTRY_ROLE, SORT_ROLE, TASK_LABELS
 from desktop_app.ui.models.common import RowTableModel, badge_brush_color, badge_kind, error_text, human_size
+from desktop_app.ui.widgets.fit import plan_or_error
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,9 @@ class LibraryTableModel(RowTableModel):
 
 
 def _fit_for(rec: ModelRecord, hw: Any) -> tuple[Any, str]:
-    try:
-        from desktop_app.core.fitting import plan_for_record
-
-        return plan_for_record(rec, hw), ""
-    except Exception as exc:  # noqa: BLE001 - a broken file shows as "—" with the reason
-        return None, error_text(exc)
+    """The plan, or None and the reason (a broken file shows as "—" with it)."""
+    plan, exc = plan_or_error(rec, hw)
+    return plan, "" if exc is None else error_text(exc)
 
 
 def list_rows(library, hw: Any, token=None) -> list[LibraryRow]:

@@ -41,6 +41,7 @@ from desktop_app.qt.threads import JobEvent
 from desktop_app.ui.studio import session
 from desktop_app.ui.studio.gallery import GalleryModel, GalleryView, new_image_path, scan_images
 from desktop_app.ui.studio.params import ParamsPanel
+from desktop_app.ui.widgets.fit import plan_or_error
 from desktop_app.ui.widgets.studio_image_view import CompareView, ImageView
 from desktop_app.ui.widgets.studio_mask_canvas import MaskCanvas, qimage_to_png
 
@@ -357,13 +358,11 @@ class StudioTab(QWidget):
             post = {"upscale": lib.list(task="upscale"), "background_removal": lib.list(task="background_removal")}
             badges = {}
             # plan_for_record detects the hardware itself (cached) when it is not known yet
-            from desktop_app.core.fitting import plan_for_record
-
             for r in recs:
-                try:
-                    plan = plan_for_record(r, hw)
+                plan, exc = plan_or_error(r, hw)
+                if exc is None:
                     badges[r.id] = (plan.badge, getattr(plan, "note", "") or "", plan.plan)
-                except Exception as exc:  # noqa: BLE001 - a broken record shows its error as badge
+                else:  # a broken record shows its error as badge
                     badges[r.id] = ("Unreadable", str(exc), "error")
             return recs, badges, post
 
