@@ -61,6 +61,23 @@ def split_segments(text: str) -> list[Segment]:
     return out
 
 
+def small_label(label: QLabel) -> QLabel:
+    """A secondary label: a smaller font in the palette's placeholder colour."""
+    f = label.font()
+    f.setPointSizeF(max(6.0, f.pointSizeF() * 0.85))
+    label.setFont(f)
+    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+    return label
+
+
+def fill_alternate(widget: QWidget) -> None:
+    """Paint the widget's background in the palette's alternate base (user bubbles, code blocks)."""
+    widget.setAutoFillBackground(True)
+    pal = widget.palette()
+    pal.setColor(QPalette.ColorRole.Window, pal.color(QPalette.ColorRole.AlternateBase))
+    widget.setPalette(pal)
+
+
 def _is_dark(palette: QPalette) -> bool:
     return palette.color(QPalette.ColorRole.Base).lightness() < 128
 
@@ -155,20 +172,13 @@ class CodeBlock(QFrame):
         super().__init__(parent)
         self.setObjectName("chatCodeBlock")
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setAutoFillBackground(True)
-        pal = self.palette()
-        pal.setColor(QPalette.ColorRole.Window, pal.color(QPalette.ColorRole.AlternateBase))
-        self.setPalette(pal)
+        fill_alternate(self)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 4, 8, 8)
         lay.setSpacing(2)
         head = QHBoxLayout()
-        self.lang_label = QLabel()
+        self.lang_label = small_label(QLabel())
         self.lang_label.setObjectName("chatCodeLang")
-        f = self.lang_label.font()
-        f.setPointSizeF(max(6.0, f.pointSizeF() * 0.85))
-        self.lang_label.setFont(f)
-        self.lang_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.copy_button = QToolButton()
         self.copy_button.setObjectName("chatCodeCopy")
         self.copy_button.setText("Copy")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QGuiApplication, QPalette
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from desktop_app.ui.widgets.chat_markdown import MarkdownView
+from desktop_app.ui.widgets.chat_markdown import MarkdownView, fill_alternate, small_label
 
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 # Longest text a bubble lays out: a 1 MB paste would stall the GUI thread for seconds in Qt's text
@@ -25,14 +25,6 @@ def display_text(content: str, limit: int = DISPLAY_CHARS) -> tuple[str, int]:
     if cut < 0:
         cut = limit
     return content[:cut], len(content) - cut
-
-
-def _small(label: QLabel) -> QLabel:
-    f = label.font()
-    f.setPointSizeF(max(6.0, f.pointSizeF() * 0.85))
-    label.setFont(f)
-    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-    return label
 
 
 def stats_text(stats: dict) -> str:
@@ -61,10 +53,7 @@ class MessageWidget(QFrame):
         self.setObjectName(f"chatMessage_{role}")
         self.setFrameShape(QFrame.Shape.NoFrame)
         if role == "user":
-            self.setAutoFillBackground(True)
-            pal = self.palette()
-            pal.setColor(QPalette.ColorRole.Window, pal.color(QPalette.ColorRole.AlternateBase))
-            self.setPalette(pal)
+            fill_alternate(self)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(10, 6, 10, 6)
         lay.setSpacing(4)
@@ -91,7 +80,7 @@ class MessageWidget(QFrame):
         self.think_label.setWordWrap(True)
         self.think_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.think_label.setAccessibleName("Reasoning")
-        _small(self.think_label)
+        small_label(self.think_label)
         self.think_label.setContentsMargins(12, 0, 0, 0)
         self.think_button.hide()
         self.think_label.hide()
@@ -100,7 +89,7 @@ class MessageWidget(QFrame):
 
         self.body = MarkdownView()
         lay.addWidget(self.body)
-        self.clipped_label = _small(QLabel())
+        self.clipped_label = small_label(QLabel())
         self.clipped_label.setObjectName("chatMessageClipped")
         self.clipped_label.setWordWrap(True)
         self.clipped_label.hide()
@@ -108,7 +97,7 @@ class MessageWidget(QFrame):
 
         foot = QHBoxLayout()
         foot.setSpacing(2)
-        self.stats_label = _small(QLabel())
+        self.stats_label = small_label(QLabel())
         self.stats_label.setObjectName("chatMessageStats")
         foot.addWidget(self.stats_label)
         foot.addStretch(1)
