@@ -17,7 +17,10 @@ log = logging.getLogger(__name__)
 class AppContext(QObject):
     """Shared state of the running app. Lives on the GUI thread; never blocks it."""
 
-    hardware_ready = Signal(object)  # desktop_app.core.hardware.Hardware
+    # hardware_ready: the Hardware (desktop_app.core.hardware) is known AND the start-up registrations
+    # (starter model, read-only folders) are in the library: a view relists on it (fit badges too);
+    # library_changed is not emitted as well, so that no view lists and fits everything twice.
+    hardware_ready = Signal(object)
     library_changed = Signal()
     loaded_models_changed = Signal(object)  # dict name -> description
     status_message = Signal(str)
@@ -64,7 +67,6 @@ class AppContext(QObject):
     def _on_hardware(self, hw) -> None:
         self.hardware = hw
         self.hardware_ready.emit(hw)
-        self.library_changed.emit()
 
     @Slot(object)
     def _on_start_failed(self, exc) -> None:
