@@ -354,8 +354,9 @@ class StudioTab(QWidget):
         hw = self.ctx.hardware
 
         def work(_token):
-            recs = lib.list(task="image")
-            post = {"upscale": lib.list(task="upscale"), "background_removal": lib.list(task="background_removal")}
+            every = lib.list()  # one read of the library file for the three lists
+            recs = [r for r in every if r.task == "image"]
+            post = {task: [r for r in every if r.task == task] for task in ("upscale", "background_removal")}
             badges = {}
             # plan_for_record detects the hardware itself (cached) when it is not known yet
             for r in recs:
