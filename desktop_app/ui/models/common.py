@@ -10,8 +10,6 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from desktop_app.core.errors import AtelierError, Cancelled, OfflineError
 
-GB = 1000**3
-
 
 class RowTableModel(QAbstractTableModel):
     """A flat table over a Python list of row objects, with fixed column titles (COLUMNS)."""
@@ -117,18 +115,6 @@ def badge_kind(plan: Any) -> str:
     return "unknown"
 
 
-def badge_text(plan: Any) -> str:
-    """The human text of a badge: the plan's own ``.badge`` when it has one."""
-    if plan is None:
-        return "—"
-    if isinstance(plan, str):
-        return BADGE_KINDS.get(plan, (None, plan))[1]
-    text = plan.get("badge") if isinstance(plan, dict) else getattr(plan, "badge", None)
-    if callable(text):
-        text = text()
-    return str(text) if text else BADGE_KINDS[badge_kind(plan)][1]
-
-
 def tint(role_color: QColor, hue: int | None, strength: float = 0.28) -> QColor:
     """A colour of the given hue blended into a palette colour: readable in light and dark mode."""
     if hue is None:
@@ -167,18 +153,6 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, (AtelierError, OfflineError, Cancelled)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-def show_error(parent: QWidget | None, title: str, exc: BaseException | str) -> QMessageBox:
-    """Show a non-blocking error box (window-modal, open()), returns it so tests can read it."""
-    text = exc if isinstance(exc, str) else error_text(exc)
-    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, parent)
-    box.setObjectName("modelsErrorBox")
-    box.setAccessibleName(title)
-    box.setWindowModality(Qt.WindowModality.WindowModal)
-    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    box.open()
-    return box
 
 
 def licence_box(parent: QWidget | None, text: str, selectable: bool = False) -> QMessageBox:
