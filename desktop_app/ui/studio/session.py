@@ -138,17 +138,3 @@ def restart_job(provider: EngineProvider | None = None):
         return "restarted"
 
     return job
-
-
-def stop_job():
-    """fn(state, token) that stops the engine's child process (used on shutdown)."""
-
-    def job(state, token):
-        eng = state.get("engine")
-        if eng is not None:
-            closer = state.get("close")
-            if callable(closer):
-                closer()
-        return "stopped"
-
-    return job
