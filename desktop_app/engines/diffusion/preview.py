@@ -35,12 +35,10 @@ def _factors(family: str):
     return SD15_LATENT_RGB, SD15_LATENT_RGB_BIAS
 
 
-def _encode(img, fmt: str = "JPEG") -> bytes:
+def _encode(img) -> bytes:
+    """JPEG bytes of a preview (the wire format of ``preview`` events)."""
     buf = io.BytesIO()
-    if fmt == "JPEG":
-        img.save(buf, format="JPEG", quality=80)
-    else:
-        img.save(buf, format="PNG", compress_level=1)
+    img.save(buf, format="JPEG", quality=80)
     return buf.getvalue()
 
 
