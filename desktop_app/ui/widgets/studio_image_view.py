@@ -19,6 +19,13 @@ def fit_rect(img_w: int, img_h: int, rect: QRectF, upscale: bool = True) -> QRec
     return QRectF(rect.x() + (rect.width() - w) / 2, rect.y() + (rect.height() - h) / 2, w, h)
 
 
+def draw_placeholder(p: QPainter, widget: QWidget, text: str) -> None:
+    """The empty state of an image widget: ``text`` centred and wrapped, in the placeholder colour."""
+    p.setPen(widget.palette().color(QPalette.ColorRole.PlaceholderText))
+    p.drawText(QRectF(widget.rect()).adjusted(20, 20, -20, -20),
+               int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), text)
+
+
 def _checkerboard(p: QPainter, r: QRectF, pal: QPalette) -> None:
     """Transparency shows as a checkerboard derived from the palette."""
     a = pal.color(QPalette.ColorRole.Base)
@@ -68,9 +75,7 @@ class ImageView(QWidget):
         pal = self.palette()
         p.fillRect(self.rect(), pal.color(QPalette.ColorRole.Base))
         if self._image.isNull():
-            p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-            p.drawText(QRectF(self.rect()).adjusted(20, 20, -20, -20),
-                       int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.placeholder)
+            draw_placeholder(p, self, self.placeholder)
             return
         area = QRectF(self.rect()).adjusted(8, 8, -8, -8 - (18 if self.caption else 0))
         r = fit_rect(self._image.width(), self._image.height(), area)

@@ -11,7 +11,7 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPointF, QRectF, QSiz
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from desktop_app.ui.widgets.studio_image_view import fit_rect
+from desktop_app.ui.widgets.studio_image_view import draw_placeholder, fit_rect
 
 MAX_UNDO = 30
 
@@ -242,9 +242,7 @@ class MaskCanvas(QWidget):
         pal = self.palette()
         p.fillRect(self.rect(), pal.color(QPalette.ColorRole.Base))
         if self._image.isNull():
-            p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-            p.drawText(self.rect().adjusted(20, 20, -20, -20),
-                       Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
+            draw_placeholder(p, self, self.placeholder)
             return
         r = self._target_rect()
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
