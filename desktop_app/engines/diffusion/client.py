@@ -274,26 +274,23 @@ class EngineProcess:
 
     def generate(self, request: GenerateRequest, token: CancelToken | None = None) -> Iterator[Event]:
         """Run one generation job; yields events until exactly one terminal event."""
-        try:
-            request.validate()
-        except AtelierError as exc:
-            return iter([Event(P.ERROR, None, {"kind": "invalid_request", "message": str(exc)})])
-        header, blobs = request.to_wire()
-        return self._job({"op": "generate", "request": header}, blobs, token)
+        return self._request_job("generate", request, token)
 
     def upscale(self, request: UpscaleRequest, token: CancelToken | None = None) -> Iterator[Event]:
         """Super resolution in the child: ``notice`` (kind "upscaler": model, tile), ``progress`` per
         tile (step = tile index, total = tiles), one ``result`` (PNG; data: width, height, scale,
         tiles, params), then ``done``; or ``cancelled`` (checked between tiles) / ``error``."""
-        return self._post_job("upscale", request, token)
+        return self._request_job("upscale", request, token)
 
     def remove_background(self, request: RemoveBgRequest, token: CancelToken | None = None) -> Iterator[Event]:
         """Background removal in the child: ``progress`` per stage (step 1..3: preprocess,
         inference, postprocess), one ``result`` (PNG: RGBA cut-out, or the "L" mask with
         ``mask_only``), then ``done``; or ``cancelled`` / ``error``."""
-        return self._post_job("remove_bg", request, token)
+        return self._request_job("remove_bg", request, token)
 
-    def _post_job(self, op: str, request, token: CancelToken | None) -> Iterator[Event]:
+    def _request_job(self, op: str, request, token: CancelToken | None) -> Iterator[Event]:
+        """Validate ``request`` (an invalid one ends at once in an ``invalid_request`` error event),
+        then send it as job ``op``."""
         try:
             request.validate()
         except AtelierError as exc:
