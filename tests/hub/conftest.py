@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import struct
 from pathlib import Path
 
@@ -102,3 +103,23 @@ def models_dir() -> Path:
     from desktop_app.core.settings import Settings
 
     return Settings().models_dir
+
+
+@pytest.fixture
+def socket_attempts(monkeypatch) -> list:
+    """Every socket connect attempted during the test (create_connection fails loudly): the
+    offline tests assert this stays empty."""
+    attempts = []
+    real_connect = socket.socket.connect
+
+    def spy_connect(self, addr):
+        attempts.append(addr)
+        return real_connect(self, addr)
+
+    def spy_create(addr, *a, **kw):
+        attempts.append(addr)
+        raise AssertionError("network used while offline")
+
+    monkeypatch.setattr(socket.socket, "connect", spy_connect)
+    monkeypatch.setattr(socket, "create_connection", spy_create)
+    return attempts

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -83,21 +82,9 @@ def test_token_file_is_private(atelier_home, monkeypatch):
     assert credentials.get_token() == "hf_secret"
 
 
-def test_offline_switch_opens_no_socket(fake_hub, monkeypatch, tmp_path):
+def test_offline_switch_opens_no_socket(fake_hub, monkeypatch, tmp_path, socket_attempts):
     """With ATELIER_OFFLINE=1 every hub entry point fails at once and no socket is ever connected."""
-    attempts = []
-    real_connect = socket.socket.connect
-
-    def spy_connect(self, addr):
-        attempts.append(addr)
-        return real_connect(self, addr)
-
-    def spy_create(addr, *a, **kw):
-        attempts.append(addr)
-        raise AssertionError("network used while offline")
-
-    monkeypatch.setattr(socket.socket, "connect", spy_connect)
-    monkeypatch.setattr(socket, "create_connection", spy_create)
+    attempts = socket_attempts
     monkeypatch.setenv("ATELIER_OFFLINE", "1")
 
     from desktop_app.hub import catalog, downloads

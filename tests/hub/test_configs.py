@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -111,20 +110,8 @@ def test_wrong_family_and_not_diffusers_are_refused(fake_hub, config_repo):
     assert not configs_dir("sdxl").exists() and not configs_dir("sd15").exists()
 
 
-def test_offline_raises_without_a_socket(fake_hub, config_repo, monkeypatch):
-    attempts = []
-    real_connect = socket.socket.connect
-
-    def spy_connect(self, addr):
-        attempts.append(addr)
-        return real_connect(self, addr)
-
-    def spy_create(addr, *a, **kw):
-        attempts.append(addr)
-        raise AssertionError("network used while offline")
-
-    monkeypatch.setattr(socket.socket, "connect", spy_connect)
-    monkeypatch.setattr(socket, "create_connection", spy_create)
+def test_offline_raises_without_a_socket(fake_hub, config_repo, monkeypatch, socket_attempts):
+    attempts = socket_attempts
     monkeypatch.setenv("ATELIER_OFFLINE", "1")
     with pytest.raises(OfflineError, match="Offline mode is on"):
         fetch_pipeline_configs(REPO, "sd15")
