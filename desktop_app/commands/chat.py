@@ -39,7 +39,8 @@ def _resolve_model(model: str | None):
 
 def cmd_run(args) -> int:
     from desktop_app.engines.base import CancelToken
-    from desktop_app.engines.chat import ChatEngine, LoadConfig, SamplingParams
+    from desktop_app.engines.chat import LoadConfig, SamplingParams
+    from desktop_app.engines.chat_client import ChatEngineProcess
 
     as_json = bool(getattr(args, "json", False))
     out = sys.stderr if as_json else sys.stdout
@@ -62,13 +63,13 @@ def cmd_run(args) -> int:
     messages.append({"role": "user", "content": args.prompt})
 
     token = CancelToken()
-    engine = ChatEngine(cfg)
+    engine = ChatEngineProcess(cfg)  # llama.cpp in a child: a malformed GGUF is an error line, not an abort
     t0 = time.perf_counter()
-    engine.load(token=token)
-    load_s = time.perf_counter() - t0
     stats = None
     in_thought = False
     try:
+        engine.load(token=token)
+        load_s = time.perf_counter() - t0
         for ev in engine.chat(messages, params, token):
             if ev.type == "answer":
                 if in_thought:

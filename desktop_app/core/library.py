@@ -184,15 +184,14 @@ class Library:
 
         Returns the bytes freed (0 for a model used in place from another app's folder).
         """
-        import shutil
+        from desktop_app.core.safepath import is_strictly_inside, remove_inside
+        from desktop_app.core.settings import Settings
 
         rec = self.remove(model_id)
-        if not rec.managed:
-            return 0
         p = Path(rec.path)
+        models_dir = Settings().models_dir
+        if not rec.managed or not is_strictly_inside(p, models_dir):
+            return 0
         freed = path_size(p) if p.exists() else 0
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        elif p.exists():
-            p.unlink()
+        remove_inside(p, models_dir)
         return freed

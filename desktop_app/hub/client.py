@@ -19,12 +19,16 @@ import re
 import socket
 import urllib.error
 import urllib.parse
+import logging
 from dataclasses import asdict, dataclass, field
 
 from desktop_app.core.errors import AtelierError, OfflineError
+from desktop_app.core.safepath import UnsafeNameError, validate_repo_id
 from desktop_app.core.settings import Settings
 from desktop_app.hub import credentials
 from desktop_app.hub.netguard import ensure_online, open_url
+
+log = logging.getLogger(__name__)
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -244,7 +248,10 @@ class HubClient:
         out = []
         for d in data if isinstance(data, list) else []:
             rid = d.get("id") or d.get("modelId")
-            if not rid:
+            try:
+                validate_repo_id(rid, "the hub's search reply")
+            except UnsafeNameError:
+                log.warning("hub search: skipped an invalid repo id %.80r", rid)
                 continue
             out.append(RepoSummary(
                 repo_id=rid, downloads=int(d.get("downloads") or 0), likes=int(d.get("likes") or 0),
@@ -256,31 +263,36 @@ class HubClient:
 
     def repo_info(self, repo_id: str, revision: str | None = None) -> RepoInfo:
         """A repo's files with sizes and LFS sha256 (``model_info(files_metadata=True)``)."""
-        repo_id = repo_id.strip("/")
-        if repo_id.count("/") != 1:
-            raise AtelierError(f"'{repo_id}' is not a hub repository id (expected 'organisation/name').")
+        repo_id = validate_repo_id(repo_id.strip("/"), "the request")
         url = f"{self.endpoint}/api/models/{repo_id}"
         if revision:
             url += f"/revision/{urllib.parse.quote(revision, safe='')}"
         url += "?blobs=true"
         d = self._get_json(url, repo_id)
+        if not isinstance(d, dict):
+            raise AtelierError(f"The hub's reply for {repo_id} is not a model description; is the endpoint a hub?")
         files = []
-        for s in d.get("siblings") or []:
-            lfs = s.get("lfs") or None
+        siblings = d.get("siblings")
+        for s in siblings if isinstance(siblings, list) else []:
+            if not isinstance(s, dict) or not isinstance(s.get("rfilename"), str):
+                continue  # names are validated as paths when a pull plans to write them
+            lfs = s.get("lfs") if isinstance(s.get("lfs"), dict) else None
             files.append(HubFile(
-                name=s["rfilename"], size=(lfs or {}).get("size", s.get("size")),
-                sha256=((lfs or {}).get("sha256") or "").lower(), blob_id=s.get("blobId") or "", lfs=bool(lfs),
+                name=s["rfilename"], size=_size((lfs or {}).get("size", s.get("size"))),
+                sha256=_hexstr((lfs or {}).get("sha256"), 64), blob_id=_hexstr(s.get("blobId"), 40), lfs=bool(lfs),
             ))
-        card = d.get("cardData") or {}
+        card = d.get("cardData") if isinstance(d.get("cardData"), dict) else {}
         lic = card.get("license") or ""
+        tags = [t for t in d.get("tags") or [] if isinstance(t, str)] if isinstance(d.get("tags"), list) else []
         if not lic:
-            for t in d.get("tags") or []:
+            for t in tags:
                 if t.startswith("license:"):
                     lic = t.split(":", 1)[1]
         return RepoInfo(
-            repo_id=d.get("id") or repo_id, sha=d.get("sha") or "", files=files, gated=d.get("gated", False) or False,
-            license=str(lic), library_name=d.get("library_name") or "", pipeline_tag=d.get("pipeline_tag") or "",
-            tags=list(d.get("tags") or []),
+            repo_id=validate_repo_id(d.get("id") or repo_id, f"the hub's reply for {repo_id}"),
+            sha=str(d.get("sha") or ""), files=files, gated=d.get("gated", False) or False,
+            license=str(lic), library_name=str(d.get("library_name") or ""),
+            pipeline_tag=str(d.get("pipeline_tag") or ""), tags=tags,
         )
 
     def file_url(self, repo_id: str, filename: str, revision: str | None = None) -> str:
@@ -304,6 +316,16 @@ class HubClient:
         pinned = self.file_url(repo_id, filename, commit) if commit else url
         return FileMeta(url=pinned, size=int(size_s) if size_s and size_s.isdigit() else None, sha256=sha256,
                         etag=etag, commit=commit)
+
+
+def _size(value) -> int | None:
+    """A byte count from a server: a non-negative int below 2**50 (1 PiB), else unknown."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**50 else None
+
+
+def _hexstr(value, length: int) -> str:
+    """A hex digest from a server, lower-cased; anything else is treated as absent."""
+    return value.lower() if isinstance(value, str) and re.fullmatch(f"[0-9a-fA-F]{{{length}}}", value) else ""
 
 
 def git_blob_sha1_matches(etag: str) -> bool:

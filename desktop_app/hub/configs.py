@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from desktop_app.core.errors import AtelierError, ModelFormatError
+from desktop_app.core.safepath import inside
 from desktop_app.hub.client import HubClient, HubFile, RepoInfo
 from desktop_app.hub.netguard import ensure_online
 
@@ -135,7 +136,8 @@ def fetch_pipeline_configs(repo_id: str, family: str, *, client: HubClient | Non
     stage.mkdir(parents=True)
     try:
         for f in files:
-            it = download_file_iter(client, info.repo_id, f.name, stage / f.name, revision=rev,
+            it = download_file_iter(client, info.repo_id, f.name, inside(stage, f.name, f"the listing of {info.repo_id}"),
+                                    revision=rev,
                                     expected_sha256=f.sha256, expected_size=f.size, control=control,
                                     expected_git_sha1="" if f.lfs else (f.blob_id or ""))
             for _ in it:

@@ -33,13 +33,14 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Generator
 
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError, OfflineError
 from desktop_app.core.library import Library, ModelRecord, hub_id
 from desktop_app.core.model_files import refuse_pickle
 from desktop_app.core.paths import get_paths, write_json_atomic
+from desktop_app.core.safepath import inside, remove_inside, validate_relpath, validate_repo_id, validate_revision
 from desktop_app.core.settings import Settings
 from desktop_app.engines.base import CancelToken
 from desktop_app.hub.client import HubClient, HubConnectionError, HubFile, RepoInfo, git_blob_sha1_matches, quantization_from_name, split_info
@@ -260,7 +261,8 @@ def select_diffusers_files(info: RepoInfo, allow_pickle: bool = False,
 
 
 def hub_dir(repo_id: str, models_dir: Path | None = None) -> Path:
-    org, name = repo_id.split("/", 1)
+    """``<models>/hub/<owner>/<name>`` for a validated repo id (UnsafeNameError for ``evil/..``)."""
+    org, name = validate_repo_id(repo_id).split("/", 1)
     return Path(models_dir or Settings().models_dir) / "hub" / org / name
 
 
@@ -517,13 +519,19 @@ class PullPlan:
         sizes = [f.size for f in self.files]
         return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[arg-type]
 
+    def target(self, f: HubFile) -> Path:
+        """Where ``f`` is written: its path below the staging folder (diffusers) or its base name
+        there (single files), checked to stay inside it."""
+        return inside(self.staging, f.name if self.kind == "diffusers" else PurePosixPath(f.name).name,
+                      f"the listing of {self.repo_id}")
+
     def partial_paths(self) -> list[Path]:
         """Everything a cancel must delete."""
         if self.kind == "diffusers":
             return [self.staging]
         out = []
         for f in self.files:
-            out += list(part_paths(self.staging / Path(f.name).name))
+            out += list(part_paths(self.target(f)))
         return out
 
 
@@ -597,7 +605,9 @@ def plan_pull(
     settings = client.settings
     if allow_pickle is None:
         allow_pickle = bool(settings.get("allow_pickle"))
-    repo_id = repo_id.strip("/")
+    repo_id = validate_repo_id(repo_id.strip("/"), "the command")
+    if revision is not None:
+        validate_revision(revision, "the command")
     if catalog is None:
         try:
             catalog = load_catalog()
@@ -611,15 +621,15 @@ def plan_pull(
     if not accept_license and licence_requires_acceptance(info.license, gated=info.gated, repo_id=info.repo_id,
                                                           tags=info.tags):
         raise _licence_error(repo_id, info.license, f"{client.endpoint}/{repo_id}")
-    rev = info.sha or revision or "main"
+    rev = validate_revision(info.sha or revision or "main", f"the hub's reply for {repo_id}")
     base = hub_dir(repo_id, models_dir)
     licence = (gate.license if gate else "") or (entries[0].license if entries else "") or info.license
 
     if filename is None and info.is_diffusers:
         idx = _fetch_model_index(client, repo_id, rev)
         files, variant = select_diffusers_files(info, allow_pickle, idx)
-        return PullPlan(repo_id, rev, files, "diffusers", base, base.with_name(base.name + ".partial"),
-                        hub_id(repo_id), variant, licence, entries[0] if entries else None)
+        return _checked(PullPlan(repo_id, rev, files, "diffusers", base, base.with_name(base.name + ".partial"),
+                                 hub_id(repo_id), variant, licence, entries[0] if entries else None))
     if filename is None:
         ggufs = info.gguf_files
         if ggufs:
@@ -658,8 +668,18 @@ def plan_pull(
     for f in files:
         refuse_pickle(Path(f.name), allow_pickle)
     entry = next((e for e in entries if filename in e.files), entries[0] if entries else None)
-    dest = base / Path(files[0].name).name
-    return PullPlan(repo_id, rev, files, "file", dest, base, hub_id(repo_id, filename), "", licence, entry)
+    for f in files:  # the whole name, not only the base name kept below: a hostile name is refused outright
+        validate_relpath(f.name, f"the listing of {repo_id}")
+    dest = base / PurePosixPath(files[0].name).name
+    return _checked(PullPlan(repo_id, rev, files, "file", dest, base, hub_id(repo_id, filename), "", licence, entry))
+
+
+def _checked(plan: PullPlan) -> PullPlan:
+    """Every file's target is validated before the plan is used, so nothing is written for a plan
+    with one hostile name in it."""
+    for f in plan.files:
+        plan.target(f)
+    return plan
 
 
 def _fetch_model_index(client: HubClient, repo_id: str, rev: str) -> dict | None:
@@ -718,7 +738,7 @@ def pull_iter(
     if total is not None:  # the whole job must fit before the first byte is written
         have = 0
         for f in plan.files:
-            t = plan.staging / f.name if plan.kind == "diffusers" else plan.staging / Path(f.name).name
+            t = plan.target(f)
             for p in (t, part_paths(t)[0]):
                 if p.exists():
                     have += p.stat().st_size
@@ -728,7 +748,7 @@ def pull_iter(
     unverified: list[str] = []
     try:
         for i, f in enumerate(plan.files, 1):
-            target = plan.staging / f.name if plan.kind == "diffusers" else plan.staging / Path(f.name).name
+            target = plan.target(f)
             gen = download_file_iter(client, plan.repo_id, f.name, target, revision=plan.revision,
                                      expected_sha256=f.sha256, expected_size=f.size,
                                      expected_git_sha1="" if f.lfs else f.blob_id, control=control,
@@ -747,8 +767,7 @@ def pull_iter(
                                        len(plan.files), message=msg, job_id=job_id)
             finished += target.stat().st_size
         if plan.kind == "diffusers":
-            if plan.dest.exists():
-                shutil.rmtree(plan.dest)
+            remove_inside(plan.dest, plan.dest.parent)
             os.replace(plan.staging, plan.dest)
     except Cancelled as exc:
         if not isinstance(exc, Paused):
@@ -772,10 +791,7 @@ def _unverified_warning(repo_id: str, names: list[str]) -> str:
 
 def discard_partial(plan: PullPlan) -> None:
     for p in plan.partial_paths():
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+        remove_inside(p, plan.staging if p != plan.staging else plan.staging.parent)
 
 
 def _register(plan: PullPlan, library: Library, unverified: list[str] | None = None) -> ModelRecord:
@@ -795,7 +811,7 @@ def _register(plan: PullPlan, library: Library, unverified: list[str] | None = N
     filename = "" if plan.kind == "diffusers" else plan.files[0].name
     rec = ModelRecord(
         id=plan.record_id, task=task, format=fmt, path=str(plan.dest), size_bytes=path_size(plan.dest) if
-        plan.kind == "diffusers" else sum((plan.staging / Path(f.name).name).stat().st_size for f in plan.files),
+        plan.kind == "diffusers" else sum(plan.target(f).stat().st_size for f in plan.files),
         name=(e.family + (f" {e.quantization}" if e.quantization else "")) if e else
         (Path(filename).stem if filename else plan.repo_id.split("/")[1]),
         source="hub", managed=True, repo_id=plan.repo_id, filename=filename, revision=plan.revision,
@@ -919,7 +935,13 @@ class DownloadQueue:
     # public API -----------------------------------------------------------------------
     def add(self, repo_id: str, filename: str | None = None, *, revision: str | None = None,
             accept_license: bool = False, allow_pickle: bool = False, allow_unverified: bool = False) -> str:
-        """Queue a download; returns its job id. Nothing touches the network until a worker runs it."""
+        """Queue a download; returns its job id. Nothing touches the network until a worker runs it.
+
+        The repo id and revision are validated first (UnsafeNameError, nothing queued): in the GUI
+        they may come from a server's reply."""
+        validate_repo_id(repo_id, "the download request")
+        if revision:
+            validate_revision(revision, "the download request")
         job = DownloadJob(repo_id=repo_id, filename=filename, revision=revision, accept_license=accept_license,
                           allow_pickle=allow_pickle, allow_unverified=allow_unverified)
         with self._lock:
@@ -968,12 +990,12 @@ class DownloadQueue:
             job = self._jobs[job_id]
             ctl = self._controls.get(job_id)
             if ctl is None and job.state in ("queued", "paused", "failed"):
-                for p in job.partials:
-                    pp = Path(p)
-                    if pp.is_dir():
-                        shutil.rmtree(pp, ignore_errors=True)
-                    else:
-                        pp.unlink(missing_ok=True)
+                owner = Settings().models_dir / "hub"
+                for p in job.partials:  # from the state file: deleted only inside the hub folder
+                    try:
+                        remove_inside(Path(p), owner)
+                    except AtelierError as exc:
+                        log.warning("%s", exc)
                 job.state = "cancelled"
                 self._save()
         if ctl is not None:

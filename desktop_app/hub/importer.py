@@ -17,6 +17,7 @@ from typing import Callable
 from desktop_app.core.errors import AtelierError, Cancelled
 from desktop_app.core.library import Library, ModelRecord, path_size, unique_id
 from desktop_app.core.model_files import check_diffusers_folder, record_for_path
+from desktop_app.core.safepath import is_strictly_inside, remove_inside
 from desktop_app.core.settings import Settings
 from desktop_app.engines.base import CancelToken
 from desktop_app.hub.client import quantization_from_name
@@ -125,14 +126,6 @@ class Removal:
                 "deleted": self.deleted, "note": self.note}
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def remove_model(model_id: str, library: Library | None = None) -> Removal:
     """Unregister a model; delete its files only if Atelier owns them (managed and inside the models folder)."""
     library = library or Library()
@@ -141,7 +134,7 @@ def remove_model(model_id: str, library: Library | None = None) -> Removal:
         raise AtelierError(f"No model with id '{model_id}' in the library (see 'atelier models list').")
     p = Path(rec.path)
     models_dir = Settings().models_dir
-    if not rec.managed or not _inside(p, models_dir):
+    if not rec.managed or not is_strictly_inside(p, models_dir):
         library.remove(model_id)
         note = "unregistered only: the files are not Atelier's (used in place)"
         if rec.managed:
@@ -149,10 +142,9 @@ def remove_model(model_id: str, library: Library | None = None) -> Removal:
         return Removal(rec, 0, False, note)
     freed = path_size(p) if p.exists() else 0
     library.remove(model_id)
-    if p.is_dir():
-        shutil.rmtree(p, ignore_errors=True)
-    elif p.exists():
-        p.unlink()
+    was_file = p.is_file()
+    remove_inside(p, models_dir)
+    if was_file:
         # split GGUF parts downloaded with it
         from desktop_app.hub.client import split_info
 
@@ -162,7 +154,7 @@ def remove_model(model_id: str, library: Library | None = None) -> Removal:
                 other.unlink()
     # tidy empty hub/org/name folders
     parent = p.parent
-    while parent != models_dir and _inside(parent, models_dir):
+    while is_strictly_inside(parent, models_dir):
         try:
             parent.rmdir()
         except OSError:

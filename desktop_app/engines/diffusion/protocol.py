@@ -25,9 +25,7 @@ terminal event: ``done``, ``cancelled`` or ``error``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
 
 # Event types -------------------------------------------------------------------------------
 LOADED = "loaded"          # {model, family, pipeline, device, dtype, plan, native_size, max_size, seconds,
@@ -257,59 +255,5 @@ class RemoveBgRequest(_ImageOnWire):
             raise AtelierError(f"Unknown device {self.device!r} for background removal; use auto, cpu or cuda.")
 
 
-@dataclass
-class Event:
-    """One event from the engine. ``image``: encoded bytes for ``preview`` (JPEG) and ``result`` (PNG)."""
-
-    type: str
-    job: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    image: bytes | None = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.type in TERMINAL
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-
-# Framing ------------------------------------------------------------------------------------
-
-def write_message(stream: IO[bytes], header: dict, blobs: dict[str, bytes] | None = None) -> None:
-    header = dict(header)
-    items = [(k, v) for k, v in (blobs or {}).items() if v is not None]
-    if items:
-        header["blobs"] = [[k, len(v)] for k, v in items]
-    data = json.dumps(header, separators=(",", ":")).encode("utf-8") + b"\n"
-    stream.write(data + b"".join(v for _, v in items))
-    stream.flush()
-
-
-def read_message(stream: IO[bytes]) -> tuple[dict, dict[str, bytes]] | None:
-    """The next message, or None at end of stream."""
-    line = stream.readline()
-    if not line:
-        return None
-    header = json.loads(line)
-    blobs: dict[str, bytes] = {}
-    for name, n in header.pop("blobs", []):
-        buf = b""
-        while len(buf) < n:
-            chunk = stream.read(n - len(buf))
-            if not chunk:
-                return None
-            buf += chunk
-        blobs[name] = buf
-    return header, blobs
-
-
-def event_to_wire(ev: Event) -> tuple[dict, dict[str, bytes]]:
-    return {"type": ev.type, "job": ev.job, "data": ev.data}, ({"image": ev.image} if ev.image else {})
-
-
-def event_from_wire(header: dict, blobs: dict[str, bytes]) -> Event:
-    return Event(type=header["type"], job=header.get("job"), data=header.get("data") or {}, image=blobs.get("image"))
+# Event and framing: shared with the chat engine's child (desktop_app.engines.wire).
+from desktop_app.engines.wire import Event, event_from_wire, event_to_wire, read_message, write_message  # noqa: E402,F401

@@ -48,7 +48,8 @@ def load_job(model_id: str, hardware: Any = None, n_ctx: int | None = None, libr
     """A ModelThread job that loads ``model_id`` (after unloading whatever was loaded)."""
 
     def job(state: dict, token):
-        from desktop_app.engines.chat import ChatEngine, LoadConfig
+        from desktop_app.engines.chat import LoadConfig
+        from desktop_app.engines.chat_client import ChatEngineProcess
 
         old = state.pop("engine", None)
         state.pop("close", None)
@@ -64,12 +65,18 @@ def load_job(model_id: str, hardware: Any = None, n_ctx: int | None = None, libr
         cfg = LoadConfig.for_model(rec.path, n_ctx=n_ctx, hw=hw, model_id=rec.id)
         yield {"type": "load_started", "model_id": rec.id, "name": _name(rec), "plan": cfg.plan,
                "plan_note": cfg.plan_note, "n_gpu_layers": cfg.n_gpu_layers}
-        engine = ChatEngine()
-        for frac in engine.load_steps(cfg, token):
-            yield {"type": "load_progress", "fraction": frac}
-        state["engine"] = engine
-        state["model_id"] = rec.id
+        engine = ChatEngineProcess()  # llama.cpp runs in a child: a broken model cannot end the app
+        state["engine"] = engine  # so that closing mid-load stops the child too
         state["close"] = engine.unload
+        try:
+            for frac in engine.load_steps(cfg, token):
+                yield {"type": "load_progress", "fraction": frac}
+        except BaseException:
+            state.pop("engine", None)
+            state.pop("close", None)
+            engine.unload()
+            raise
+        state["model_id"] = rec.id
         info = engine.info()
         return {"type": "loaded", "model_id": rec.id, "name": _name(rec), **info}
 
@@ -99,6 +106,8 @@ def generate_job(store, message_id: int, messages: list[dict], params: dict, ove
         engine = state.get("engine")
         if engine is None:
             raise AtelierError("No chat model is loaded (the load failed or was cancelled).")
+        from desktop_app.engines.chat_client import EngineCrashed
+
         answer, thinking = "", ""
         stats: dict | None = None
         it = engine.chat(messages, to_sampling(params), token, overflow=overflow)
@@ -120,6 +129,9 @@ def generate_job(store, message_id: int, messages: list[dict], params: dict, ove
                     stats = ev.stats.to_dict()
                     answer, thinking = ev.stats.text, ev.stats.thinking
                     yield {"type": "done", "stats": stats, "content": answer, "thinking": thinking}
+        except EngineCrashed as exc:
+            stats = {"finish_reason": "crashed", "error": str(exc)}  # the partial reply is kept, marked
+            raise
         finally:
             it.close()  # releases the engine for the next reply even when we were closed early
             final = dict(stats or {"finish_reason": "cancelled"})

@@ -35,8 +35,11 @@ def stats_text(stats: dict) -> str:
         parts.append(f"{stats['tokens']} tokens")
     if stats.get("ttft_s") is not None:
         parts.append(f"first token {stats['ttft_s']:.2f} s")
-    if stats.get("stop_reason") in ("cancelled", "stopped"):
+    reason = stats.get("finish_reason") or stats.get("stop_reason")
+    if reason in ("cancelled", "stopped"):
         parts.append("stopped")
+    elif reason == "crashed":
+        parts.append("⚠ cut short: the model crashed the chat engine")
     return " · ".join(parts)
 
 

@@ -1,0 +1,206 @@
+"""The chat engine's child process: ``python -m desktop_app.engines.chat_server``.
+
+Runs one :class:`desktop_app.engines.chat.ChatEngine` (llama.cpp) so that a model which breaks the
+engine (a ``GGML_ASSERT`` on a malformed GGUF, a driver fault, the OOM killer) ends this process
+only; the app reports it and starts a fresh child for the next message. The model's memory lives
+here, and all of it goes back to the OS when this process exits.
+
+Same framing as the image engine (:mod:`desktop_app.engines.wire`): requests on stdin, events on a
+private copy of stdout (fd 1 points at stderr, so llama.cpp's own prints never corrupt the
+protocol). A reader thread takes ``cancel``/``ping``/``shutdown`` while the main thread computes.
+
+Requests (``op``), each answered by events ending in exactly one ``done``/``cancelled``/``error``:
+  ``load`` {config: LoadConfig dict}  -> ``load_progress`` {fraction}*, ``loaded`` {info}, ``done``
+  ``chat`` {messages, params, overflow} -> ``chat`` {kind: answer|thinking|reclassify, text}*,
+                                           ``truncated`` {truncation}, ``done`` {stats (with text)}
+  ``context_usage`` {messages}        -> ``done`` {prompt_tokens, n_ctx}
+  ``unload``                          -> ``done``
+  ``ping`` -> ``pong`` {pid, loaded, model_path};  ``cancel`` {id};  ``shutdown``
+
+Error kinds: ``context_overflow`` (prompt_tokens, n_ctx, budget, message), ``model_format``,
+``invalid_request``, ``internal``.
+
+Test hooks (environment, never set by the app): ``ATELIER_TEST_CHAT_DELAY=S`` sleeps S seconds
+per streamed token (makes "mid-reply" certain).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+
+from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
+from desktop_app.engines import wire as P
+from desktop_app.engines.base import CancelToken
+from desktop_app.engines.wire import Event
+
+PROGRESS_STEP = 0.01  # send a load fraction only when it moved by 1 %
+
+
+class _Out:
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, type_: str, job: str | None, **data) -> None:
+        header, blobs = P.event_to_wire(Event(type_, job, data))
+        with self._lock:
+            P.write_message(self._stream, header, blobs)
+
+
+class _Jobs:
+    """The current job's id and cancel token, shared with the reader thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current: str | None = None
+        self.token = CancelToken()
+        self.cancelled_early: set[str] = set()
+
+    def begin(self, job: str | None) -> CancelToken:
+        with self._lock:
+            self.current = job
+            self.token = CancelToken()
+            if job in self.cancelled_early:
+                self.cancelled_early.discard(job)
+                self.token.cancel()
+            return self.token
+
+    def cancel(self, job: str | None) -> None:
+        with self._lock:
+            if job is None or job == self.current:
+                self.token.cancel()
+            elif job:
+                self.cancelled_early.add(job)
+
+
+def _error(out: _Out, job, exc: BaseException) -> None:
+    from desktop_app.engines.chat import ContextOverflow
+
+    if isinstance(exc, ContextOverflow):
+        out.send(P.ERROR, job, kind="context_overflow", message=str(exc), prompt_tokens=exc.prompt_tokens,
+                 n_ctx=exc.n_ctx, budget=exc.budget)
+    elif isinstance(exc, ModelFormatError):
+        out.send(P.ERROR, job, kind="model_format", message=str(exc))
+    elif isinstance(exc, AtelierError):
+        out.send(P.ERROR, job, kind="invalid_request", message=str(exc))
+    else:
+        traceback.print_exc()
+        out.send(P.ERROR, job, kind="internal", message=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def _load(engine, out: _Out, job, header: dict, token: CancelToken) -> None:
+    from desktop_app.engines.chat import LoadConfig
+
+    last = [-1.0]
+
+    def progress(frac: float) -> None:
+        if frac >= 1.0 or frac - last[0] >= PROGRESS_STEP:
+            last[0] = frac
+            out.send("load_progress", job, fraction=round(float(frac), 4))
+
+    engine.load(LoadConfig.from_dict(header.get("config") or {}), token, on_progress=progress)
+    out.send("loaded", job, info=engine.info())
+    out.send(P.DONE, job)
+
+
+def _chat(engine, out: _Out, job, header: dict, token: CancelToken, delay: float) -> None:
+    gen = engine.chat(header.get("messages") or [], header.get("params") or {}, token,
+                      overflow=header.get("overflow") or "truncate_oldest")
+    try:
+        for ev in gen:
+            if ev.type == "truncated":
+                out.send("truncated", job, truncation=ev.truncation.to_dict())
+            elif ev.type == "done":
+                out.send(P.DONE, job, stats=ev.stats.to_dict(with_text=True))
+            else:
+                out.send("chat", job, kind=ev.type, text=ev.text)
+                if delay:
+                    token.wait(delay)
+    finally:
+        gen.close()
+
+
+def main() -> int:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    out = _Out(proto_out)
+    jobs = _Jobs()
+    todo: queue.Queue = queue.Queue()
+    delay = float(os.environ.get("ATELIER_TEST_CHAT_DELAY") or 0)
+
+    from desktop_app.engines.chat import ChatEngine
+
+    engine = ChatEngine()
+
+    def reader() -> None:
+        while True:
+            try:
+                msg = P.read_message(proto_in)
+            except (ValueError, OSError):
+                msg = None
+            if msg is None:  # the parent went away: stop and exit
+                jobs.cancel(None)
+                todo.put({"op": "shutdown"})
+                return
+            header, _blobs = msg
+            op = header.get("op")
+            if op == "cancel":
+                jobs.cancel(header.get("id"))
+            elif op == "ping":
+                out.send(P.PONG, header.get("id"), pid=os.getpid(), loaded=engine.loaded,
+                         model_path=engine.config.model_path if engine.config else None)
+            else:
+                if op == "shutdown":
+                    jobs.cancel(None)
+                todo.put(header)
+                if op == "shutdown":
+                    return
+
+    threading.Thread(target=reader, name="chat-engine-reader", daemon=True).start()
+    import llama_cpp  # noqa: F401 - warm the import while the parent prepares its first request
+
+    out.send(P.READY, None, pid=os.getpid())
+    while True:
+        header = todo.get()
+        op = header.get("op")
+        job = header.get("id")
+        if op == "shutdown":
+            break
+        token = jobs.begin(job)
+        try:
+            if op == "load":
+                _load(engine, out, job, header, token)
+            elif op == "chat":
+                _chat(engine, out, job, header, token, delay)
+            elif op == "context_usage":
+                n, n_ctx = engine.context_usage(header.get("messages") or [])
+                out.send(P.DONE, job, prompt_tokens=n, n_ctx=n_ctx)
+            elif op == "unload":
+                engine.unload()
+                out.send(P.DONE, job)
+            else:
+                out.send(P.ERROR, job, kind="invalid_request", message=f"unknown op {op!r}")
+        except Cancelled:
+            out.send(P.CANCELLED, job)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent; the engine stays up
+            _error(out, job, exc)
+        finally:
+            jobs.begin(None)
+    t0 = time.perf_counter()
+    engine.unload()
+    print(f"chat engine: unloaded in {time.perf_counter() - t0:.2f} s, exiting", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
