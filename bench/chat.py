@@ -1,9 +1,10 @@
 """The app's chat engine vs raw llama-cpp-python on the starter model (SmolLM2-135M).
 
 Both sides load the same GGUF with the same settings (CPU, n_ctx 2048, default threads) in this
-one process and answer the same prompt with the same sampling parameters and seed, streamed:
-raw ``Llama.create_chat_completion(stream=True)`` vs ``ChatEngine.chat`` (which adds token
-counting for the overflow policy, <think> parsing and events). Runs are interleaved in pairs
+one run and answer the same prompt with the same sampling parameters and seed, streamed:
+raw ``Llama.create_chat_completion(stream=True)`` vs the app's ``ChatEngineProcess.chat`` (the
+engine in its child process, which adds token counting for the overflow policy, <think> parsing,
+events and the pipe; timed here, in the parent, as the app receives the tokens). Runs are interleaved in pairs
 (alternating which side goes first) and we report medians, because 2 shared cores are noisy.
 
 Both sides evaluate the whole prompt each run: the engine does so for a fixed seed (a
@@ -61,8 +62,23 @@ def run_raw(llm, params: dict) -> dict:
 
 
 def run_engine(engine, sp) -> dict:
-    s = engine.complete(MESSAGES, sp)
-    return {"ttft_s": s.ttft_s, "tokens": s.tokens, "tokens_per_s": s.tokens_per_s, "text": s.text}
+    """The app's engine as the app sees it: token arrival times measured here, in the parent, after
+    the child process and the pipe (the child's own figures are in its stats)."""
+    t0 = time.perf_counter()
+    t_first = t_last = None
+    n = 0
+    stats = None
+    for ev in engine.chat(MESSAGES, sp):
+        if ev.type == "done":
+            stats = ev.stats
+        elif ev.text:
+            now = time.perf_counter()
+            t_first = t_first or now
+            t_last = now
+            n += 1
+    return {"ttft_s": t_first - t0, "tokens": stats.tokens,
+            "tokens_per_s": (stats.tokens - 1) / (t_last - t_first) if n > 1 and t_last > t_first else None,
+            "text": stats.text}
 
 
 def gui_stall(max_tokens: int) -> dict | None:
@@ -96,7 +112,8 @@ def main() -> int:
     from llama_cpp import Llama
 
     from desktop_app.core.starter import starter_model_path
-    from desktop_app.engines.chat import ChatEngine, LoadConfig, SamplingParams
+    from desktop_app.engines.chat import LoadConfig, SamplingParams
+    from desktop_app.engines.chat_client import ChatEngineProcess
 
     path = starter_model_path()
     if path is None:
@@ -106,7 +123,7 @@ def main() -> int:
     raw_params = sp.llama_kwargs()
 
     threads = {"n_threads": args.threads, "n_threads_batch": args.threads} if args.threads else {}
-    engine = ChatEngine(LoadConfig(str(path), n_ctx=args.n_ctx, n_gpu_layers=0, **threads))
+    engine = ChatEngineProcess(LoadConfig(str(path), n_ctx=args.n_ctx, n_gpu_layers=0, **threads))
     engine.load()
     raw = Llama(str(path), n_ctx=args.n_ctx, n_gpu_layers=0, verbose=False, **threads)
 

@@ -19,8 +19,15 @@ def write_tiny_llama_gguf(
     arch: str = "llama",
     chat_template: str | None = None,
     seed: int = 0,
+    rms_eps: float = 1e-5,
+    header_block_count: int | None = None,
+    norm_dtype=np.float32,
 ) -> Path:
-    """A random llama-architecture GGUF (f32 tensors) that llama.cpp loads and generates with."""
+    """A random llama-architecture GGUF (f32 tensors) that llama.cpp loads and generates with.
+
+    Mutants for the hardening tests: ``rms_eps`` (NaN, negative), ``header_block_count`` (a
+    layer count in the header that the tensors do not have), ``norm_dtype`` (the type of
+    ``output_norm``, e.g. ``np.int8``, which llama.cpp does not accept for a norm)."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -29,11 +36,11 @@ def write_tiny_llama_gguf(
     w.add_name("tiny-test-llama")
     w.add_context_length(n_ctx)
     w.add_embedding_length(n_embd)
-    w.add_block_count(n_layers)
+    w.add_block_count(n_layers if header_block_count is None else header_block_count)
     w.add_feed_forward_length(n_ff)
     w.add_head_count(n_head)
     w.add_head_count_kv(n_head_kv)
-    w.add_layer_norm_rms_eps(1e-5)
+    w.add_layer_norm_rms_eps(rms_eps)
     w.add_rope_dimension_count(n_embd // n_head)
     w.add_file_type(0)  # ALL_F32
     tokens: list[bytes] = [b"<unk>", b"<s>", b"</s>"]
@@ -58,7 +65,7 @@ def write_tiny_llama_gguf(
         w.add_tensor(name, (rng.standard_normal(shape) * 0.02).astype(np.float32))
 
     t("token_embd.weight", n_vocab, n_embd)
-    w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
+    w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=norm_dtype))
     t("output.weight", n_vocab, n_embd)
     head_dim = n_embd // n_head
     for i in range(n_layers):

@@ -30,6 +30,8 @@ DEFAULT_ALIGNMENT = 32
 SMALL_ARRAY = 1024
 MAX_KEY_LEN = 1 << 16
 MAX_DIMS = 8
+LLAMA_MAX_LAYERS = 512  # llama.cpp's own limit (src/llama-hparams.h); more aborts it
+MAX_CONTEXT = 1 << 24  # 16M tokens: beyond any real model, and it bounds KV-cache arithmetic
 
 # value type -> (struct format, size); 8 = string, 9 = array
 _SCALARS = {
@@ -355,13 +357,19 @@ def _derive(info: GGUFInfo) -> None:
         return m.get(f"{a}.{suffix}", default)
 
     info.n_layers = _int(k("block_count"))
+    # Every count read from the file is bounded before anything is sized by it: a header that says
+    # 400,000,000 layers must not allocate 400,000,000 of anything (nor make the fitter loop).
+    if not 0 <= info.n_layers <= LLAMA_MAX_LAYERS:
+        raise ModelFormatError(
+            f"{Path(info.path).name} is corrupt or not for llama.cpp: it claims {info.n_layers:,} layers "
+            f"(llama.cpp supports at most {LLAMA_MAX_LAYERS}).")
     info.context_length = _int(k("context_length"))
     info.n_embd = _int(k("embedding_length"))
     info.n_ff = _int(k("feed_forward_length"))
     info.n_head = _int(k("attention.head_count"))
     hkv = k("attention.head_count_kv")
     if isinstance(hkv, list):
-        info.n_head_kv_per_layer = [int(x) for x in hkv]
+        info.n_head_kv_per_layer = [int(x) for x in hkv[:LLAMA_MAX_LAYERS]]
     info.n_head_kv = _int(hkv, info.n_head)
     head_dim = info.n_embd // info.n_head if info.n_head else 0
     info.head_dim_k = _int(k("attention.key_length"), head_dim)
@@ -406,6 +414,59 @@ def _derive(info: GGUFInfo) -> None:
     info.quantization = label
 
 
+_EPS_KEYS = ("attention.layer_norm_rms_epsilon", "attention.layer_norm_epsilon")
+
+
+def check_runnable(info: GGUFInfo) -> None:
+    """Refuse, with the reason, a GGUF that parses but that llama.cpp cannot run (or that would
+    abort it): checked at import and discovery, cheaply, from the header alone. The engine's child
+    process stays the guarantee for whatever this does not catch."""
+    name = Path(info.path).name
+
+    def bad(why: str) -> ModelFormatError:
+        return ModelFormatError(f"{name} cannot be used: {why}. The file is damaged or was not made for llama.cpp.")
+
+    if not info.tensors:
+        raise bad("it holds no tensors")
+    if not info.architecture:
+        raise bad("it names no architecture (general.architecture)")
+    if not 1 <= info.n_layers <= LLAMA_MAX_LAYERS:
+        raise bad(f"it claims {info.n_layers} layers (llama.cpp runs 1 to {LLAMA_MAX_LAYERS})")
+    for key, val in (("embedding_length", info.n_embd), ("attention.head_count", info.n_head)):
+        if val <= 0:
+            raise bad(f"{info.architecture}.{key} is {val}")
+    if info.n_head_kv < 0 or info.n_head_kv > info.n_head or any(
+            h < 0 or h > info.n_head for h in info.n_head_kv_per_layer or []):
+        raise bad(f"its key/value head count ({info.n_head_kv}) is outside 0..{info.n_head}")
+    if not 0 < info.context_length <= MAX_CONTEXT:
+        raise bad(f"its context length is {info.context_length}")
+    for suffix in _EPS_KEYS:
+        eps = info.arch_key(suffix)
+        if eps is not None and not (isinstance(eps, (int, float)) and 0 < eps < 1):  # NaN fails both
+            raise bad(f"{info.architecture}.{suffix} is {eps!r} (a norm epsilon must be a small positive number)")
+    align = info.metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    seen: set[str] = set()
+    for t in info.tensors:
+        if t.name in seen:
+            raise bad(f"the tensor {t.name!r} appears twice")
+        seen.add(t.name)
+        if t.offset % align:
+            raise bad(f"the tensor {t.name!r} is not aligned to {align} bytes")
+        if any(d <= 0 for d in t.shape):
+            raise bad(f"the tensor {t.name!r} has an empty dimension {t.shape}")
+        if len(t.shape) == 1 and t.name.endswith("norm.weight") and t.type_id != 0:
+            raise bad(f"the norm tensor {t.name!r} is stored as {t.type_name}; llama.cpp needs F32")
+    spans = sorted((t.offset, t.offset + t.n_bytes, t.name) for t in info.tensors)
+    for (_a0, a1, an), (b0, _b1, bn) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise bad(f"the tensors {an!r} and {bn!r} overlap")
+    if "token_embd.weight" not in seen:
+        raise bad("the tensor 'token_embd.weight' is missing")
+    missing = [i for i in range(info.n_layers) if not any(n.startswith(f"blk.{i}.") for n in seen)]
+    if missing:
+        raise bad(f"layer {missing[0]} has no tensors ({len(missing)} of {info.n_layers} layers are missing)")
+
+
 def read_gguf_metadata(path: str | Path) -> GGUFInfo:
     """Parse a GGUF file's header (metadata and tensor table), never its tensor data."""
     path = Path(path)
@@ -432,5 +493,5 @@ def read_gguf_metadata(path: str | Path) -> GGUFInfo:
         raise ModelFormatError(f"{path} is a folder, not a GGUF file.") from None
     except OSError as exc:
         raise ModelFormatError(f"Cannot read {path}: {exc.strerror or exc}") from exc
-    except (struct.error, OverflowError, MemoryError, ValueError) as exc:
-        raise ModelFormatError(f"{path.name} is corrupt ({type(exc).__name__}: {exc}).") from exc
+    except (struct.error, OverflowError, MemoryError, ValueError, RecursionError):
+        raise ModelFormatError(f"{path.name} is corrupt: its header cannot be read. Download the file again.") from None

@@ -41,39 +41,98 @@ def check_gguf_file(path: Path):
     """Full check of a GGUF before it is registered: header, metadata and tensor table parse, and
     the file holds every byte its tensors need (a truncated download is refused). Returns GGUFInfo."""
     check_gguf_header(path)
-    from desktop_app.core.gguf_meta import read_gguf_metadata
+    from desktop_app.core.gguf_meta import check_runnable, read_gguf_metadata
 
-    return read_gguf_metadata(path)
+    info = read_gguf_metadata(path)
+    check_runnable(info)
+    return info
+
+
+# safetensors dtypes and their sizes in bits (the format's own list)
+SAFETENSORS_DTYPES = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+    "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "F64": 64, "I64": 64, "U64": 64,
+    "C64": 64,
+}
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+
+
+def _no_duplicates(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError(f"duplicate key {k!r}")
+        d[k] = v
+    return d
 
 
 def read_safetensors_header(path: Path) -> dict:
-    """Parse and validate a .safetensors header (JSON) without reading the tensors."""
+    """Parse and validate a .safetensors header (JSON) without reading the tensors.
+
+    Every entry is checked as the safetensors library would before use: a known dtype, a shape of
+    non-negative integers, ``data_offsets`` ``[begin, end]`` in order, inside the file and exactly
+    as long as the shape and dtype need, no two tensors overlapping, no duplicate names.
+    """
+    name = path.name
+
+    def bad(why: str) -> ModelFormatError:
+        return ModelFormatError(f"{name} is not a valid safetensors file: {why}.")
+
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
             raw = f.read(8)
             if len(raw) < 8:
-                raise ModelFormatError(f"{path.name} is not a safetensors file (too short).")
+                raise ModelFormatError(f"{name} is not a safetensors file (too short).")
             (n,) = struct.unpack("<Q", raw)
-            if n <= 1 or n > min(size - 8, 100 * 1024 * 1024):
-                raise ModelFormatError(f"{path.name} is not a valid safetensors file (bad header length).")
-            header = json.loads(f.read(n))
+            if n <= 1 or n > min(size - 8, MAX_SAFETENSORS_HEADER):
+                raise ModelFormatError(f"{name} is not a valid safetensors file (bad header length).")
+            header = json.loads(f.read(n), object_pairs_hook=_no_duplicates)
     except OSError as exc:
         raise ModelFormatError(f"Cannot read {path}: {exc.strerror or exc}") from exc
+    except RecursionError:
+        raise bad("its header is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{path.name} is not a valid safetensors file (header is not JSON).") from exc
+        why = str(exc) if str(exc).startswith("duplicate key") else "the header is not JSON"
+        raise bad(why) from None
     if not isinstance(header, dict):
-        raise ModelFormatError(f"{path.name} is not a valid safetensors file.")
-    end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
+        raise ModelFormatError(f"{name} is not a valid safetensors file.")
+    data_len = size - 8 - n
+    spans = []
+    for tname, info in header.items():
+        if tname == "__metadata__":
+            if not (isinstance(info, dict) and all(isinstance(v, str) for v in info.values())):
+                raise bad("its __metadata__ is not a map of texts")
             continue
-        try:
-            end = max(end, int(info["data_offsets"][1]))
-        except (KeyError, TypeError, IndexError, ValueError) as exc:
-            raise ModelFormatError(f"{path.name}: malformed tensor entry {name!r} in the safetensors header.") from exc
-    if 8 + n + end > size:
-        raise ModelFormatError(f"{path.name} is truncated: the header promises {8 + n + end} bytes, the file has {size}.")
+        shown = repr(tname[:80])
+        if not isinstance(info, dict):
+            raise bad(f"the entry {shown} is not an object")
+        dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in SAFETENSORS_DTYPES:
+            raise bad(f"the tensor {shown} has the unknown dtype {str(dtype)[:20]!r}")
+        if not (isinstance(shape, list) and len(shape) <= 16 and
+                all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**48 for d in shape)):
+            raise bad(f"the tensor {shown} has an invalid shape")
+        if not (isinstance(offs, list) and len(offs) == 2 and
+                all(isinstance(o, int) and not isinstance(o, bool) for o in offs)):
+            raise bad(f"the tensor {shown} has invalid data_offsets")
+        begin, end = offs
+        if not 0 <= begin <= end:
+            raise bad(f"the tensor {shown} has data_offsets out of order ({begin}, {end})")
+        if end > data_len:
+            raise ModelFormatError(f"{name} is truncated: the header promises {8 + n + end} bytes, the file has "
+                                   f"{size}.")
+        numel = 1
+        for d in shape:
+            numel *= d
+        if (numel * SAFETENSORS_DTYPES[dtype] + 7) // 8 != end - begin:
+            raise bad(f"the tensor {shown} takes {end - begin} bytes but its shape and dtype need "
+                      f"{(numel * SAFETENSORS_DTYPES[dtype] + 7) // 8}")
+        spans.append((begin, end, shown))
+    spans.sort()
+    for (_a0, a1, an), (b0, _b1, bn) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise bad(f"the tensors {an} and {bn} overlap")
     return header
 
 

@@ -50,6 +50,7 @@ from typing import Any, Callable, Iterator
 
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
 from desktop_app.engines.base import CancelToken
+from desktop_app.engines.chat_template import TemplateLimitError, bounded_formatter
 from desktop_app.engines.think import ANSWER, RECLASSIFY, THINKING, ThinkParser, strip_thinking
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ class ChatStats:
     thinking: str = ""
     truncation: dict | None = None
     template_fallback: bool = False
+    template_error: str = ""
 
     def to_dict(self, with_text: bool = False) -> dict:
         d = asdict(self)
@@ -379,6 +381,7 @@ class ChatEngine:
         self.config: LoadConfig | None = LoadConfig.from_dict(config) if isinstance(config, dict) else config
         self.llm = None
         self.template_fallback = False
+        self.template_error = ""  # why the file's template is not used (it hit a time or size limit)
         self.chat_template: str | None = None
         self._formatter = None
         self._last_prompt = ""
@@ -405,6 +408,7 @@ class ChatEngine:
             "plan_note": c.plan_note if c else "",
             "template_fallback": self.template_fallback,
             "template": "gguf" if not self.template_fallback else FALLBACK_TEMPLATE_NAME,
+            "template_error": self.template_error,
         }
 
     def load(
@@ -518,30 +522,43 @@ class ChatEngine:
             raise box["error"]
 
     def _setup_template(self) -> None:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
         llm = self.llm
         eos_id = llm.token_eos()
         bos_id = llm.token_bos()
-        eos = llm._model.token_get_text(eos_id) if eos_id != -1 else ""
-        bos = llm._model.token_get_text(bos_id) if bos_id != -1 else ""
+        self._eos = llm._model.token_get_text(eos_id) if eos_id != -1 else ""
+        self._bos = llm._model.token_get_text(bos_id) if bos_id != -1 else ""
+        self._stop_ids = [eos_id] if eos_id != -1 else None
+        self.template_error = ""
         tmpl = llm.metadata.get("tokenizer.chat_template")
-        if tmpl:
-            self.template_fallback = False
-            self.chat_template = tmpl
-            self._formatter = Jinja2ChatFormatter(template=tmpl, eos_token=eos, bos_token=bos,
-                                                  stop_token_ids=[eos_id] if eos_id != -1 else None)
-            # Use the file's own template, exactly what we count tokens with (llama-cpp-python
-            # may otherwise substitute a built-in format it guessed from the template).
-            llm.chat_handler = None
-            llm.chat_format = "chat_template.default"
-        else:
-            self.template_fallback = True
-            self.chat_template = CHATML_TEMPLATE
-            self._formatter = Jinja2ChatFormatter(template=CHATML_TEMPLATE, eos_token=CHATML_STOP, bos_token=bos,
-                                                  stop_token_ids=[eos_id] if eos_id != -1 else None)
-            llm.chat_handler = self._formatter.to_chat_handler()
+        if not tmpl:
             log.warning("model has no chat template in its GGUF metadata; using the ChatML fallback")
+            self._use_fallback("")
+            return
+        try:
+            self._formatter = bounded_formatter(tmpl, self._eos, self._bos, self._stop_ids)
+            # a first render under the limits: a template that loops or explodes is never used
+            self._formatter(messages=[{"role": "user", "content": "Hello"}])
+        except TemplateLimitError as exc:
+            self._use_fallback(str(exc))
+            return
+        except Exception:  # noqa: BLE001 - raise_exception() etc.: judged on the real conversation
+            pass
+        self.template_fallback = False
+        self.chat_template = tmpl
+        # Our formatter renders for create_chat_completion too: exactly what we count tokens with,
+        # under the same limits (the library's own would render the file's template unbounded).
+        llm.chat_handler = self._formatter.to_chat_handler()
+
+    def _use_fallback(self, reason: str) -> None:
+        """Stop using the file's template (none, or it hit a limit): ChatML from now on."""
+        if reason:
+            log.warning("the model's chat template is not used: %s", reason)
+            self.template_error = (f"{reason}. Atelier does not use this model's chat template and formats the "
+                                   "conversation as ChatML instead, which may not match how the model was trained.")
+        self.template_fallback = True
+        self.chat_template = CHATML_TEMPLATE
+        self._formatter = bounded_formatter(CHATML_TEMPLATE, CHATML_STOP, self._bos, self._stop_ids)
+        self.llm.chat_handler = self._formatter.to_chat_handler()
 
     def unload(self) -> None:
         """Free the model, its context and KV cache; memory goes back to the OS."""
@@ -578,6 +595,11 @@ class ChatEngine:
         """The prompt text the model sees for these messages (template + generation prompt)."""
         self._require()
         try:
+            return self._formatter(messages=messages).prompt
+        except TemplateLimitError as exc:
+            if self.template_fallback:
+                raise
+            self._use_fallback(str(exc))  # this conversation made it loop or explode: never again
             return self._formatter(messages=messages).prompt
         except Exception as exc:  # jinja2 errors, raise_exception() in templates
             raise AtelierError(f"The model's chat template refused this conversation: {exc}") from None
@@ -706,7 +728,7 @@ class ChatEngine:
             parser = ThinkParser(start_in_thinking=starts_thinking)
             stats = ChatStats(prompt_tokens=prompt_tokens, n_ctx=self.n_ctx,
                               truncation=trunc.to_dict() if trunc else None,
-                              template_fallback=self.template_fallback)
+                              template_fallback=self.template_fallback, template_error=self.template_error)
             n = 0
             t_first = t_last = None
             finish = None

@@ -38,6 +38,11 @@ def _from_fields(cls, d: dict):
     return cls(**{k: v for k, v in (d or {}).items() if k in names})
 
 
+def _tail_of(msg: str) -> str:
+    i = msg.find(" Its last log lines:")
+    return msg[i:] if i >= 0 else ""
+
+
 class ChatEngineProcess(EngineHost):
     server_module = "desktop_app.engines.chat_server"
     label = "chat engine"
@@ -78,7 +83,7 @@ class ChatEngineProcess(EngineHost):
         return base
 
     # -- events -> results ----------------------------------------------------------------------
-    def _raise_for(self, ev) -> None:
+    def _raise_for(self, ev, loading: bool = False) -> None:
         """Turn a terminal ``error``/``cancelled`` event into the exception ChatEngine would raise."""
         if ev.type == P.CANCELLED:
             if ev.get("killed"):
@@ -87,6 +92,11 @@ class ChatEngineProcess(EngineHost):
         kind, msg = ev.get("kind"), ev.get("message") or "unknown error"
         if kind == "crashed":
             self._info = {}
+            if loading:
+                self._want_loaded = False  # it would crash again on every message
+                raise EngineCrashed(f"The model crashed the chat engine while loading, so this file cannot be used "
+                                    f"(is it damaged, or made for another llama.cpp?). {msg.split(' Your next')[0]}"
+                                    + _tail_of(msg))
             raise EngineCrashed(f"The model crashed the chat engine: {msg}")
         if kind == "context_overflow":
             exc = ContextOverflow(int(ev.get("prompt_tokens") or 0), int(ev.get("n_ctx") or 0),
@@ -119,7 +129,7 @@ class ChatEngineProcess(EngineHost):
                 self._info = dict(ev.get("info") or {})
             elif ev.type in (P.ERROR, P.CANCELLED):
                 self._want_loaded = False  # a model that failed to load is not retried by itself
-                self._raise_for(ev)
+                self._raise_for(ev, loading=True)
         if not self._info:
             raise EngineCrashed("The chat engine ended the load without a model.")
 

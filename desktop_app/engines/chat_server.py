@@ -125,6 +125,32 @@ def _chat(engine, out: _Out, job, header: dict, token: CancelToken, delay: float
         gen.close()
 
 
+class _NoSuppress:
+    """Stands in for llama-cpp-python's ``suppress_stdout_stderr``, which points fd 2 at /dev/null
+    while a model loads: a ``GGML_ASSERT`` there would then abort without a word. Our stderr is the
+    engine's log; llama.cpp's ordinary chatter is still silenced by its log callback (verbose=False)."""
+
+    def __init__(self, disable: bool = True) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _keep_abort_messages() -> None:
+    """Imports llama_cpp (warming it while the parent prepares its first request) so that an abort
+    leaves its one-line reason in the log, without ggml's gdb backtrace after it."""
+    os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+    import llama_cpp._internals
+    import llama_cpp.llama
+
+    llama_cpp.llama.suppress_stdout_stderr = _NoSuppress
+    llama_cpp._internals.suppress_stdout_stderr = _NoSuppress
+
+
 def main() -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
@@ -165,7 +191,7 @@ def main() -> int:
                     return
 
     threading.Thread(target=reader, name="chat-engine-reader", daemon=True).start()
-    import llama_cpp  # noqa: F401 - warm the import while the parent prepares its first request
+    _keep_abort_messages()
 
     out.send(P.READY, None, pid=os.getpid())
     while True:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -71,6 +72,7 @@ class EngineHost:
         self._ready_info: dict = {}
         self._exit_code: int | None = None
         self._reader: threading.Thread | None = None
+        self._log_offset = 0
         self.crashes = 0
 
     # -- life cycle -------------------------------------------------------------------------
@@ -102,6 +104,7 @@ class EngineHost:
         env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        self._log_offset = log.tell()  # a crash report quotes this child's lines only
         try:
             kwargs = {}
             if os.name == "nt":
@@ -208,16 +211,22 @@ class EngineHost:
     def _crash_message(self, code) -> str:
         how = "was killed" if code is None else (
             f"was killed ({_signal_name(code)})" if code < 0 else f"exited with code {code}")
-        tail = ""
-        try:
-            lines = self.log_path.read_text("utf-8", "replace").strip().splitlines()
-            last = [ln for ln in lines[-20:] if ln.strip()]
-            if last:
-                tail = f" Last log line: {last[-1].strip()[:300]}"
-        except OSError:
-            pass
+        last = self.log_tail(3)
+        tail = f" Its last log lines: {' | '.join(last)}" if last else ""
         return (f"The {self.label} {how}, perhaps out of memory, a driver crash or a broken model file. "
                 f"{self.restart_hint} (log: {self.log_path}).{tail}")
+
+    def log_tail(self, n: int = 3, max_chars: int = 300) -> list[str]:
+        """The last ``n`` non-empty lines this child wrote to its log (each cut to ``max_chars``)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_offset)
+                data = f.read()[-64 * 1024:]
+        except OSError:
+            return []
+        lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+        # llama.cpp's asserts name their source by the build folder's path: keep from "llama.cpp/" on
+        return [re.sub(r"^\S*/vendor/(llama\.cpp/)", r"\1", ln)[:max_chars] for ln in lines[-n:]]
 
     def _wait_ready(self, token: CancelToken | None) -> Event | None:
         deadline = time.monotonic() + self.start_timeout

@@ -813,7 +813,9 @@ class ChatTab(QWidget):
             self._set_context(0, info.get("n_ctx", 0))
             if not self.generating:
                 self.status_label.setText("Ready")
-            if info.get("template_fallback"):
+            if info.get("template_error"):
+                self._show_notice(info["template_error"], error=True)
+            elif info.get("template_fallback"):
                 self._show_notice("This model file has no chat template; Atelier uses ChatML, which may not "
                                   "match how the model was trained.")
             self.model_loaded.emit(info)
@@ -893,6 +895,8 @@ class ChatTab(QWidget):
             self._set_context(stats.get("context_used", 0), stats["n_ctx"])
         if fr == "length":
             self._show_notice("The reply reached the maximum length (Max tokens in Parameters).")
+        if stats.get("template_error"):  # the template hit a limit on this conversation
+            self._show_notice(stats["template_error"], error=True)
         if not self.private and store is self.store:
             self.conv_model.refresh()
         self.reply_finished.emit({"message_id": reply_id, **stats})
