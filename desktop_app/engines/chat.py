@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterator
 
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
 from desktop_app.engines.base import CancelToken
-from desktop_app.engines.chat_template import TemplateLimitError, bounded_formatter
+from desktop_app.engines.chat_template import TemplateLimitError, bounded_formatter, library_templates_deferred
 from desktop_app.engines.think import ANSWER, RECLASSIFY, THINKING, ThinkParser, strip_thinking
 
 log = logging.getLogger(__name__)
@@ -453,7 +453,7 @@ class ChatEngine:
             kwargs["n_threads_batch"] = int(cfg.n_threads_batch)
         t0 = time.perf_counter()
         try:
-            with _progress_hook(progress):
+            with _progress_hook(progress), library_templates_deferred():
                 llm = Llama(str(path), **kwargs)
         except ValueError as exc:
             gc.collect()

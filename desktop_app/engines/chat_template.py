@@ -11,6 +11,8 @@ says why. The engine's child process is the last guarantee (cancel kills it when
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from typing import Any
 
@@ -64,7 +66,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
         self.budget.tick()
         if operator == "**":
-            if isinstance(right, (int, float)) and abs(right) > 64:
+            if isinstance(right, (int, float)) and abs(right) > 1024:
                 raise TemplateLimitError("The model's chat template computes a power too large")
         elif operator == "*":
             for seq, n in ((left, right), (right, left)):
@@ -116,6 +118,42 @@ class _BoundedTemplate:
             b.deadline = float("inf")
 
 
+_patch_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def library_templates_deferred():
+    """While ``Llama(...)`` is built, its own formatters for the file's templates are not compiled.
+
+    llama-cpp-python compiles every ``tokenizer.chat_template*`` in ``Llama.__init__`` with Jinja's
+    constant folding, unbounded: ``{{ 10 ** 100000000 }}`` would hang the load right there. Atelier
+    never uses those formatters (it installs :func:`bounded_formatter` as the chat handler), so
+    they become inert placeholders during the load.
+    """
+    import llama_cpp.llama_chat_format as F
+
+    original = F.Jinja2ChatFormatter
+
+    class _Deferred(original):  # type: ignore[misc, valid-type]
+        def __init__(self, template: str, eos_token: str, bos_token: str, add_generation_prompt: bool = True,
+                     stop_token_ids=None) -> None:
+            self.template = template
+            self.eos_token, self.bos_token = eos_token, bos_token
+            self.add_generation_prompt = add_generation_prompt
+            self.stop_token_ids = set(stop_token_ids) if stop_token_ids is not None else None
+            self._environment = None
+
+        def __call__(self, **kw):
+            raise TemplateLimitError("this template is rendered only through Atelier's bounded formatter")
+
+    with _patch_lock:
+        F.Jinja2ChatFormatter = _Deferred
+        try:
+            yield
+        finally:
+            F.Jinja2ChatFormatter = original
+
+
 def bounded_formatter(template: str, eos_token: str, bos_token: str, stop_token_ids=None):
     """llama-cpp-python's ``Jinja2ChatFormatter`` for ``template``, rendering with limits.
 
@@ -128,8 +166,10 @@ def bounded_formatter(template: str, eos_token: str, bos_token: str, stop_token_
                               stop_token_ids=stop_token_ids)
     fmt.template = template
     budget = _Budget()
+    # optimized=False: no constant folding at compile time, where no limit applies ({{ 10 ** 10**8 }})
     env = BoundedEnvironment(budget, loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True,
-                             extensions=[Jinja2ChatFormatter.IgnoreGenerationTags, jinja2.ext.loopcontrols])
+                             extensions=[Jinja2ChatFormatter.IgnoreGenerationTags, jinja2.ext.loopcontrols],
+                             optimized=False)
     env.filters["tojson"] = fmt.tojson
     try:
         compiled = env.from_string(template)

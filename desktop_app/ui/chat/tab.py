@@ -839,9 +839,15 @@ class ChatTab(QWidget):
         elif ev.job == self._gen_job:
             from desktop_app.engines.chat import ContextOverflow
 
+            from desktop_app.engines.chat_client import EngineCrashed
+
             reply_id = self._gen_reply_id
-            self._end_reply(None, None, {"finish_reason": "error"}, drop_if_empty=True)
-            if isinstance(exc, ContextOverflow):
+            crashed = isinstance(exc, EngineCrashed)
+            # a crash keeps what was streamed, marked as cut short; an empty reply is not kept
+            self._end_reply(None, None, {"finish_reason": "crashed" if crashed else "error"}, drop_if_empty=True)
+            if crashed:
+                self._show_notice(str(exc), error=True)
+            elif isinstance(exc, ContextOverflow):
                 self._ask_overflow(str(exc))
             elif self._load_error:
                 self._show_notice(f"Could not load the model: {self._load_error}", error=True)
@@ -889,6 +895,8 @@ class ChatTab(QWidget):
             self.status_label.setText("Stopped")
         elif fr == "error":
             self.status_label.setText("")
+        elif fr == "crashed":
+            self.status_label.setText("The chat engine crashed")
         if stats.get("ttft_s") is not None:
             self.ttft_label.setText(f"TTFT {stats['ttft_s']:.2f} s")
         if stats.get("n_ctx"):

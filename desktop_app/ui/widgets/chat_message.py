@@ -39,7 +39,7 @@ def stats_text(stats: dict) -> str:
     if reason in ("cancelled", "stopped"):
         parts.append("stopped")
     elif reason == "crashed":
-        parts.append("⚠ cut short: the model crashed the chat engine")
+        parts.append("cut short: the chat engine crashed")
     return " · ".join(parts)
 
 
