@@ -189,6 +189,104 @@ def _secure_file(path: Path) -> None:
             pass
 
 
+def _aside_name(path: Path) -> Path:
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    out = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}")
+    i = 1
+    while out.exists():
+        out = path.with_name(f"{path.stem}.damaged-{stamp}-{i}{path.suffix}")
+        i += 1
+    return out
+
+
+def _integrity_problem(path: Path) -> str:
+    """'' when the file is a healthy SQLite database (or absent), else what is wrong, in words."""
+    if not path.exists():
+        return ""
+    if path.stat().st_size == 0 and not Path(str(path) + "-wal").exists():
+        return "the file is empty (0 bytes): it was cut short, perhaps by a full disk or a crash"
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        rows = con.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return ""  # in use by another Atelier: the normal open says so
+        return str(exc)
+    finally:
+        con.close()
+    bad = [r[0] for r in rows if r[0] != "ok"]
+    return f"SQLite's integrity check failed ({bad[0][:120]})" if bad else ""
+
+
+_CONV_COLS = "id, title, created, updated, model_id, system_prompt, params"
+_MSG_COLS = "id, conversation_id, role, content, thinking, model_id, params, stats, created"
+
+
+def _salvage_rows(con: sqlite3.Connection, table: str, cols: str, max_errors: int = 20000) -> list[tuple]:
+    """Every row of ``table`` that SQLite can still read, walking by id around damaged pages."""
+    out, last, errors = [], -(2**62), 0
+    while errors < max_errors:
+        try:
+            rows = con.execute(f"SELECT {cols} FROM {table} WHERE id > ? ORDER BY id LIMIT 256", (last,)).fetchall()
+        except sqlite3.DatabaseError:
+            errors += 1
+            last = max(last, 0) + 1  # step over the unreadable row
+            continue
+        if not rows:
+            break
+        out += rows
+        last = rows[-1][0]
+    return out
+
+
+def salvage_history(path: Path) -> list[dict]:
+    """What can be read back from a damaged history file, as ``import_conversations`` dicts."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return []
+    try:
+        try:
+            convs = _salvage_rows(con, "conversations", _CONV_COLS)
+            msgs = _salvage_rows(con, "messages", _MSG_COLS)
+        except sqlite3.DatabaseError:  # not a database at all, or no such tables
+            return []
+    finally:
+        con.close()
+
+    def js(v):
+        try:
+            d = json.loads(v) if isinstance(v, str) else {}
+            return d if isinstance(d, dict) else {}
+        except ValueError:
+            return {}
+
+    def num(v, default: float) -> float:
+        return float(v) if isinstance(v, (int, float)) else default
+
+    now = time.time()
+    by_id: dict[int, dict] = {}
+    for cid, title, created, updated, model_id, system_prompt, params in convs:
+        by_id[cid] = {"title": str(title or ""), "created": num(created, now), "updated": num(updated, now),
+                      "model_id": model_id if isinstance(model_id, str) else None,
+                      "system_prompt": system_prompt if isinstance(system_prompt, str) else None,
+                      "params": js(params), "messages": []}
+    for _mid, cid, role, content, thinking, model_id, params, stats, created in msgs:
+        if role not in ROLES:
+            continue
+        conv = by_id.get(cid)
+        if conv is None:  # its conversation's row was lost: keep the message in a placeholder
+            conv = by_id[cid] = {"title": f"Recovered conversation {cid}", "created": num(created, now),
+                                 "updated": num(created, now), "messages": []}
+        conv["messages"].append({"role": role, "content": str(content or ""), "thinking": str(thinking or ""),
+                                 "model_id": model_id if isinstance(model_id, str) else None,
+                                 "params": js(params), "stats": js(stats), "created": num(created, now)})
+    return list(by_id.values())
+
+
 class HistoryStore:
     """The chat history. ``HistoryStore()`` opens the default file; ``HistoryStore(path)`` another
     one; ``PrivateHistory()`` (or ``HistoryStore(":memory:")``) an in-memory store.
@@ -208,9 +306,15 @@ class HistoryStore:
             path = get_paths().data / DB_NAME  # get_paths() makes the data folder 0700
         self.private = str(path) == ":memory:"
         self.path: Path | None = None if self.private else Path(path)
+        # Set when the file was damaged at open: what was kept and where the original is (show it).
+        self.recovery_notice = ""
+        salvaged: list[dict] | None = None
         if self.path is not None:
             if not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, mode=0o700)
+            problem = _integrity_problem(self.path)
+            if problem:
+                salvaged = self._move_aside(problem)
             _secure_file(self.path)
         self._db = None
         try:
@@ -247,8 +351,26 @@ class HistoryStore:
             ) from exc
         if self.path is not None:
             _secure_file(self.path)
+        if salvaged:
+            self.import_conversations(salvaged)
 
-    # ------------------------------------------------------------------ lifecycle
+    def _move_aside(self, problem: str) -> list[dict]:
+        """Keep the damaged file (renamed with the date), salvage what SQLite can read, start afresh."""
+        path = self.path
+        aside = _aside_name(path)
+        os.replace(path, aside)
+        for ext in ("-wal", "-shm"):
+            side = Path(str(path) + ext)
+            if side.exists():
+                os.replace(side, Path(str(aside) + ext))
+        salvaged = salvage_history(aside)
+        n_msgs = sum(len(c["messages"]) for c in salvaged)
+        log.error("chat history damaged (%s): moved to %s, recovered %d conversations", problem, aside, len(salvaged))
+        kept = (f"{len(salvaged)} conversations ({n_msgs} messages) were recovered" if salvaged
+                else "nothing in it could be read back")
+        self.recovery_notice = (f"The chat history was damaged ({problem}). The damaged file is kept at {aside}; "
+                                f"{kept} into a fresh history.")
+        return salvaged
     def _migrate(self) -> None:
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]

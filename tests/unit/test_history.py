@@ -175,7 +175,7 @@ def test_private_history_never_touches_disk():
     assert sorted(get_paths().data.iterdir()) == before
 
 
-def test_newer_schema_is_refused_and_garbage_is_a_clear_error(tmp_path):
+def test_newer_schema_is_refused_and_garbage_is_moved_aside_with_a_notice(tmp_path):
     db = tmp_path / "h.sqlite3"
     HistoryStore(db).close()
     con = sqlite3.connect(db)
@@ -185,8 +185,10 @@ def test_newer_schema_is_refused_and_garbage_is_a_clear_error(tmp_path):
         HistoryStore(db)
     bad = tmp_path / "bad.sqlite3"
     bad.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(HistoryError, match="cannot be read"):
-        HistoryStore(bad)
+    # issue 9: garbage is no longer a dead end; it is kept aside and a fresh history starts, said plainly
+    s = HistoryStore(bad)
+    assert "damaged" in s.recovery_notice and "kept at" in s.recovery_notice
+    s.close()
 
 
 def test_migrations_apply_in_order(tmp_path, monkeypatch):

@@ -80,13 +80,18 @@ class ChatTab(QWidget):
         self._models: list[dict] = []
         self._badge_op = None
         self._shut = False
+        self._notices: list[str] = []
+        self._sticky_notices: list[str] = []  # history off or recovered: kept across chat switches
         self.n_ctx_override: int | None = None  # None: the fitter's context for this machine
 
         self._build_ui()
         self._wire()
         if self._history_error:
-            self._show_notice(f"Chat history unavailable: {self._history_error} This chat is not saved.", error=True)
+            self._show_notice(f"Chat history unavailable: {self._history_error} This chat is not saved.", error=True,
+                              sticky=True)
             self.set_private(True)
+        elif self.store is not None and self.store.recovery_notice:
+            self._show_notice(self.store.recovery_notice, error=True, sticky=True)
 
     # ================================================================== UI
     def _build_ui(self) -> None:
@@ -948,14 +953,21 @@ class ChatTab(QWidget):
         else:
             self.plan_warning.hide()
 
-    def _show_notice(self, text: str, error: bool = False) -> None:
-        """Notices of one reply add up (e.g. old turns left out, then the length limit)."""
+    def _show_notice(self, text: str, error: bool = False, sticky: bool = False) -> None:
+        """Notices of one reply add up (e.g. old turns left out, then the length limit). A sticky
+        one (history off or recovered) stays until the app closes: switching chats keeps it."""
         line = ("⚠ " if error else "ℹ ") + text
-        self._notices = [n for n in getattr(self, "_notices", []) if n != line] + [line]
+        if sticky:
+            self._sticky_notices = [n for n in self._sticky_notices if n != line] + [line]
+        self._notices = [n for n in self._notices if n != line] + [line]
         self.notice.setText("\n".join(self._notices))
         self.notice.show()
 
     def _hide_notice(self) -> None:
-        self._notices = []
+        self._notices = list(self._sticky_notices)
+        if self._notices:
+            self.notice.setText("\n".join(self._notices))
+            self.notice.show()
+            return
         self.notice.hide()
         self.notice.clear()
