@@ -163,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     from desktop_app.core.logs import setup_logging
 
     setup_logging(debug=args.debug, console=args.debug)
+    from desktop_app.core.paths import storage_problem
+
+    problem = storage_problem()
+    if problem:  # once, plainly: the command still runs, and anything it would save fails with a line
+        print(f"atelier: warning: {problem} Nothing can be saved.", file=sys.stderr)
     try:
         return int(_handler(args)(args) or 0)
     except KeyboardInterrupt:

@@ -18,3 +18,24 @@ class Cancelled(AtelierError):
 
     def __init__(self, message: str = "Cancelled") -> None:
         super().__init__(message)
+
+
+class StorageError(AtelierError):
+    """A file could not be written: read-only folder, full disk, quota, permissions."""
+
+
+# errno values that mean "this folder cannot take the write", never worth a retry
+STORAGE_ERRNOS = frozenset({28, 30, 122, 13, 1})  # ENOSPC, EROFS, EDQUOT, EACCES, EPERM
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS
+
+
+def storage_error(exc: OSError, path, what: str = "") -> StorageError:
+    """One plain sentence for a failed write: what, where, why, and what to do."""
+    why = {28: "the disk is full", 30: "the folder is read-only", 122: "the disk quota is used up",
+           13: "permission is denied", 1: "permission is denied"}.get(exc.errno, exc.strerror or str(exc))
+    fix = ("Free some space" if exc.errno in (28, 122) else
+           "Make the folder writable, or set ATELIER_HOME to a writable folder")
+    return StorageError(f"Cannot save {what or path}: {why} ({path}). {fix}.")

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from desktop_app.core.errors import AtelierError
+from desktop_app.core.errors import AtelierError, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -199,22 +199,26 @@ def _aside_name(path: Path) -> Path:
     return out
 
 
+# What SQLite says when the bytes themselves are bad (as opposed to "cannot open", "locked",
+# "read-only": those are about access, and never a reason to move the user's history aside).
+_DAMAGE_WORDS = ("not a database", "malformed", "corrupt", "disk image")
+
+
 def _integrity_problem(path: Path) -> str:
-    """'' when the file is a healthy SQLite database (or absent), else what is wrong, in words."""
+    """'' when the file is a healthy SQLite database (or absent, or cannot be opened at all: the
+    normal open reports that), else what is wrong with its bytes, in words."""
     if not path.exists():
         return ""
     if path.stat().st_size == 0 and not Path(str(path) + "-wal").exists():
         return "the file is empty (0 bytes): it was cut short, perhaps by a full disk or a crash"
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
-    except sqlite3.Error as exc:
-        return str(exc)
+    except sqlite3.Error:
+        return ""
     try:
         rows = con.execute("PRAGMA quick_check").fetchall()
     except sqlite3.DatabaseError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            return ""  # in use by another Atelier: the normal open says so
-        return str(exc)
+        return str(exc) if any(w in str(exc).lower() for w in _DAMAGE_WORDS) else ""
     finally:
         con.close()
     bad = [r[0] for r in rows if r[0] != "ok"]
@@ -311,7 +315,10 @@ class HistoryStore:
         salvaged: list[dict] | None = None
         if self.path is not None:
             if not self.path.parent.exists():
-                self.path.parent.mkdir(parents=True, mode=0o700)
+                try:
+                    self.path.parent.mkdir(parents=True, mode=0o700)
+                except OSError as exc:
+                    raise HistoryError(str(storage_error(exc, self.path.parent, "the chat history"))) from None
             problem = _integrity_problem(self.path)
             if problem:
                 salvaged = self._move_aside(problem)
@@ -340,6 +347,11 @@ class HistoryStore:
                 self._db = None
             if not isinstance(exc, sqlite3.DatabaseError):
                 raise
+            if "readonly" in str(exc) or "unable to open" in str(exc):
+                raise HistoryError(
+                    f"The chat history at {self.path} cannot be opened for writing ({exc}): the folder is "
+                    "read-only or full. Chats stay private until it is writable again."
+                ) from exc
             if "locked" in str(exc) or "busy" in str(exc):
                 raise HistoryError(
                     f"The chat history at {self.path} is in use by another program (another Atelier?). "

@@ -13,7 +13,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from desktop_app.core.errors import storage_error
+
 APP_DIR_NAME = "Atelier"
+_storage_problem: str | None = None  # set when a folder could not be created (first reason only)
+
+
+def storage_problem() -> str:
+    """'' when Atelier can save its files, else one sentence saying why it cannot (read-only
+    folder, full disk). Checked once: the folders exist and the data folder takes a file."""
+    global _storage_problem
+    if _storage_problem is None:
+        paths = get_paths()
+        if _storage_problem is None:
+            probe = paths.data / ".write-test"
+            try:
+                probe.write_bytes(b"")
+                probe.unlink()
+                _storage_problem = ""
+            except OSError as exc:
+                _storage_problem = str(storage_error(exc, paths.data, "settings, chat history or models"))
+    return _storage_problem
 
 
 @dataclass(frozen=True)
@@ -36,8 +56,15 @@ class Paths:
         }
 
     def ensure(self) -> "Paths":
+        """Create the folders. One that cannot be created (read-only medium, full disk) is not fatal:
+        the app runs without saving, ``storage_problem()`` says why, and each write says so."""
+        global _storage_problem
         for p in (self.config, self.data, self.models, self.cache, self.logs):
-            p.mkdir(parents=True, exist_ok=True)
+            try:
+                p.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                if _storage_problem is None:
+                    _storage_problem = str(storage_error(exc, p, "settings, chat history or models"))
         # The data dir holds chat history: readable by the user only.
         try:
             os.chmod(self.data, 0o700)
@@ -77,7 +104,14 @@ def get_paths(create: bool = True) -> Paths:
 def write_json_atomic(path: Path, data: Any, **dumps_kwargs: Any) -> None:
     """Write ``data`` as JSON to ``path`` through a sibling ``.tmp`` file and ``os.replace``:
     a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, **dumps_kwargs), "utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, **dumps_kwargs), "utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise storage_error(exc, path, path.name) from None

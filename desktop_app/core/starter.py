@@ -5,15 +5,20 @@ Its package imports ``llm``, so the file is found through the import system with
 
 from __future__ import annotations
 
+import logging
+
 import importlib.util
 from pathlib import Path
 
+from desktop_app.core.errors import StorageError
 from desktop_app.core.library import Library, ModelRecord
 
 STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # A local file (shipped by a wheel, not pulled from the hub): its id is the slug of its file name,
 # as the model-record contract says for local files.
 STARTER_ID = "smollm2-135m-instruct.q4_1.gguf"
+
+log = logging.getLogger(__name__)
 
 
 def starter_model_path() -> Path | None:
@@ -57,4 +62,8 @@ def ensure_starter_registered(library: Library | None = None) -> ModelRecord | N
         family="llama",
         license="Apache-2.0",
     )
-    return library.add(rec)
+    try:
+        return library.add(rec)
+    except StorageError as exc:  # a read-only or full data folder: chat still works, unregistered
+        log.warning("starter model not registered: %s", exc)
+        return rec

@@ -102,9 +102,13 @@ class EngineHost:
         env["HF_HUB_OFFLINE"] = "1"       # never a hub call from the engine
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self._log_offset = log.tell()  # a crash report quotes this child's lines only
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(self.log_path, "ab")
+            self._log_offset = log.tell()  # a crash report quotes this child's lines only
+        except OSError:  # a read-only or full folder: the engine runs, without a log
+            log = open(os.devnull, "ab")
+            self._log_offset = 0
         try:
             kwargs = {}
             if os.name == "nt":
@@ -120,8 +124,8 @@ class EngineHost:
         self._exit_code = None
         self._events = queue.Queue()
         self._pongs = queue.Queue()
-        self._reader = threading.Thread(target=self._read_loop, args=(self._proc,), name=f"{self.log_name.removesuffix('.log')}-reader",
-                                        daemon=True)
+        self._reader = threading.Thread(target=self._read_loop, args=(self._proc,),
+                                        name=f"{self.log_name.removesuffix('.log')}-reader", daemon=True)
         self._reader.start()
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -36,7 +36,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Generator
 
-from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError, OfflineError
+from desktop_app.core.errors import (
+    AtelierError, Cancelled, ModelFormatError, OfflineError, is_storage_error, storage_error,
+)
 from desktop_app.core.library import Library, ModelRecord, hub_id
 from desktop_app.core.model_files import refuse_pickle
 from desktop_app.core.paths import get_paths, write_json_atomic
@@ -453,6 +455,8 @@ def download_file_iter(
         except (Cancelled, OfflineError, ModelFormatError):
             raise
         except (AtelierError, OSError, http.client.HTTPException, ValueError) as exc:
+            if is_storage_error(exc):  # a full disk or a read-only folder is not a network hiccup: no retry
+                raise storage_error(exc, part.parent, f"{filename} (the partial file is kept)") from None
             if control.stopping:
                 control.check()
             status = getattr(exc, "status", None)

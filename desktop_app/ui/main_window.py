@@ -6,7 +6,7 @@ import logging
 
 import importlib
 
-from PySide6.QtCore import QTimer, QUrl, Slot
+from PySide6.QtCore import Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
@@ -60,7 +60,25 @@ class MainWindow(QMainWindow):
             slot = _TabSlot(label.replace("&", ""), self.tabs)
             self._slots.append(slot)
             self.tabs.addTab(slot, label)
-        self.setCentralWidget(self.tabs)
+        central = QWidget(self)
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        # Said once and plainly, for as long as it is true: nothing this session does can be saved.
+        from desktop_app.core.paths import storage_problem
+
+        self.storage_banner = QLabel(self)
+        self.storage_banner.setObjectName("storageBanner")
+        self.storage_banner.setWordWrap(True)
+        self.storage_banner.setTextFormat(Qt.TextFormat.PlainText)
+        self.storage_banner.setContentsMargins(8, 4, 8, 4)
+        problem = storage_problem()
+        self.storage_banner.setText(f"⚠ Nothing can be saved in this session: {problem} Chats stay private, "
+                                    "and settings, downloads and imports are not kept." if problem else "")
+        self.storage_banner.setVisible(bool(problem))
+        lay.addWidget(self.storage_banner)
+        lay.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
         self._started = False
         self.tabs.currentChanged.connect(self._on_tab_changed)
 
