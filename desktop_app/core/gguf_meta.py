@@ -456,15 +456,82 @@ def check_runnable(info: GGUFInfo) -> None:
             raise bad(f"the tensor {t.name!r} has an empty dimension {t.shape}")
         if len(t.shape) == 1 and t.name.endswith("norm.weight") and t.type_id != 0:
             raise bad(f"the norm tensor {t.name!r} is stored as {t.type_name}; llama.cpp needs F32")
-    spans = sorted((t.offset, t.offset + t.n_bytes, t.name) for t in info.tensors)
-    for (_a0, a1, an), (b0, _b1, bn) in zip(spans, spans[1:]):
-        if b0 < a1:
-            raise bad(f"the tensors {an!r} and {bn!r} overlap")
+    # llama.cpp's loader wants the tensors packed in table order, each at the aligned end of the last
+    expected = 0
+    for t in info.tensors:
+        if t.offset != expected:
+            raise bad(f"the tensor {t.name!r} starts at byte {t.offset} of the data, not at {expected} "
+                      "(overlapping, misplaced or mistyped tensors)")
+        expected += (t.n_bytes + align - 1) // align * align
     if "token_embd.weight" not in seen:
         raise bad("the tensor 'token_embd.weight' is missing")
-    missing = [i for i in range(info.n_layers) if not any(n.startswith(f"blk.{i}.") for n in seen)]
+    layers_seen = {int(m.group(1)) for m in map(_LAYER_RE.match, seen) if m}
+    missing = [i for i in range(info.n_layers) if i not in layers_seen]
     if missing:
         raise bad(f"layer {missing[0]} has no tensors ({len(missing)} of {info.n_layers} layers are missing)")
+    extra = sorted(i for i in layers_seen if i >= info.n_layers)
+    if extra:
+        raise bad(f"it has tensors for layer {extra[0]}, beyond the header's {info.n_layers} layers")
+    by_name = {t.name: t for t in info.tensors}
+    _check_shapes(info, by_name, bad)
+
+
+# Architectures whose attention and feed-forward tensors have llama's shapes (q/k/v/output, gate/up/down).
+_LLAMA_LIKE = frozenset({"llama", "mistral", "qwen2", "qwen3", "granite", "smollm3"})
+_LLAMA_TOP_LEVEL = frozenset({"token_embd.weight", "token_embd_norm.weight", "output_norm.weight", "output.weight",
+                              "output_norm.bias", "output.bias", "rope_freqs.weight"})
+
+
+def _check_shapes(info: GGUFInfo, by_name: dict, bad) -> None:
+    """Tensor shapes against the header's sizes: what llama.cpp checks before it builds the graph."""
+    e = info.n_embd
+
+    def want(name: str, *shape: int) -> None:
+        t = by_name.get(name)
+        if t is not None and tuple(t.shape) != shape:
+            raise bad(f"the tensor {name!r} has shape {list(t.shape)} but the header's sizes need {list(shape)}")
+
+    emb = by_name["token_embd.weight"]
+    if emb.shape[0] != e:
+        raise bad(f"the embedding width in the header ({e}) does not match token_embd.weight {list(emb.shape)}")
+    n_tokens = info.array_lengths.get("tokenizer.ggml.tokens")
+    if n_tokens and len(emb.shape) > 1 and emb.shape[1] != n_tokens:
+        raise bad(f"the vocabulary has {n_tokens} tokens but token_embd.weight has {emb.shape[1]} rows")
+    want("output_norm.weight", e)
+    rope = info.arch_key("rope.dimension_count")
+    if isinstance(rope, int) and not (0 < rope <= max(info.head_dim_k, 1) and rope % 2 == 0):
+        raise bad(f"rope.dimension_count is {rope} for heads of {info.head_dim_k}")
+    if info.architecture not in _LLAMA_LIKE:
+        return
+    if info.n_embd % info.n_head and info.arch_key("attention.key_length") is None:
+        raise bad(f"the embedding width {e} is not a multiple of the {info.n_head} heads")
+    hk, hv, ff = info.head_dim_k, info.head_dim_v, info.n_ff
+    need = ["output_norm.weight"] + [f"blk.{i}.{n}.weight" for i in range(info.n_layers)
+                                     for n in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output")]
+    if info.expert_count == 0:
+        need += [f"blk.{i}.{n}.weight" for i in range(info.n_layers) for n in ("ffn_norm", "ffn_up", "ffn_down")]
+    odd = [n for n in by_name if not _LAYER_RE.match(n) and n not in _LLAMA_TOP_LEVEL]
+    if odd:
+        raise bad(f"it has a tensor {odd[0][:60]!r} that a {info.architecture} model does not have")
+    lost = [n for n in need if n not in by_name]
+    if lost:
+        raise bad(f"the tensor {lost[0]!r} is missing" + (f" ({len(lost)} are)" if len(lost) > 1 else ""))
+    for i in range(info.n_layers):
+        kv = (info.n_head_kv_per_layer or [info.n_head_kv] * info.n_layers)[min(i, len(info.n_head_kv_per_layer or
+                                                                                      [0]) - 1)] \
+            if info.n_head_kv_per_layer else info.n_head_kv
+        want(f"blk.{i}.attn_norm.weight", e)
+        want(f"blk.{i}.attn_q.weight", e, info.n_head * hk)
+        want(f"blk.{i}.attn_k.weight", e, kv * hk)
+        want(f"blk.{i}.attn_v.weight", e, kv * hv)
+        want(f"blk.{i}.attn_output.weight", info.n_head * hv, e)
+        if ff > 0 and info.expert_count == 0:
+            want(f"blk.{i}.ffn_norm.weight", e)
+            want(f"blk.{i}.ffn_gate.weight", e, ff)
+            want(f"blk.{i}.ffn_up.weight", e, ff)
+            want(f"blk.{i}.ffn_down.weight", ff, e)
+    if ff <= 0 and any(".ffn_up.weight" in n for n in by_name):
+        raise bad(f"feed_forward_length is {ff}")
 
 
 def read_gguf_metadata(path: str | Path) -> GGUFInfo:

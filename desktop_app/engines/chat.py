@@ -783,12 +783,18 @@ class ChatEngine:
     def complete(self, messages: list[dict], params: SamplingParams | dict | None = None,
                  token: CancelToken | None = None, overflow: str = "truncate_oldest") -> ChatStats:
         """Run ``chat`` to the end and return the final stats (text in ``stats.text``)."""
-        stats = None
-        for ev in self.chat(messages, params, token, overflow):
-            if ev.type == "done":
-                stats = ev.stats
-        assert stats is not None
-        return stats
+        return final_stats(self.chat(messages, params, token, overflow))
+
+
+def final_stats(events: Iterator[ChatEvent]) -> ChatStats:
+    """Drive a reply's events to the end; its ``done`` stats (Cancelled when it ended without one)."""
+    stats = None
+    for ev in events:
+        if ev.type == "done":
+            stats = ev.stats
+    if stats is None:
+        raise Cancelled()
+    return stats
 
 
 __all__ = [

@@ -25,7 +25,9 @@ from typing import Callable
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
 from desktop_app.engines import wire as P
 from desktop_app.engines.base import CancelToken
-from desktop_app.engines.chat import ChatEvent, ChatStats, ContextOverflow, LoadConfig, SamplingParams, Truncation
+from desktop_app.engines.chat import (
+    ChatEvent, ChatStats, ContextOverflow, LoadConfig, SamplingParams, Truncation, final_stats,
+)
 from desktop_app.engines.host import EngineHost
 
 
@@ -198,13 +200,7 @@ class ChatEngineProcess(EngineHost):
 
     def complete(self, messages: list[dict], params: SamplingParams | dict | None = None,
                  token: CancelToken | None = None, overflow: str = "truncate_oldest") -> ChatStats:
-        stats = None
-        for ev in self.chat(messages, params, token, overflow):
-            if ev.type == "done":
-                stats = ev.stats
-        if stats is None:
-            raise Cancelled()
-        return stats
+        return final_stats(self.chat(messages, params, token, overflow))
 
 
 __all__ = ["ChatEngineProcess", "EngineCrashed"]

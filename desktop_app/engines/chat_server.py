@@ -36,20 +36,14 @@ import traceback
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
 from desktop_app.engines import wire as P
 from desktop_app.engines.base import CancelToken
-from desktop_app.engines.wire import Event
+from desktop_app.engines.wire import Event, EventWriter, child_streams, start_reader
 
 PROGRESS_STEP = 0.01  # send a load fraction only when it moved by 1 %
 
 
-class _Out:
-    def __init__(self, stream) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def send(self, type_: str, job: str | None, **data) -> None:
-        header, blobs = P.event_to_wire(Event(type_, job, data))
-        with self._lock:
-            P.write_message(self._stream, header, blobs)
+class _Out(EventWriter):
+    def send(self, type_: str, job: str | None, **data) -> None:  # type: ignore[override]
+        super().send(Event(type_, job, data))
 
 
 class _Jobs:
@@ -153,10 +147,7 @@ def _keep_abort_messages() -> None:
 
 def main() -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"
-    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_in, proto_out = child_streams()
     out = _Out(proto_out)
     jobs = _Jobs()
     todo: queue.Queue = queue.Queue()
@@ -165,37 +156,14 @@ def main() -> int:
     from desktop_app.engines.chat import ChatEngine
 
     engine = ChatEngine()
-
-    def reader() -> None:
-        while True:
-            try:
-                msg = P.read_message(proto_in)
-            except (ValueError, OSError):
-                msg = None
-            if msg is None:  # the parent went away: stop and exit
-                jobs.cancel(None)
-                todo.put({"op": "shutdown"})
-                return
-            header, _blobs = msg
-            op = header.get("op")
-            if op == "cancel":
-                jobs.cancel(header.get("id"))
-            elif op == "ping":
-                out.send(P.PONG, header.get("id"), pid=os.getpid(), loaded=engine.loaded,
-                         model_path=engine.config.model_path if engine.config else None)
-            else:
-                if op == "shutdown":
-                    jobs.cancel(None)
-                todo.put(header)
-                if op == "shutdown":
-                    return
-
-    threading.Thread(target=reader, name="chat-engine-reader", daemon=True).start()
+    start_reader(proto_in, todo, jobs.cancel, lambda job: out.send(
+        P.PONG, job, pid=os.getpid(), loaded=engine.loaded,
+        model_path=engine.config.model_path if engine.config else None), name="chat-engine-reader")
     _keep_abort_messages()
 
     out.send(P.READY, None, pid=os.getpid())
     while True:
-        header = todo.get()
+        header, _blobs = todo.get()
         op = header.get("op")
         job = header.get("id")
         if op == "shutdown":

@@ -13,8 +13,12 @@ parent) carry ``type``, ``job`` and ``data``. Every job ends with exactly one te
 from __future__ import annotations
 
 import json
+import os
+import queue
+import sys
+import threading
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 ERROR = "error"
 CANCELLED = "cancelled"
@@ -88,3 +92,62 @@ def event_to_wire(ev: Event) -> tuple[dict, dict[str, bytes]]:
 
 def event_from_wire(header: dict, blobs: dict[str, bytes]) -> Event:
     return Event(type=header["type"], job=header.get("job"), data=header.get("data") or {}, image=blobs.get("image"))
+
+
+# The child's side ---------------------------------------------------------------------------
+
+class EventWriter:
+    """Thread-safe event writer on the protocol stream."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, ev: Event) -> None:
+        header, blobs = event_to_wire(ev)
+        with self._lock:
+            write_message(self._stream, header, blobs)
+
+
+def child_streams():
+    """(protocol in, protocol out) for an engine child: private copies of stdin and stdout, with
+    fd 1 pointed at stderr, so a stray ``print`` in a library cannot corrupt the protocol."""
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    return proto_in, proto_out
+
+
+def start_reader(proto_in, jobs: queue.Queue, cancel: Callable[[str | None], None],
+                 ping: Callable[[str | None], None], name: str = "engine-reader") -> threading.Thread:
+    """The child's reader thread: ``cancel`` and ``ping`` are answered at once, while the main thread
+    computes; every other request (and ``shutdown``, also when the parent goes away) is queued on
+    ``jobs`` as ``(header, blobs)`` for the main thread."""
+
+    def run() -> None:
+        while True:
+            try:
+                msg = read_message(proto_in)
+            except (ValueError, OSError):
+                msg = None
+            if msg is None:  # the parent went away: stop the work and exit
+                cancel(None)
+                jobs.put(({"op": "shutdown"}, {}))
+                return
+            header, blobs = msg
+            op = header.get("op")
+            if op == "cancel":
+                cancel(header.get("id"))
+            elif op == "ping":
+                ping(header.get("id"))
+            else:
+                if op == "shutdown":
+                    cancel(None)
+                jobs.put((header, blobs))
+                if op == "shutdown":
+                    return
+
+    t = threading.Thread(target=run, name=name, daemon=True)
+    t.start()
+    return t

@@ -25,6 +25,7 @@ import traceback
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
 from desktop_app.engines.diffusion import protocol as P
 from desktop_app.engines.diffusion.protocol import Event, GenerateRequest, ModelSpec, RemoveBgRequest, UpscaleRequest
+from desktop_app.engines.wire import EventWriter, child_streams, start_reader
 
 # Placement ladder: on out of memory, retry once with the next, lighter mode.
 LIGHTER = {
@@ -58,17 +59,7 @@ class _Interrupted(Exception):
         self.step = step
 
 
-class _Out:
-    """Thread-safe event writer on the protocol stream."""
-
-    def __init__(self, stream):
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def send(self, ev: Event) -> None:
-        header, blobs = P.event_to_wire(ev)
-        with self._lock:
-            P.write_message(self._stream, header, blobs)
+_Out = EventWriter  # the event writer on the protocol stream
 
 
 class Engine:
@@ -766,38 +757,12 @@ def main() -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_in, proto_out = child_streams()
     out = _Out(proto_out)
     engine = Engine(out)
     jobs: queue.Queue = queue.Queue()
-
-    def reader() -> None:
-        while True:
-            try:
-                msg = P.read_message(proto_in)
-            except (ValueError, OSError):
-                msg = None
-            if msg is None:  # the parent went away: stop the work and exit
-                engine.request_cancel(None)
-                jobs.put(({"op": "shutdown"}, {}))
-                return
-            header, blobs = msg
-            op = header.get("op")
-            if op == "cancel":
-                engine.request_cancel(header.get("id"))
-            elif op == "ping":
-                out.send(Event(P.PONG, header.get("id"), engine.stats()))
-            else:
-                if op == "shutdown":
-                    engine.request_cancel(None)
-                jobs.put((header, blobs))
-                if op == "shutdown":
-                    return
-
-    threading.Thread(target=reader, name="engine-reader", daemon=True).start()
+    start_reader(proto_in, jobs, engine.request_cancel,
+                 lambda job: out.send(Event(P.PONG, job, engine.stats())))
     # Warm the heavy imports while the parent prepares its first request.
     import torch  # noqa: F401
     import diffusers  # noqa: F401
