@@ -29,7 +29,7 @@ from typing import Iterable, Iterator
 
 from desktop_app.core.errors import AtelierError, ModelFormatError
 from desktop_app.core.library import Library, ModelRecord, path_size, slugify, unique_id
-from desktop_app.core.model_files import check_gguf_header, record_for_path
+from desktop_app.core.model_files import check_gguf_file, record_for_path
 from desktop_app.hub.client import quantization_from_name, split_info
 
 log = logging.getLogger("atelier.hub.discovery")
@@ -185,7 +185,7 @@ def scan_lmstudio(roots: Iterable[Path] | None = None) -> Iterator[tuple[ModelRe
             rel = f.relative_to(root)
             repo_id = "/".join(rel.parts[:2]) if len(rel.parts) >= 3 else ""
             try:
-                check_gguf_header(f)
+                check_gguf_file(f)  # the whole header, as import checks it: refused with the reason
             except ModelFormatError as exc:
                 yield None, Skipped(str(f), str(exc))
                 continue
@@ -218,7 +218,7 @@ def scan_ollama(root: Path | None = None) -> Iterator[tuple[ModelRecord | None, 
             yield None, Skipped(str(blob), f"Ollama blob for {label} is missing")
             continue
         try:
-            check_gguf_header(blob)
+            check_gguf_file(blob)
         except ModelFormatError as exc:
             yield None, Skipped(str(blob), f"{label}: {exc}")
             continue
@@ -234,7 +234,7 @@ def scan_gpt4all(roots: Iterable[Path] | None = None) -> Iterator[tuple[ModelRec
             if not _gguf_usable(f):
                 continue
             try:
-                check_gguf_header(f)
+                check_gguf_file(f)  # the whole header, as import checks it: refused with the reason
             except ModelFormatError as exc:
                 yield None, Skipped(str(f), str(exc))
                 continue

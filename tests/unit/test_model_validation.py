@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +119,20 @@ def test_safetensors_mutants_are_refused(tmp_path, name):
 def test_a_good_safetensors_header_passes(tmp_path):
     p = _safetensors(tmp_path / "ok.safetensors", GOOD, b"\0" * 16)
     assert set(read_safetensors_header(p)) == {"w"}
+
+
+def test_discovery_skips_mutants_with_the_reason(tmp_path):
+    from desktop_app.hub.discovery import scan_gpt4all, scan_lmstudio
+
+    lms = tmp_path / "lms" / "org" / "repo"
+    write_tiny_llama_gguf(lms / "good.gguf")
+    write_tiny_llama_gguf(lms / "bad.gguf", rms_eps=float("nan"))
+    found = list(scan_lmstudio([tmp_path / "lms"]))
+    recs = [r for r, _s in found if r is not None]
+    skipped = [s for _r, s in found if s is not None]
+    assert [Path(r.path).name for r in recs] == ["good.gguf"]
+    assert len(skipped) == 1 and "bad.gguf" in skipped[0].path and "epsilon" in skipped[0].reason
+    g4a = tmp_path / "g4a"
+    write_tiny_llama_gguf(g4a / "x.gguf", header_block_count=1000)
+    (s,) = [s for _r, s in scan_gpt4all([g4a])]
+    assert "1,000 layers" in s.reason
