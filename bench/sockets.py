@@ -27,16 +27,13 @@ _INET = re.compile(r'sa_family=AF_INET6?, .*?(?:sin_addr=inet_addr\("([^"]+)"\)|
 def session() -> int:
     """The GUI part: run in the traced process."""
     sys.path.insert(0, str(ROOT))
-    from PySide6.QtCore import QTimer  # noqa: F401
-
     from desktop_app.app import create_app
 
     app = create_app()
     from desktop_app.core.library import ModelRecord
     from desktop_app.ui.main_window import MainWindow
-    from tests.diffusion import tiny_pipelines as tp
 
-    folder = tp.build_sd15(Path(tempfile.mkdtemp()) / "tiny-sd15")
+    folder = Path(sys.argv[sys.argv.index("--session") + 1])  # built by the parent: only the app is traced
     win = MainWindow()
     win.show()
     win.start()
@@ -112,7 +109,7 @@ def main() -> int:
 
     pipe = tp.build_sd15(tmp / "tiny-sd15")
     runs = {
-        "gui_session": [py, __file__, "--session"],
+        "gui_session": [py, __file__, "--session", str(pipe)],
         "doctor": [py, "-m", "desktop_app", "doctor", "--json"],
         "catalog": [py, "-m", "desktop_app", "models", "catalog"],
         "run": [py, "-m", "desktop_app", "run", "--prompt", "Hello", "--max-tokens", "8"],
