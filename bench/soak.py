@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,18 +51,25 @@ def main() -> int:
     app = create_app()
     from desktop_app.core.library import ModelRecord
     from desktop_app.ui.main_window import MainWindow
-    from tests.diffusion import tiny_pipelines as tp
 
-    folder = tp.build_sd15(Path(tempfile.mkdtemp()) / "tiny-sd15")
+    # the test pipeline is built in another process: this one holds only the app (torch never loads here)
+    folder = Path(tempfile.mkdtemp()) / "tiny-sd15"
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                    "from tests.diffusion import tiny_pipelines as tp; tp.build_sd15(Path(sys.argv[1]))", str(folder)],
+                   check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True)
     proc = psutil.Process()
     win = MainWindow()
     win.show()
     win.start()
 
+    from PySide6.QtCore import QCoreApplication, QEvent
+
     def wait(cond, timeout):
+        """Run the event loop until ``cond``; deferred deletes too, as app.exec() would."""
         t = time.monotonic() + timeout
         while time.monotonic() < t:
             app.processEvents()
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
             if cond():
                 return True
             time.sleep(0.002)

@@ -168,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     problem = storage_problem()
     if problem:  # once, plainly: the command still runs, and anything it would save fails with a line
         print(f"atelier: warning: {problem} Nothing can be saved.", file=sys.stderr)
+    from desktop_app.core.settings import Settings
+
+    for why in Settings().problems:  # a hand-edited settings.json: said, never a crash
+        print(f"atelier: warning: {why}.", file=sys.stderr)
     try:
         return int(_handler(args)(args) or 0)
     except KeyboardInterrupt:

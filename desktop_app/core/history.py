@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from desktop_app.core.errors import AtelierError, storage_error
 
@@ -41,7 +41,7 @@ ROLES = ("system", "user", "assistant")
 DB_NAME = "history.sqlite3"
 
 # Each entry upgrades the schema by one version (index 0: empty file -> version 1).
-MIGRATIONS: list[str] = [
+MIGRATIONS: list[str | Callable[[], str]] = [
     """
     CREATE TABLE conversations (
         id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -67,7 +67,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_conversation ON messages(conversation_id, id);
     """,
-    "_migrate_fts",  # 1 -> 2: full-text index of message text, when SQLite has FTS5 with trigrams
+    lambda: _migrate_fts(),  # 1 -> 2 (defined below; its SQL depends on this SQLite): full-text index of message text, when SQLite has FTS5 with trigrams
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -99,27 +99,10 @@ def _fts5_trigram_available() -> bool:
         return False
 
 
-def _migrate_fts(db: sqlite3.Connection) -> None:
+def _migrate_fts() -> str:
     """Search by text without scanning every message. Older SQLite builds (no FTS5, or before
     3.34 without the trigram tokenizer) skip it; the search then falls back to LIKE."""
-    if _fts5_trigram_available():
-        for stmt in _split_sql_triggers(_FTS_SQL):
-            db.execute(stmt)
-
-
-def _split_sql_triggers(script: str) -> list[str]:
-    """Split a script into statements, keeping CREATE TRIGGER … BEGIN … END; together."""
-    out, cur = [], []
-    for line in script.strip().splitlines():
-        cur.append(line)
-        text = "\n".join(cur).strip()
-        in_trigger = text.upper().startswith("CREATE TRIGGER")
-        if (in_trigger and text.upper().endswith("END;")) or (not in_trigger and text.endswith(";")):
-            out.append(text)
-            cur = []
-    if "\n".join(cur).strip():
-        out.append("\n".join(cur).strip())
-    return out
+    return _FTS_SQL if _fts5_trigram_available() else ""
 
 
 class HistoryError(AtelierError):
@@ -392,20 +375,16 @@ class HistoryStore:
                     f"this version knows {SCHEMA_VERSION}). Update Atelier to open it."
                 )
             for v in range(version, SCHEMA_VERSION):
-                self._db.execute("BEGIN IMMEDIATE")
+                step = MIGRATIONS[v]
+                sql = (step() if callable(step) else step).strip()
+                if sql and not sql.endswith(";"):
+                    sql += ";"
+                # one script, one transaction: the schema and its version change together or not at all
                 try:
-                    step = MIGRATIONS[v]
-                    if callable(step):
-                        step(self._db)
-                    elif step.startswith("_migrate_"):
-                        globals()[step](self._db)
-                    else:
-                        for stmt in _split_sql(step):
-                            self._db.execute(stmt)
-                    self._db.execute(f"PRAGMA user_version={v + 1}")
-                    self._db.execute("COMMIT")
+                    self._db.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version={v + 1};\nCOMMIT;")
                 except Exception:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     raise
                 log.info("history schema migrated to version %d", v + 1)
 
@@ -764,10 +743,6 @@ class HistoryStore:
             thinking=row["thinking"], model_id=row["model_id"], params=json.loads(row["params"] or "{}"),
             stats=json.loads(row["stats"] or "{}"), created=row["created"], finished=bool(row["finished"]),
         )
-
-
-def _split_sql(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
 
 
 def PrivateHistory() -> HistoryStore:  # noqa: N802 (reads like a class at call sites)

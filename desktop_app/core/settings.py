@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from desktop_app.core.errors import AtelierError
 from desktop_app.core.paths import get_paths, write_json_atomic
 
 
@@ -38,26 +39,61 @@ def _settings_file() -> Path:
     return get_paths().config / "settings.json"
 
 
+_KIND = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list of texts"}
+
+
+def type_problem(key: str, value: Any) -> str:
+    """'' when ``value`` has the type of the option's default, else what is wrong, in words."""
+    default = OPTIONS[key].default
+    want = type(default)
+    ok = (isinstance(value, bool) if want is bool else
+          isinstance(value, int) and not isinstance(value, bool) if want is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else
+          isinstance(value, list) and all(isinstance(x, str) for x in value) if want is list else
+          isinstance(value, want))
+    if ok:
+        return ""
+    shown = json.dumps(value)[:60] if not isinstance(value, str) else repr(value[:60])
+    return f"the setting '{key}' must be {_KIND.get(want, want.__name__)}, not {shown}"
+
+
 class Settings:
-    """Typed access to settings.json; unknown keys in the file are kept but ignored."""
+    """Typed access to settings.json; unknown keys in the file are kept but ignored.
+
+    A value of the wrong type (a hand-edited file) is never used: ``get`` gives the default and
+    ``problems`` says, in words, what was ignored (the CLI and the window show it once)."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or _settings_file()
         self._values: dict[str, Any] = {}
+        self.problems: list[str] = []
         if self.path.exists():
             try:
-                self._values = json.loads(self.path.read_text("utf-8"))
-            except (OSError, ValueError):
-                self._values = {}
+                loaded = json.loads(self.path.read_text("utf-8"))
+            except (OSError, ValueError, RecursionError):
+                loaded = None
+            if isinstance(loaded, dict):
+                self._values = loaded
+            else:
+                self.problems.append(f"{self.path} is not a valid settings file; the defaults are used")
+        for key, value in self._values.items():
+            why = type_problem(key, value) if key in OPTIONS else ""
+            if why:
+                self.problems.append(f"{self.path.name}: {why}; the default ({json.dumps(OPTIONS[key].default)}) "
+                                     "is used")
 
     def get(self, key: str) -> Any:
         if key not in OPTIONS:
             raise KeyError(key)
-        return self._values.get(key, OPTIONS[key].default)
+        value = self._values.get(key, OPTIONS[key].default)
+        return OPTIONS[key].default if type_problem(key, value) else value
 
     def set(self, key: str, value: Any) -> None:
         if key not in OPTIONS:
             raise KeyError(key)
+        why = type_problem(key, value)
+        if why:
+            raise AtelierError(f"Cannot set {key}: {why}.")
         self._values[key] = value
         self.save()
 

@@ -137,27 +137,23 @@ class LoadConfig:
 
     @classmethod
     def for_model(cls, model_path: str | Path, n_ctx: int | None = None, hw: Any = None, **overrides: Any) -> "LoadConfig":
-        """The fitter's plan for this machine when ``desktop_app.core.fitting`` is available;
-        else CPU only with a 2048-token context (``n_ctx`` overrides the context either way)."""
+        """The fitter's plan for this machine (``n_ctx`` overrides the context). A malformed file
+        raises its ModelFormatError; a fitter bug loads safely on the CPU instead of stopping the chat."""
+        from desktop_app.core import fitting
+
         try:
-            from desktop_app.core import fitting  # lazy: written by another part of the project
-        except ImportError:
-            fitting = None
-        if fitting is not None and hasattr(fitting, "plan_llm"):
-            try:
-                plan = fitting.plan_llm(Path(model_path), hw, n_ctx=n_ctx)
-            except AtelierError:
-                raise  # a malformed file: say so
-            except Exception:  # a fitter bug must not stop the chat: load safely on the CPU
-                log.exception("fitting failed; loading on the CPU with the default context")
-            else:
-                return cls.from_plan(model_path, plan, **overrides)
-        cfg = cls(model_path=str(model_path), n_gpu_layers=0, n_ctx=n_ctx or DEFAULT_N_CTX,
-                  plan="cpu", plan_note="No fitter available: CPU only.")
-        for k, v in overrides.items():
-            if v is not None:
-                setattr(cfg, k, v)
-        return cfg
+            plan = fitting.plan_llm(Path(model_path), hw, n_ctx=n_ctx)
+        except AtelierError:
+            raise  # a malformed file: say so
+        except Exception:  # noqa: BLE001 - a fitter bug must not stop the chat
+            log.exception("fitting failed; loading on the CPU with the default context")
+            cfg = cls(model_path=str(model_path), n_gpu_layers=0, n_ctx=n_ctx or DEFAULT_N_CTX, plan="cpu",
+                      plan_note="The fitter failed (see the log): CPU only.")
+            for k, v in overrides.items():
+                if v is not None:
+                    setattr(cfg, k, v)
+            return cfg
+        return cls.from_plan(model_path, plan, **overrides)
 
 
 @dataclass
@@ -294,8 +290,9 @@ class Reply:
         elif ev.type == THINKING:
             self.thinking += ev.text
         elif ev.type == RECLASSIFY:
-            # everything shown as answer so far was thought (see desktop_app.engines.think)
-            self.thinking += self.answer
+            # the event carries all of the text that was really thought (what was shown as answer
+            # so far, plus what the parser held back): see desktop_app.engines.think
+            self.thinking += ev.text
             self.answer = ""
         elif ev.type == "truncated":
             self.truncation = ev.truncation

@@ -77,7 +77,7 @@ def select_config_files(info: RepoInfo, model_index: dict) -> list[HubFile]:
 
 
 def _check_family(repo_id: str, family: str, model_index: dict) -> None:
-    from desktop_app.engines.diffusion.loader import FAMILIES
+    from desktop_app.core.families import FAMILIES
 
     if family not in FAMILIES:
         raise AtelierError(f"Unknown model family {family!r}; use one of {', '.join(FAMILIES)}.")
@@ -112,7 +112,7 @@ def fetch_pipeline_configs(repo_id: str, family: str, *, client: HubClient | Non
 
     client = client or HubClient(token=token)
     ensure_online(client.settings)
-    from desktop_app.engines.diffusion.loader import FAMILIES
+    from desktop_app.core.families import FAMILIES
 
     if family not in FAMILIES:
         raise AtelierError(f"Unknown model family {family!r}; use one of {', '.join(FAMILIES)}.")

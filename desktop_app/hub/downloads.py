@@ -44,7 +44,7 @@ from desktop_app.core.model_files import refuse_pickle
 from desktop_app.core.paths import get_paths, write_json_atomic
 from desktop_app.core.safepath import inside, remove_inside, validate_relpath, validate_repo_id, validate_revision
 from desktop_app.core.settings import Settings
-from desktop_app.engines.base import CancelToken
+from desktop_app.core.cancel import CancelToken
 from desktop_app.hub.client import HubClient, HubConnectionError, HubFile, RepoInfo, git_blob_sha1_matches, quantization_from_name, split_info
 from desktop_app.hub.netguard import abort_response, ensure_online
 

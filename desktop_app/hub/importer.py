@@ -19,7 +19,7 @@ from desktop_app.core.library import Library, ModelRecord, path_size, unique_id
 from desktop_app.core.model_files import check_diffusers_folder, record_for_path
 from desktop_app.core.safepath import is_strictly_inside, remove_inside
 from desktop_app.core.settings import Settings
-from desktop_app.engines.base import CancelToken
+from desktop_app.core.cancel import CancelToken
 from desktop_app.hub.client import quantization_from_name
 from desktop_app.hub.downloads import default_disk_probe, require_free_space
 

@@ -73,9 +73,11 @@ class MainWindow(QMainWindow):
         self.storage_banner.setTextFormat(Qt.TextFormat.PlainText)
         self.storage_banner.setContentsMargins(8, 4, 8, 4)
         problem = storage_problem()
-        self.storage_banner.setText(f"⚠ Nothing can be saved in this session: {problem} Chats stay private, "
-                                    "and settings, downloads and imports are not kept." if problem else "")
-        self.storage_banner.setVisible(bool(problem))
+        lines = [f"⚠ Nothing can be saved in this session: {problem} Chats stay private, and settings, "
+                 "downloads and imports are not kept."] if problem else []
+        lines += [f"⚠ {why}." for why in self.ctx.settings.problems]  # a hand-edited settings.json
+        self.storage_banner.setText("\n".join(lines))
+        self.storage_banner.setVisible(bool(lines))
         lay.addWidget(self.storage_banner)
         lay.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
@@ -179,9 +181,7 @@ class MainWindow(QMainWindow):
 
     @staticmethod
     def _start_tab(tab: QWidget) -> None:
-        starter = getattr(tab, "start", None)
-        if callable(starter):
-            starter()
+        tab.start()  # every tab has start() and shutdown()
 
     @Slot()
     def _build_remaining_tabs(self) -> None:
@@ -210,8 +210,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_hardware_ready(self, hw) -> None:
         self.hardware_label.setText(hw.summary())
-        warn = getattr(hw, "backend_warning", None)
-        text = warn() if callable(warn) else None
+        text = hw.backend_warning()
         if text:
             self.hardware_label.setToolTip(text)
             self.statusBar().showMessage(text, 15000)
@@ -228,11 +227,9 @@ class MainWindow(QMainWindow):
         """Closing mid-generation exits cleanly: tabs stop their work, then every thread is joined."""
         self._started = False  # no more deferred tab building
         for tab in self._built_tabs():
-            closer = getattr(tab, "shutdown", None)
-            if callable(closer):
-                try:
-                    closer()
-                except Exception:  # noqa: BLE001
-                    log.exception("tab shutdown failed")
+            try:
+                tab.shutdown()
+            except Exception:  # noqa: BLE001 - the other tabs and the threads must still stop
+                log.exception("tab shutdown failed")
         self.ctx.shutdown()
         super().closeEvent(event)

@@ -295,6 +295,19 @@ def test_reply_folds_events_including_reclassify():
     assert r.done and r.answer == "Hello!"
 
 
+def test_reply_folds_what_the_parser_reclassifies_with_held_back_text():
+    """Issue 10: the stream "Let me" then " think</think>Answer" - the parser reclassifies "Let me think"
+    (it held " think" back); the fold must hold the whole thought before the end, not "Let me"."""
+    from desktop_app.engines.think import ThinkParser
+
+    parser, r = ThinkParser(), Reply()
+    for chunk in ("Let me", " think</think>Answer"):
+        for kind, seg in parser.feed(chunk):
+            r.add(ChatEvent(kind, seg))
+    assert (r.thinking, r.answer) == ("Let me think", "Answer")
+    assert (r.thinking, r.answer) == (parser.thinking, parser.answer)
+
+
 def test_reply_matches_stats_on_a_real_stream(engine):
     r = Reply()
     for ev in engine.chat(ask("Hi!"), GREEDY):

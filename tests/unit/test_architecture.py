@@ -63,3 +63,38 @@ def test_ui_flows_one_way():
             if name.startswith("desktop_app.ui"):
                 offenders.append(f"{py.relative_to(PKG)} imports {name}")
     assert not offenders, "\n".join(offenders)
+
+
+def _offenders(sub: str, forbidden: tuple[str, ...]) -> list[str]:
+    out = []
+    for py in (PKG / sub).rglob("*.py"):
+        for name in _imports(py):
+            if name.startswith(forbidden):
+                out.append(f"{py.relative_to(PKG)} imports {name}")
+    return out
+
+
+def test_hub_and_engines_never_import_each_other():
+    """Issue 10: what both need (CancelToken, the diffusion FAMILIES) lives in core/."""
+    bad = _offenders("hub", ("desktop_app.engines",)) + _offenders("engines", ("desktop_app.hub",))
+    assert not bad, "\n".join(bad)
+
+
+def test_no_tab_imports_another_tab():
+    tabs = ("chat", "studio", "models")
+    bad = []
+    for tab in tabs:
+        others = tuple(f"desktop_app.ui.{t}" for t in tabs if t != tab)
+        bad += _offenders(f"ui/{tab}", others)
+    assert not bad, "\n".join(bad)
+
+
+def test_one_cancel_token_type():
+    """The engines, the hub and the Qt workers share core.cancel.CancelToken; no look-alike classes."""
+    bad = []
+    for py in PKG.rglob("*.py"):
+        tree = ast.parse(py.read_text("utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and "Token" in node.name and py.name != "cancel.py":
+                bad.append(f"{py.relative_to(PKG)} defines {node.name}")
+    assert not bad, "\n".join(bad)

@@ -141,3 +141,23 @@ def test_truncated_gguf_is_refused_at_registration(tmp_path, starter_model):
             record_for_path(bad)
     rec = record_for_path(starter_model)
     assert rec.format == "gguf" and rec.quantization == "Q4_1" and rec.family == "llama"
+
+
+def test_hand_edited_settings_of_the_wrong_type_fall_back_with_a_message(tmp_path):
+    """Issue 10: a string where an int belongs is never used, and it is said in words."""
+    import json
+
+    from desktop_app.core.errors import AtelierError
+    from desktop_app.core.settings import Settings
+
+    p = tmp_path / "settings.json"
+    p.write_text(json.dumps({"vram_reserve_mib": "lots", "offline": "yes", "extra_model_dirs": [1, 2],
+                             "context_overflow": "stop"}))
+    s = Settings(p)
+    assert s.get("vram_reserve_mib") == 512 and s.get("offline") is False and s.get("extra_model_dirs") == []
+    assert s.get("context_overflow") == "stop"
+    assert len(s.problems) == 3 and any("'vram_reserve_mib' must be a whole number" in x for x in s.problems)
+    with pytest.raises(AtelierError, match="must be true or false"):
+        s.set("offline", "no")
+    p.write_text("[1, 2")
+    assert "not a valid settings file" in Settings(p).problems[0]

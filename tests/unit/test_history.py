@@ -244,8 +244,7 @@ def test_search_index_follows_inserts_updates_and_deletes():
 def test_old_schema_is_migrated(tmp_path):
     db = tmp_path / "v1.sqlite3"
     con = sqlite3.connect(db)
-    for stmt in H._split_sql(H.MIGRATIONS[0]):
-        con.execute(stmt)
+    con.executescript(H.MIGRATIONS[0])
     con.execute("PRAGMA user_version=1")
     con.execute("INSERT INTO conversations (title, created, updated) VALUES ('old chat', 1, 1)")
     con.execute("INSERT INTO messages (conversation_id, role, content, created) VALUES (1, 'user', 'ancient pangolin', 1)")

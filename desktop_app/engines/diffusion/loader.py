@@ -25,18 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_app.core.errors import ModelFormatError
+from desktop_app.core.families import FAMILIES, FLOW_FAMILIES  # noqa: F401 - their home is core/
 
-FAMILIES = {
-    "sd15": "Stable Diffusion 1.x",
-    "sd15-inpainting": "Stable Diffusion 1.x inpainting",
-    "sd2": "Stable Diffusion 2.x",
-    "sdxl": "Stable Diffusion XL",
-    "sdxl-inpainting": "Stable Diffusion XL inpainting",
-    "sd3": "Stable Diffusion 3/3.5",
-    "flux-schnell": "FLUX.1 schnell",
-    "flux-dev": "FLUX.1 dev",
-}
-FLOW_FAMILIES = ("sd3", "flux-schnell", "flux-dev")
 # (steps, guidance) when the request leaves them to the model
 DEFAULTS = {"sd3": (28, 4.5), "flux-schnell": (4, 0.0), "flux-dev": (28, 3.5)}
 SD_DEFAULTS = (20, 7.0)

@@ -25,6 +25,7 @@ import traceback
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
 from desktop_app.engines.diffusion import protocol as P
 from desktop_app.engines.diffusion.protocol import Event, GenerateRequest, ModelSpec, RemoveBgRequest, UpscaleRequest
+from desktop_app.core.cancel import CancelToken
 from desktop_app.engines.wire import EventWriter, child_streams, start_reader
 
 # Placement ladder: on out of memory, retry once with the next, lighter mode.
@@ -587,29 +588,6 @@ class Engine:
                        image_index=index, decoder=decoder)
 
 
-class _FlagToken:
-    """A CancelToken view of the engine's cancel flag (the post-processing engines take tokens)."""
-
-    def __init__(self, flag: threading.Event):
-        self._event = flag
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    def raise_if_cancelled(self) -> None:
-        if self._event.is_set():
-            from desktop_app.core.errors import Cancelled
-
-            raise Cancelled()
-
-    def wait(self, timeout: float) -> bool:
-        return self._event.wait(timeout)
-
-
 def _open_input(data: bytes):
     from PIL import Image, ImageOps
 
@@ -670,7 +648,7 @@ def run_upscale(engine: "Engine", job: str, req: UpscaleRequest) -> None:
     engine._emit(job, P.NOTICE, kind="upscaler", message=(
         f"{model.architecture} {model.scale}x on {model.device} ({model.dtype}), tile {tile or 'off'}"),
         model=model.to_dict(), loaded=fresh, tile=tile, overlap=overlap)
-    token = _FlagToken(engine.cancel_flag)
+    token = CancelToken(engine.cancel_flag)
     result = None
     for ev in U.upscale(image, model, tile=tile, overlap=overlap, scale=req.scale, token=token):
         if isinstance(ev, U.TileDone):
@@ -706,7 +684,7 @@ def run_remove_bg(engine: "Engine", job: str, req: RemoveBgRequest) -> None:
         key = (str(path), None, req.device)
     model, fresh = _post_model(engine, "remove_bg", key, lambda: B.load_segmenter(path, device=req.device))
     image, _text = _open_input(req.image)
-    token = _FlagToken(engine.cancel_flag)
+    token = CancelToken(engine.cancel_flag)
     result = None
     stages = ("preprocess", "inference", "postprocess")
     for ev in B.remove_background(image, model, soft=req.soft, mask_only=req.mask_only, threshold=req.threshold,

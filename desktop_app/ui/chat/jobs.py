@@ -106,29 +106,23 @@ def generate_job(store, message_id: int, messages: list[dict], params: dict, ove
         engine = state.get("engine")
         if engine is None:
             raise AtelierError("No chat model is loaded (the load failed or was cancelled).")
+        from desktop_app.engines.chat import Reply
         from desktop_app.engines.chat_client import EngineCrashed
 
-        answer, thinking = "", ""
+        reply = Reply()  # the one fold of a reply's events, shared with the CLI and the history
         stats: dict | None = None
         it = engine.chat(messages, to_sampling(params), token, overflow=overflow)
         try:
             for ev in it:
-                if ev.type == "answer":
-                    answer += ev.text
-                elif ev.type == "thinking":
-                    thinking += ev.text
-                elif ev.type == "reclassify":
-                    thinking += ev.text
-                    answer = ""
+                reply.add(ev)
                 if ev.type in ("answer", "thinking", "reclassify"):
-                    store.update_message(message_id, answer, thinking)  # throttled by the store
+                    store.update_message(message_id, reply.answer, reply.thinking)  # throttled by the store
                     yield {"type": "delta", "kind": ev.type, "text": ev.text}
                 elif ev.type == "truncated":
                     yield {"type": "truncated", **ev.truncation.to_dict()}
                 elif ev.type == "done":
                     stats = ev.stats.to_dict()
-                    answer, thinking = ev.stats.text, ev.stats.thinking
-                    yield {"type": "done", "stats": stats, "content": answer, "thinking": thinking}
+                    yield {"type": "done", "stats": stats, "content": reply.answer, "thinking": reply.thinking}
         except EngineCrashed as exc:
             stats = {"finish_reason": "crashed", "error": str(exc)}  # the partial reply is kept, marked
             raise
@@ -136,9 +130,10 @@ def generate_job(store, message_id: int, messages: list[dict], params: dict, ove
             it.close()  # releases the engine for the next reply even when we were closed early
             final = dict(stats or {"finish_reason": "cancelled"})
             try:
-                store.finish_message(message_id, answer, thinking, final)
+                store.finish_message(message_id, reply.answer, reply.thinking, final)
             except Exception:  # noqa: BLE001 - e.g. the conversation was deleted meanwhile
                 log.warning("could not save reply %s", message_id)
+        answer, thinking = reply.answer, reply.thinking
         return {"content": answer, "thinking": thinking, "stats": final}
 
     return job
