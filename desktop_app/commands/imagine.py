@@ -39,22 +39,18 @@ def parse_lora(text: str):
 
 
 def resolve_model(text: str, allow_pickle: bool):
+    """A library id or a path; a registered one gets the same spec as in the Studio (family, config)."""
+    from desktop_app.core.library import Library
     from desktop_app.engines.diffusion.protocol import ModelSpec
 
     p = Path(text).expanduser()
-    if p.exists():
+    library = Library()
+    rec = library.find_by_path(p.resolve()) if p.exists() else library.resolve(text)
+    if rec is None:
         return ModelSpec(path=str(p.resolve()), allow_pickle=allow_pickle)
-    try:
-        from desktop_app.core.library import Library
-
-        rec = Library().resolve(text)
-    except AtelierError:
-        raise
-    except Exception as exc:  # pragma: no cover - library errors are AtelierErrors
-        raise ModelFormatError(f"No model {text!r}: {exc}") from exc
     if rec.task not in ("image",):
         raise AtelierError(f"{text} is a {rec.task} model, not an image model.")
-    return ModelSpec(path=rec.path, allow_pickle=allow_pickle)
+    return ModelSpec.for_record(rec, allow_pickle=allow_pickle)
 
 
 def _read(path: str | None, what: str) -> bytes | None:

@@ -149,107 +149,31 @@ def _hw_view(hw: Any) -> dict:
     return hw
 
 
-def _speed_class(size_bytes: int) -> str:
-    # CPU decode is memory-bound: ~20 GB/s on a desktop -> tokens/s ~ 20e9 / size
-    tps = 20e9 / max(size_bytes, 1)
-    if tps >= 15:
-        return "fast"
-    if tps >= 5:
-        return "ok"
-    if tps >= 2:
-        return "slow"
-    return "very slow"
-
-
-def _from_plan(plan: Any, speed_size: int) -> Fit:
-    p = getattr(plan, "plan", "cpu")
-    fits = p != "too_large"
-    n_gpu = getattr(plan, "n_gpu_layers", None)
-    n_layers = getattr(plan, "n_layers", None)
-    badge = getattr(plan, "badge", "") or ""
-    speed = (getattr(plan, "speed", "") or _speed_class(speed_size)) if p == "cpu" else ""
-    if not badge:
-        badge = _badge(p, n_gpu, n_layers, speed)
-    return Fit(plan=p, badge=badge, fits=fits, estimated_bytes=int(getattr(plan, "estimated_bytes", 0) or 0),
-               n_gpu_layers=n_gpu, n_layers=n_layers, speed=speed, source="fitting")
-
-
-def _badge(plan: str, n_gpu: int | None, n_layers: int | None, speed: str) -> str:
-    if plan == "gpu":
-        return "Full GPU"
-    if plan == "partial":
-        return f"Partial {n_gpu}/{n_layers} layers on GPU"
-    if plan == "gpu_offload":
-        return "GPU (model offload)"
-    if plan == "gpu_sequential_offload":
-        return "GPU (sequential offload, slow)"
-    if plan == "cpu":
-        return f"CPU · {speed}" if speed else "CPU"
-    if plan == "server":
-        return "Needs a server"
-    return "Too large"
+def _from_plan(plan: Any) -> Fit:
+    """A catalog Fit from a core.fitting plan: the verdict, badge and speed words are fitting's own."""
+    return Fit(plan=plan.plan, badge=plan.badge, fits=plan.fits, estimated_bytes=int(plan.estimated_bytes),
+               n_gpu_layers=getattr(plan, "n_gpu_layers", None), n_layers=getattr(plan, "n_layers", None),
+               speed=getattr(plan, "speed", "") if plan.plan == "cpu" else "", source="fitting")
 
 
 def fit_llm_size(size_bytes: int, hw: Any = None, n_layers: int = 0, n_ctx: int = 4096) -> Fit:
     """Fit of a GGUF of ``size_bytes`` (weights) on ``hw`` (core.fitting's size-based estimate)."""
     from desktop_app.core.fitting import estimate_llm_from_size
 
-    hw = _hw_view(hw)
-    try:
-        return _from_plan(estimate_llm_from_size(size_bytes, n_layers or None, n_ctx, hw=hw), size_bytes)
-    except (TypeError, ValueError):
-        return _fit_llm_fallback(size_bytes, hw, n_layers, n_ctx)
-
-
-def _fit_llm_fallback(size_bytes: int, hw: Any, n_layers: int, n_ctx: int) -> Fit:
-    layers = n_layers or max(16, min(128, int(round(size_bytes / (0.15 * GiB)))))
-    # KV cache + compute buffers for a few thousand tokens: ~8% of the weights + 300 MiB
-    need = int(size_bytes * 1.08 + 300 * 1024**2 + n_ctx * 64 * 1024)
-    reserve = 512 * 1024**2
-    if getattr(hw, "gpus", None) and getattr(hw, "gpu_backend_usable", False):
-        vram = sum(max(0, g.vram_free_bytes - reserve) for g in hw.gpus)
-        if need <= vram:
-            return Fit("gpu", "Full GPU", True, need, layers, layers)
-        per_layer = need / layers
-        on_gpu = int((vram - 400 * 1024**2) // per_layer) if vram > 400 * 1024**2 else 0
-        cpu_part = need - on_gpu * per_layer
-        if on_gpu >= 3 and cpu_part <= hw.ram_available_bytes * 0.9:
-            return Fit("partial", _badge("partial", on_gpu, layers, ""), True, need, on_gpu, layers)
-    if need <= hw.ram_available_bytes * 0.9:
-        speed = _speed_class(size_bytes)
-        return Fit("cpu", _badge("cpu", 0, layers, speed), True, need, 0, layers, speed)
-    return Fit("too_large", "Too large", False, need, 0, layers)
+    return _from_plan(estimate_llm_from_size(size_bytes, n_layers or None, n_ctx, hw=_hw_view(hw)))
 
 
 def fit_image_size(size_bytes: int, hw: Any = None, fp16_weights: bool = True) -> Fit:
-    """Fit of a diffusion pipeline whose weights total ``size_bytes`` (size based, no file yet)."""
+    """Fit of a diffusion pipeline whose weights total ``size_bytes`` (size based, no file yet).
+
+    core.fitting plans from parameter counts per component; a pipeline's weights are roughly 2/3
+    denoiser, 3/10 text encoders, the rest VAE (SD 1.5, SDXL, SD3). ``fp16_weights`` False (a GGUF
+    transformer, already quantized): its bytes count as fp16 parameters, which errs on the safe side."""
     from desktop_app.core.fitting import plan_diffusion
 
-    hw = _hw_view(hw)
-    if fp16_weights:
-        # core.fitting plans from parameter counts per component; a pipeline's weights are
-        # roughly 2/3 denoiser, 3/10 text encoders, the rest VAE (SD 1.5, SDXL, SD3)
-        params = size_bytes // 2
-        comps = {"unet": int(params * 0.65), "text_encoder": int(params * 0.30), "vae": int(params * 0.05)}
-        try:
-            return _from_plan(plan_diffusion(comps, hw), size_bytes)
-        except (TypeError, ValueError, KeyError):
-            pass
-    gpu_bytes = size_bytes if fp16_weights else size_bytes // 2  # fp16 on GPU
-    cpu_bytes = size_bytes * 2 if fp16_weights else size_bytes  # fp32 on CPU
-    if getattr(hw, "torch_device", "cpu") != "cpu" and hw.gpus:
-        vram = max(g.vram_free_bytes for g in hw.gpus) - 512 * 1024**2
-        if gpu_bytes * 1.25 + 1.5 * GiB <= vram:
-            return Fit("gpu", "Full GPU", True, int(gpu_bytes * 1.25 + 1.5 * GiB))
-        if gpu_bytes * 0.6 + 1.5 * GiB <= vram and gpu_bytes <= hw.ram_available_bytes:
-            return Fit("gpu_offload", _badge("gpu_offload", None, None, ""), True, int(gpu_bytes * 0.6 + 1.5 * GiB))
-        if vram >= 2 * GiB and gpu_bytes <= hw.ram_available_bytes:
-            return Fit("gpu_sequential_offload", _badge("gpu_sequential_offload", None, None, ""), True, 2 * GiB)
-    need = int(cpu_bytes * 1.2 + 1 * GiB)
-    if need <= hw.ram_available_bytes * 0.9:
-        speed = "ok" if size_bytes < 3 * GiB else "slow" if size_bytes < 8 * GiB else "very slow"
-        return Fit("cpu", _badge("cpu", None, None, speed), True, need, speed=speed)
-    return Fit("too_large", "Too large", False, need)
+    params = size_bytes // 2
+    comps = {"unet": int(params * 0.65), "text_encoder": int(params * 0.30), "vae": int(params * 0.05)}
+    return _from_plan(plan_diffusion(comps, _hw_view(hw)))
 
 
 def fit_entry(entry: CatalogEntry, hw: Any = None) -> Fit:
@@ -263,7 +187,7 @@ def fit_entry(entry: CatalogEntry, hw: Any = None) -> Fit:
     # upscalers and background removal nets are small: always fit, CPU speed is fine
     from desktop_app.core.fitting import plan_small_model
 
-    return _from_plan(plan_small_model(entry.size_bytes, _hw_view(hw)), entry.size_bytes)
+    return _from_plan(plan_small_model(entry.size_bytes, _hw_view(hw)))
 
 
 def choose_best_gguf(candidates: Iterable[tuple[str, int]], hw: Any = None, n_layers: int = 0) -> str | None:

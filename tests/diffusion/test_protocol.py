@@ -59,3 +59,23 @@ def test_client_reports_invalid_request_without_starting_engine():
     assert [e.type for e in events] == ["error"]
     assert events[0]["kind"] == "invalid_request" and "multiple of 8" in events[0]["message"]
     assert not eng.alive
+
+
+def test_imagine_and_the_studio_build_the_same_spec_from_a_record(tmp_path):
+    """Issue 10: one ModelSpec.for_record; `atelier imagine` no longer drops the family and config."""
+    from desktop_app.commands.imagine import resolve_model
+    from desktop_app.core.library import Library, ModelRecord
+    from desktop_app.engines.diffusion.protocol import ModelSpec
+
+    f = tmp_path / "m.safetensors"
+    f.write_bytes(b"x")
+    rec = ModelRecord(id="my-sd", task="image", format="safetensors", path=str(f), size_bytes=1, family="sd15",
+                      extra={"config": str(tmp_path / "cfg")})
+    Library().add(rec)
+    want = ModelSpec(path=str(f), family="sd15", config=str(tmp_path / "cfg"))
+    assert ModelSpec.for_record(rec) == want
+    assert resolve_model("my-sd", False) == want
+    assert resolve_model(str(f), False) == want  # a registered path gets its record's spec
+    rec2 = ModelRecord(id="my-flux", task="image", format="diffusers", path=str(tmp_path), size_bytes=1,
+                       family="flux-schnell")
+    assert ModelSpec.for_record(rec2).family is None  # told apart from its files

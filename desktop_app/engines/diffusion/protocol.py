@@ -26,6 +26,7 @@ terminal event: ``done``, ``cancelled`` or ``error``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 # Event types -------------------------------------------------------------------------------
 LOADED = "loaded"          # {model, family, pipeline, device, dtype, plan, native_size, max_size, seconds,
@@ -81,6 +82,17 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    @classmethod
+    def for_record(cls, rec: Any, allow_pickle: bool = False) -> "ModelSpec":
+        """The spec for a library record: its family (the Stable Diffusion ones, whose single files
+        need a config folder chosen by family; SD 3 and FLUX are told apart from their files) and
+        the config folder the manager fetched for it. The one rule for the Studio and ``imagine``."""
+        fam = rec.family if rec.family in SPEC_FAMILIES else None
+        return cls(path=rec.path, family=fam, allow_pickle=allow_pickle, config=(rec.extra or {}).get("config"))
+
+
+SPEC_FAMILIES = ("sd15", "sd15-inpainting", "sd2", "sdxl", "sdxl-inpainting")
 
 
 @dataclass

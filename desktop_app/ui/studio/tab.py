@@ -446,9 +446,7 @@ class StudioTab(QWidget):
     def _spec_for(self, rec):
         from desktop_app.engines.diffusion.protocol import ModelSpec
 
-        fam = rec.family if rec.family in ("sd15", "sd15-inpainting", "sd2", "sdxl", "sdxl-inpainting") else None
-        return ModelSpec(path=rec.path, family=fam, allow_pickle=bool(self.ctx.settings.get("allow_pickle")),
-                         config=(rec.extra or {}).get("config"))
+        return ModelSpec.for_record(rec, allow_pickle=bool(self.ctx.settings.get("allow_pickle")))
 
     @Slot(int)
     def _on_model_activated(self, _i: int) -> None:
