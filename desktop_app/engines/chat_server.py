@@ -11,7 +11,8 @@ protocol). A reader thread takes ``cancel``/``ping``/``shutdown`` while the main
 
 Requests (``op``), each answered by events ending in exactly one ``done``/``cancelled``/``error``:
   ``load`` {config: LoadConfig dict}  -> ``load_progress`` {fraction}*, ``loaded`` {info}, ``done``
-  ``chat`` {messages, params, overflow} -> ``chat`` {kind: answer|thinking|reclassify, text}*,
+  ``chat`` {messages, params, overflow} -> ``chat`` {kind: answer|thinking|reclassify, text}* (text
+                                           deltas of one kind joined, sent at most once a frame),
                                            ``truncated`` {truncation}, ``done`` {stats (with text)}
   ``context_usage`` {messages}        -> ``done`` {prompt_tokens, n_ctx}
   ``unload``                          -> ``done``
@@ -102,20 +103,42 @@ def _load(engine, out: _Out, job, header: dict, token: CancelToken) -> None:
     out.send(P.DONE, job)
 
 
+FRAME_S = 1 / 60  # text deltas are sent at most once a frame: no screen shows tokens faster
+
+
 def _chat(engine, out: _Out, job, header: dict, token: CancelToken, delay: float) -> None:
     gen = engine.chat(header.get("messages") or [], header.get("params") or {}, token,
                       overflow=header.get("overflow") or "truncate_oldest")
+    pending_kind, pending, last = "", [], 0.0  # the first text goes out at once (time to first token)
+
+    def flush() -> None:
+        nonlocal pending_kind, pending, last
+        if pending:
+            out.send("chat", job, kind=pending_kind, text="".join(pending))
+            last = time.perf_counter()
+        pending_kind, pending = "", []
+
     try:
         for ev in gen:
+            if ev.type in ("answer", "thinking"):
+                if ev.type != pending_kind:
+                    flush()
+                    pending_kind = ev.type
+                pending.append(ev.text)
+                if delay or time.perf_counter() - last >= FRAME_S:
+                    flush()
+                if delay:
+                    token.wait(delay)
+                continue
+            flush()  # reclassify, truncated and done keep their order after the text before them
             if ev.type == "truncated":
                 out.send("truncated", job, truncation=ev.truncation.to_dict())
             elif ev.type == "done":
                 out.send(P.DONE, job, stats=ev.stats.to_dict(with_text=True))
             else:
                 out.send("chat", job, kind=ev.type, text=ev.text)
-                if delay:
-                    token.wait(delay)
     finally:
+        flush()
         gen.close()
 
 
