@@ -30,7 +30,9 @@ class AppContext(QObject):
         self.settings = Settings()
         self.library = Library()
         self.hardware: Any = None
-        self.background = BackgroundRunner("background", self)
+        # two lanes: short disk/CPU jobs, and network calls (a 30 s hub timeout never delays a fit badge)
+        self.background = BackgroundRunner("background", self, on_unhandled=self.status_message.emit)
+        self.network = BackgroundRunner("network", self, on_unhandled=self.status_message.emit)
         self._model_threads: dict[str, ModelThread] = {}
         self._loaded: dict[str, str] = {}
         self._shut_down = False
@@ -78,7 +80,7 @@ class AppContext(QObject):
         """The long-lived thread for one model slot (e.g. 'chat', 'image'); created on demand."""
         t = self._model_threads.get(name)
         if t is None:
-            t = ModelThread(name, self)
+            t = ModelThread(name, self, on_unhandled=self.status_message.emit)
             self._model_threads[name] = t
         return t
 
@@ -99,3 +101,4 @@ class AppContext(QObject):
         for t in self._model_threads.values():
             t.shutdown()
         self.background.shutdown()
+        self.network.shutdown()

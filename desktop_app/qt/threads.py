@@ -19,7 +19,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QMetaMethod, QObject, QThread, Signal, Slot
 
 from desktop_app.core.errors import Cancelled
 from desktop_app.engines.base import CancelToken
@@ -48,6 +48,40 @@ class JobEvent:
 
     job: int
     value: Any = None
+
+
+class JobHandle(QObject):
+    """One submitted job, with its own signals (superqt's worker, Anki's QueryOp): connect to the
+    handle, never filter a thread's signals by job id. Signals fire on the GUI thread.
+
+    ``progress(item)`` for each item a generator job yields; then exactly one of
+    ``succeeded(result)``, ``failed(exception)`` or ``cancelled()``. ``errored(exception)`` fires
+    for a failure and for a cancel (with ``Cancelled()``), for callers with one error path. A
+    failure that nobody connected to ``failed`` or ``errored`` reaches the user through the
+    thread's ``on_unhandled`` route (the app's status line), not only the log.
+    """
+
+    progress = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(object)
+    cancelled = Signal()
+    errored = Signal(object)
+
+    def __init__(self, job_id: int, token: CancelToken, what: str = "") -> None:
+        super().__init__()
+        self.id = job_id
+        self.token = token
+        self.what = what
+        self.done = False
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def handles_failure(self) -> bool:
+        return any(self.isSignalConnected(QMetaMethod.fromSignal(sig)) for sig in (self.failed, self.errored))
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} {self.what}{' done' if self.done else ''}>"
 
 
 class _Worker(QObject):
@@ -112,9 +146,11 @@ class ModelThread(QObject):
     _submit = Signal(object)
     _cleanup = Signal()
 
-    def __init__(self, name: str, parent: QObject | None = None) -> None:
+    def __init__(self, name: str, parent: QObject | None = None,
+                 on_unhandled: Callable[[str], None] | None = None) -> None:
         super().__init__(parent)
         self.name = name
+        self.on_unhandled = on_unhandled
         self._thread = QThread()
         self._thread.setObjectName(f"atelier-{name}")
         _ALL_THREADS.add(self._thread)
@@ -124,35 +160,73 @@ class ModelThread(QObject):
         self._cleanup.connect(self._worker.cleanup)
         for sig in ("yielded", "finished", "failed", "cancelled", "started"):
             getattr(self._worker, sig).connect(getattr(self, sig))
-        self.finished.connect(self._on_done)
-        self.failed.connect(self._on_done)
-        self.cancelled.connect(self._on_done)
-        self._tokens: dict[int, CancelToken] = {}
+        self.yielded.connect(self._on_yielded)
+        self.finished.connect(self._on_finished)
+        self.failed.connect(self._on_failed)
+        self.cancelled.connect(self._on_cancelled)
+        self._handles: dict[int, JobHandle] = {}
         self._thread.start()
 
     @property
     def busy(self) -> bool:
-        return bool(self._tokens)
+        return bool(self._handles)
 
-    def submit(self, fn: Callable[[dict, CancelToken], Any]) -> int:
-        """Queue ``fn(state, token)`` to run in this thread; returns the job id."""
+    @property
+    def _tokens(self) -> dict[int, CancelToken]:
+        return {jid: h.token for jid, h in self._handles.items()}
+
+    def submit(self, fn: Callable[[dict, CancelToken], Any], what: str = "") -> JobHandle:
+        """Queue ``fn(state, token)`` to run in this thread; returns its JobHandle (connect to it).
+        ``what``: how the user would name the job, for an unhandled failure ("Loading the model")."""
         if not self._thread.isRunning():
             raise RuntimeError(f"thread {self.name} is shut down")
-        job_id = next(_job_ids)
-        token = CancelToken()
-        self._tokens[job_id] = token
-        self._submit.emit((job_id, fn, token))
-        return job_id
+        handle = JobHandle(next(_job_ids), CancelToken(), what)
+        self._handles[handle.id] = handle
+        self._submit.emit((handle.id, fn, handle.token))
+        return handle
 
-    def cancel(self, job_id: int | None = None) -> None:
-        """Cancel one job, or every queued and running job."""
-        for jid, tok in list(self._tokens.items()):
-            if job_id is None or jid == job_id:
-                tok.cancel()
+    def cancel(self, job: "JobHandle | int | None" = None) -> None:
+        """Cancel one job (its handle or id), or every queued and running job."""
+        jid = job.id if isinstance(job, JobHandle) else job
+        for i, h in list(self._handles.items()):
+            if jid is None or i == jid:
+                h.token.cancel()
+
+    # routing: each job's events reach its own handle
+    @Slot(object)
+    def _on_yielded(self, ev: JobEvent) -> None:
+        h = self._handles.get(ev.job)
+        if h is not None:
+            h.progress.emit(ev.value)
+
+    def _end(self, ev: JobEvent) -> JobHandle | None:
+        h = self._handles.pop(ev.job, None)
+        if h is not None:
+            h.done = True
+        return h
 
     @Slot(object)
-    def _on_done(self, ev: JobEvent) -> None:
-        self._tokens.pop(ev.job, None)
+    def _on_finished(self, ev: JobEvent) -> None:
+        h = self._end(ev)
+        if h is not None:
+            h.succeeded.emit(ev.value)
+
+    @Slot(object)
+    def _on_failed(self, ev: JobEvent) -> None:
+        h = self._end(ev)
+        if h is None:
+            return
+        if not h.handles_failure():
+            report_unhandled(self.on_unhandled, h.what or f"A background job ({self.name})", ev.value)
+        h.failed.emit(ev.value)
+        h.errored.emit(ev.value)
+
+    @Slot(object)
+    def _on_cancelled(self, ev: JobEvent) -> None:
+        h = self._end(ev)
+        if h is not None:
+            h.cancelled.emit()
+            h.errored.emit(Cancelled())
 
     def shutdown(self, timeout_ms: int = 15000) -> bool:
         """Cancel everything, let the worker release its state, quit and wait. Idempotent."""
@@ -168,32 +242,46 @@ class ModelThread(QObject):
         return ok
 
 
-class BackgroundOp(QObject):
-    """Handle of one ``run_in_background`` call; its signals fire on the GUI thread."""
+def watch(handle: JobHandle, is_current: Callable[[JobHandle], bool], *,
+          progress: Callable[[Any], None] | None = None, succeeded: Callable[[Any], None] | None = None,
+          failed: Callable[[BaseException], None] | None = None,
+          cancelled: Callable[[], None] | None = None) -> JobHandle:
+    """Connect a job's handle to a view's slots, which run only while ``is_current(handle)``: the
+    late events of a job the view has replaced (a superseded load) are dropped."""
+    def guard(fn):
+        return lambda *args: fn(*args) if is_current(handle) else None
 
-    progress = Signal(object)
-    succeeded = Signal(object)
-    errored = Signal(object)
+    for sig, fn in ((handle.progress, progress), (handle.succeeded, succeeded), (handle.failed, failed),
+                    (handle.cancelled, cancelled)):
+        if fn is not None:
+            sig.connect(guard(fn))
+    return handle
 
-    def __init__(self, token: CancelToken) -> None:
-        super().__init__()
-        self.token = token
 
-    def cancel(self) -> None:
-        self.token.cancel()
+def report_unhandled(route: Callable[[str], None] | None, what: str, exc: BaseException) -> None:
+    """A failure no caller handles: logged, and said to the user through ``route`` (Anki's QueryOp
+    shows such errors too). Without a route it is only logged."""
+    text = f"{what} failed: {exc}"
+    log.error("unhandled failure: %s", text)
+    if route is not None:
+        try:
+            route(text)
+        except Exception:  # noqa: BLE001 - reporting must never raise
+            log.exception("could not report an unhandled failure")
+
+
+BackgroundOp = JobHandle  # the one job handle type (older name)
 
 
 class BackgroundRunner(QObject):
-    """A shared long-lived QThread for short one-shot jobs (scans, detection, hub calls)."""
+    """A shared long-lived QThread for short one-shot jobs; the app has one lane for disk/CPU work
+    (scans, fit badges, gallery, history) and one for network calls (hub search, catalog refresh,
+    config fetches), so that a slow hub never waits in front of a fit badge."""
 
-    def __init__(self, name: str = "background", parent: QObject | None = None) -> None:
+    def __init__(self, name: str = "background", parent: QObject | None = None,
+                 on_unhandled: Callable[[str], None] | None = None) -> None:
         super().__init__(parent)
-        self._thread = ModelThread(name, self)
-        self._ops: dict[int, BackgroundOp] = {}
-        self._thread.yielded.connect(self._on_yielded)
-        self._thread.finished.connect(self._on_finished)
-        self._thread.failed.connect(self._on_failed)
-        self._thread.cancelled.connect(self._on_cancelled)
+        self._thread = ModelThread(name, self, on_unhandled=on_unhandled)
 
     def run(
         self,
@@ -201,45 +289,21 @@ class BackgroundRunner(QObject):
         on_success: Callable[[Any], None] | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
         on_progress: Callable[[Any], None] | None = None,
-    ) -> BackgroundOp:
-        """Run ``fn(token)`` in the background. A generator's items go to ``on_progress``."""
+        what: str = "",
+    ) -> JobHandle:
+        """Run ``fn(token)`` in the background; returns its JobHandle. A generator's items go to
+        ``on_progress``; ``on_failure`` gets a failure or a cancel (``Cancelled()``)."""
         def job(_state, token):
             return fn(token)
 
-        job_id = self._thread.submit(job)
-        op = BackgroundOp(self._thread._tokens[job_id])
+        handle = self._thread.submit(job, what)
         if on_success:
-            op.succeeded.connect(on_success)
+            handle.succeeded.connect(on_success)
         if on_failure:
-            op.errored.connect(on_failure)
+            handle.errored.connect(on_failure)
         if on_progress:
-            op.progress.connect(on_progress)
-        self._ops[job_id] = op
-        return op
-
-    @Slot(object)
-    def _on_yielded(self, ev: JobEvent) -> None:
-        op = self._ops.get(ev.job)
-        if op:
-            op.progress.emit(ev.value)
-
-    @Slot(object)
-    def _on_finished(self, ev: JobEvent) -> None:
-        op = self._ops.pop(ev.job, None)
-        if op:
-            op.succeeded.emit(ev.value)
-
-    @Slot(object)
-    def _on_failed(self, ev: JobEvent) -> None:
-        op = self._ops.pop(ev.job, None)
-        if op:
-            op.errored.emit(ev.value)
-
-    @Slot(object)
-    def _on_cancelled(self, ev: JobEvent) -> None:
-        op = self._ops.pop(ev.job, None)
-        if op:
-            op.errored.emit(Cancelled())
+            handle.progress.connect(on_progress)
+        return handle
 
     def shutdown(self) -> bool:
         return self._thread.shutdown()

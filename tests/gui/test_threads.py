@@ -136,3 +136,80 @@ def test_background_runner_success_progress_failure_cancel(qtbot):
         op3.cancel()
     assert isinstance(b3.args[0], Cancelled)
     assert r.shutdown()
+
+
+def test_submit_returns_a_handle_with_its_own_signals(mt, qtbot):
+    """Issue 10: callers connect to the job's handle; two jobs never see each other's events."""
+    got_a, got_b = [], []
+
+    def gen(n):
+        def job(state, token):
+            for i in range(n):
+                yield i
+            return n * 10
+        return job
+
+    a = mt.submit(gen(2))
+    b = mt.submit(gen(3))
+    a.progress.connect(got_a.append)
+    b.progress.connect(got_b.append)
+    with qtbot.waitSignal(b.succeeded, timeout=5000) as blocker:
+        pass
+    assert got_a == [0, 1] and got_b == [0, 1, 2] and blocker.args == [30] and a.done and b.done
+
+
+def test_handle_cancel_and_failure(mt, qtbot):
+    import threading as th
+
+    started = th.Event()
+
+    def spin(state, token):
+        started.set()
+        while True:
+            time.sleep(0.01)
+            yield None
+
+    h = mt.submit(spin)
+    assert started.wait(5)
+    with qtbot.waitSignal(h.cancelled, timeout=5000):
+        h.cancel()
+    f = mt.submit(lambda s, t: 1 / 0)
+    with qtbot.waitSignal(f.failed, timeout=5000) as blocker:
+        pass
+    assert isinstance(blocker.args[0], ZeroDivisionError)
+
+
+def test_an_unhandled_failure_reaches_the_user_route(qtbot):
+    said = []
+    t = ModelThread("unhandled", on_unhandled=said.append)
+    try:
+        h = t.submit(lambda s, tok: (_ for _ in ()).throw(ValueError("disk on fire")), "Scanning the folder")
+        qtbot.waitUntil(lambda: h.done, timeout=5000)
+        assert said == ["Scanning the folder failed: disk on fire"]
+        handled = t.submit(lambda s, tok: 1 / 0)
+        seen = []
+        handled.failed.connect(seen.append)
+        qtbot.waitUntil(lambda: handled.done, timeout=5000)
+        assert len(said) == 1 and seen  # a caller that handles it: not reported twice
+    finally:
+        assert t.shutdown()
+
+
+def test_network_lane_never_delays_the_disk_lane(qtbot):
+    """A 30 s hub timeout must not wait in front of a fit badge: separate lanes."""
+    import threading as th
+
+    from desktop_app.qt.context import AppContext
+
+    ctx = AppContext()
+    release = th.Event()
+    try:
+        slow = ctx.network.run(lambda token: release.wait(10))
+        fast = ctx.background.run(lambda token: "badge")
+        t0 = time.monotonic()
+        with qtbot.waitSignal(fast.succeeded, timeout=5000) as blocker:
+            pass
+        assert blocker.args == ["badge"] and time.monotonic() - t0 < 2 and not slow.done
+    finally:
+        release.set()
+        ctx.shutdown()

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.history import HistoryStore, PrivateHistory
 from desktop_app.core.starter import STARTER_ID
-from desktop_app.qt.threads import JobEvent
+from desktop_app.qt.threads import watch
 from desktop_app.ui.chat.conversations import ConversationIdRole, ConversationListModel
 from desktop_app.ui.chat.jobs import generate_job, load_job, where_text
 from desktop_app.ui.chat.message_view import MessageView
@@ -432,11 +432,19 @@ class ChatTab(QWidget):
     def delete_conversation(self, conversation_id: int) -> None:
         if self.store is None:
             return
-        if conversation_id == self.conversation_id:
+        store = self.store
+        if conversation_id == self.conversation_id and self.generating:
+            # the reply saves itself as it ends: cancel it, then delete in the same model thread,
+            # which runs jobs in order (no nested event loop waiting for it here)
             self.stop()
-            self._wait_idle()
             self.new_conversation()
-        self.store.delete_conversation(conversation_id)
+            h = self._chat_thread().submit(lambda _s, _t: store.delete_conversation(conversation_id),
+                                           "Deleting the conversation")
+            h.succeeded.connect(lambda _r: self.conv_model.refresh())
+            return
+        if conversation_id == self.conversation_id:
+            self.new_conversation()
+        store.delete_conversation(conversation_id)
         self.conv_model.refresh()
 
     @Slot()
@@ -490,17 +498,15 @@ class ChatTab(QWidget):
         if self.store is None:
             return
         self.stop()
-        self._wait_idle()
         if not self.private:
             self.new_conversation()
         store = self.store
         self.delete_all_button.setEnabled(False)
         self.conv_model.set_store(None)
-
-        def work(_token):
-            store.delete_all()
-
-        self._delete_all_op = self.ctx.background.run(work, self._on_deleted_all, self._on_deleted_all_failed)
+        # in the chat thread, after the reply that was just stopped has saved itself (jobs run in order)
+        self._delete_all_op = self._chat_thread().submit(lambda _s, _t: store.delete_all(), "Deleting all history")
+        self._delete_all_op.succeeded.connect(self._on_deleted_all)
+        self._delete_all_op.failed.connect(self._on_deleted_all_failed)
 
     @Slot()
     def _on_delete_all(self) -> None:
@@ -585,20 +591,19 @@ class ChatTab(QWidget):
     def _chat_thread(self):
         if self._thread is None:
             self._thread = self.ctx.model_thread("chat")
-            self._thread.yielded.connect(self._on_job_yielded)
-            self._thread.finished.connect(self._on_job_finished)
-            self._thread.failed.connect(self._on_job_failed)
-            self._thread.cancelled.connect(self._on_job_cancelled)
         return self._thread
 
-    def load_model(self, model_id: str) -> int:
+    def load_model(self, model_id: str):
         """Queue a load (the previous model is unloaded first, in the thread)."""
         t = self._chat_thread()
         if self._load_job is not None:
             t.cancel(self._load_job)
         self._loading_model = model_id
         self._load_error = None
-        self._load_job = t.submit(load_job(model_id, self.ctx.hardware, n_ctx=self.n_ctx_override))
+        self._load_job = watch(
+            t.submit(load_job(model_id, self.ctx.hardware, n_ctx=self.n_ctx_override), "Loading the model"),
+            lambda h: h is self._load_job, progress=self._on_load_progress, succeeded=self._on_loaded,
+            failed=self._on_load_failed, cancelled=self._on_load_cancelled)
         self.load_bar.setValue(0)
         self.load_bar.show()
         self.cancel_load_button.show()
@@ -673,7 +678,10 @@ class ChatTab(QWidget):
         self._gen_t0 = time.monotonic()
         self._gen_first = None
         self._gen_deltas = 0
-        self._gen_job = t.submit(generate_job(store, reply.id, messages, params, policy))
+        self._gen_job = watch(
+            t.submit(generate_job(store, reply.id, messages, params, policy), "The reply"),
+            lambda h: h is self._gen_job, progress=self._on_gen_progress, succeeded=self._on_gen_finished,
+            failed=self._on_gen_failed, cancelled=self._on_gen_cancelled)
         self._set_generating(True)
 
     @Slot()
@@ -681,16 +689,6 @@ class ChatTab(QWidget):
         """Stop generation (Esc). The reply keeps what was written so far."""
         if self._gen_job is not None and self._thread is not None:
             self._thread.cancel(self._gen_job)
-
-    def _wait_idle(self, timeout_ms: int = 5000) -> None:
-        """Let a cancelled job finish its bookkeeping (used before deleting what it writes to)."""
-        if self._thread is None or self._gen_job is None:
-            return
-        from PySide6.QtCore import QCoreApplication, QDeadlineTimer
-
-        deadline = QDeadlineTimer(timeout_ms)
-        while self._gen_job is not None and not deadline.hasExpired():
-            QCoreApplication.processEvents()
 
     def _set_generating(self, on: bool) -> None:
         self.send_button.setText("Stop" if on else "Send")
@@ -771,107 +769,106 @@ class ChatTab(QWidget):
                 system_prompt=self.params.system_prompt() or None)
 
     # ================================================================== job events (GUI thread)
-    @Slot(object)
-    def _on_job_yielded(self, ev: JobEvent) -> None:
-        v = ev.value
-        if ev.job == self._gen_job and isinstance(v, dict):
-            kind = v.get("type")
-            if kind == "delta":
-                if self._gen_first is None:
-                    self._gen_first = time.monotonic()
-                    self.ttft_label.setText(f"TTFT {self._gen_first - self._gen_t0:.2f} s")
-                self._gen_deltas += 1
-                self.view.stream_delta(v["kind"], v["text"])
-            elif kind == "truncated":
-                n = v.get("dropped_messages", 0)
-                if n:
-                    s = "s" if n != 1 else ""
-                    verb = "were" if n != 1 else "was"
-                    text = (f"{n} earlier message{s} no longer fit the model's context and {verb} left out "
-                            "of this reply.")
-                    if v.get("truncated_index") is not None:
-                        text += f" A long message was also shortened by {v.get('removed_chars', 0):,} characters."
-                else:
-                    text = v.get("notice", "The conversation was shortened to fit the model's context.")
-                self._show_notice(text)
-            elif kind == "done":
-                self._last_done = v
-        elif ev.job == self._load_job and isinstance(v, dict):
-            if v.get("type") == "load_progress":
-                self.load_bar.setValue(int(100 * v["fraction"]))
-            elif v.get("type") == "load_started":
-                self._plan_info = v
-                self.load_bar.setFormat(f"Loading {v.get('name', 'model')}… %p%")
-                self._show_plan(v)
-
-    @Slot(object)
-    def _on_job_finished(self, ev: JobEvent) -> None:
-        if ev.job == self._load_job:
-            info = ev.value or {}
-            self._load_job = None
-            self._loaded_model = info.get("model_id")
-            self._loading_model = None
-            self.load_bar.hide()
-            self.cancel_load_button.hide()
-            where = where_text(info.get("plan"), info.get("n_gpu_layers", 0))
-            self.ctx.set_loaded("chat", f"{info.get('name', 'chat model')} ({where})")
-            self._set_context(0, info.get("n_ctx", 0))
-            if not self.generating:
-                self.status_label.setText("Ready")
-            if info.get("template_error"):
-                self._show_notice(info["template_error"], error=True)
-            elif info.get("template_fallback"):
-                self._show_notice("This model file has no chat template; Atelier uses ChatML, which may not "
-                                  "match how the model was trained.")
-            self.model_loaded.emit(info)
-        elif ev.job == self._gen_job:
-            res = ev.value or {}
-            self._end_reply(res.get("content"), res.get("thinking"), res.get("stats") or {})
-
-    @Slot(object)
-    def _on_job_failed(self, ev: JobEvent) -> None:
-        exc = ev.value
-        if ev.job == self._load_job:
-            self._load_job = None
-            self._loading_model = None
-            self._loaded_model = None
-            self._load_error = str(exc)
-            self.load_bar.hide()
-            self.cancel_load_button.hide()
-            self.ctx.set_loaded("chat", None)
-            self._show_notice(f"Could not load the model: {exc}", error=True)
-            self.model_loaded.emit({"error": str(exc)})
-        elif ev.job == self._gen_job:
-            from desktop_app.engines.chat import ContextOverflow
-
-            from desktop_app.engines.chat_client import EngineCrashed
-
-            reply_id = self._gen_reply_id
-            crashed = isinstance(exc, EngineCrashed)
-            # a crash keeps what was streamed, marked as cut short; an empty reply is not kept
-            self._end_reply(None, None, {"finish_reason": "crashed" if crashed else "error"}, drop_if_empty=True)
-            if crashed:
-                self._show_notice(str(exc), error=True)
-            elif isinstance(exc, ContextOverflow):
-                self._ask_overflow(str(exc))
-            elif self._load_error:
-                self._show_notice(f"Could not load the model: {self._load_error}", error=True)
+    # the current reply's job (its handle's signals; see _start_reply)
+    def _on_gen_progress(self, v) -> None:
+        if not isinstance(v, dict):
+            return
+        kind = v.get("type")
+        if kind == "delta":
+            if self._gen_first is None:
+                self._gen_first = time.monotonic()
+                self.ttft_label.setText(f"TTFT {self._gen_first - self._gen_t0:.2f} s")
+            self._gen_deltas += 1
+            self.view.stream_delta(v["kind"], v["text"])
+        elif kind == "truncated":
+            n = v.get("dropped_messages", 0)
+            if n:
+                s = "s" if n != 1 else ""
+                verb = "were" if n != 1 else "was"
+                text = (f"{n} earlier message{s} no longer fit the model's context and {verb} left out "
+                        "of this reply.")
+                if v.get("truncated_index") is not None:
+                    text += f" A long message was also shortened by {v.get('removed_chars', 0):,} characters."
             else:
-                self._show_notice(f"The reply failed: {exc}", error=True)
-            log.info("reply %s failed", reply_id)
+                text = v.get("notice", "The conversation was shortened to fit the model's context.")
+            self._show_notice(text)
+        elif kind == "done":
+            self._last_done = v
 
-    @Slot(object)
-    def _on_job_cancelled(self, ev: JobEvent) -> None:
-        if ev.job == self._load_job:
-            self._load_job = None
-            self._loading_model = None
-            self._loaded_model = None  # the previous model was already unloaded
-            self.load_bar.hide()
-            self.cancel_load_button.hide()
-            self.ctx.set_loaded("chat", None)
-            self.status_label.setText("Loading cancelled")
-        elif ev.job == self._gen_job:
-            self._end_reply(None, None, {"finish_reason": "cancelled"}, drop_if_empty=self._gen_first is None)
+    def _on_gen_finished(self, res) -> None:
+        res = res or {}
+        self._end_reply(res.get("content"), res.get("thinking"), res.get("stats") or {})
+
+    def _on_gen_failed(self, exc) -> None:
+        from desktop_app.engines.chat import ContextOverflow
+        from desktop_app.engines.chat_client import EngineCrashed
+
+        reply_id = self._gen_reply_id
+        crashed = isinstance(exc, EngineCrashed)
+        # a crash keeps what was streamed, marked as cut short; an empty reply is not kept
+        self._end_reply(None, None, {"finish_reason": "crashed" if crashed else "error"}, drop_if_empty=True)
+        if crashed:
+            self._show_notice(str(exc), error=True)
+        elif isinstance(exc, ContextOverflow):
+            self._ask_overflow(str(exc))
+        elif self._load_error:
+            self._show_notice(f"Could not load the model: {self._load_error}", error=True)
+        else:
+            self._show_notice(f"The reply failed: {exc}", error=True)
+        log.info("reply %s failed", reply_id)
+
+    def _on_gen_cancelled(self) -> None:
+        self._end_reply(None, None, {"finish_reason": "cancelled"}, drop_if_empty=self._gen_first is None)
+
+    # the current load's job (its handle's signals; see load_model)
+    def _on_load_progress(self, v) -> None:
+        if not isinstance(v, dict):
+            return
+        if v.get("type") == "load_progress":
+            self.load_bar.setValue(int(100 * v["fraction"]))
+        elif v.get("type") == "load_started":
+            self._plan_info = v
+            self.load_bar.setFormat(f"Loading {v.get('name', 'model')}… %p%")
+            self._show_plan(v)
+
+    def _on_loaded(self, info) -> None:
+        info = info or {}
+        self._load_job = None
+        self._loaded_model = info.get("model_id")
+        self._loading_model = None
+        self.load_bar.hide()
+        self.cancel_load_button.hide()
+        where = where_text(info.get("plan"), info.get("n_gpu_layers", 0))
+        self.ctx.set_loaded("chat", f"{info.get('name', 'chat model')} ({where})")
+        self._set_context(0, info.get("n_ctx", 0))
+        if not self.generating:
+            self.status_label.setText("Ready")
+        if info.get("template_error"):
+            self._show_notice(info["template_error"], error=True)
+        elif info.get("template_fallback"):
+            self._show_notice("This model file has no chat template; Atelier uses ChatML, which may not "
+                              "match how the model was trained.")
+        self.model_loaded.emit(info)
+
+    def _on_load_failed(self, exc) -> None:
+        self._load_job = None
+        self._loading_model = None
+        self._loaded_model = None
+        self._load_error = str(exc)
+        self.load_bar.hide()
+        self.cancel_load_button.hide()
+        self.ctx.set_loaded("chat", None)
+        self._show_notice(f"Could not load the model: {exc}", error=True)
+        self.model_loaded.emit({"error": str(exc)})
+
+    def _on_load_cancelled(self) -> None:
+        self._load_job = None
+        self._loading_model = None
+        self._loaded_model = None  # the previous model was already unloaded
+        self.load_bar.hide()
+        self.cancel_load_button.hide()
+        self.ctx.set_loaded("chat", None)
+        self.status_label.setText("Loading cancelled")
 
     def _end_reply(self, content, thinking, stats: dict, drop_if_empty: bool = False) -> None:
         reply_id, store = self._gen_reply_id, self._gen_store

@@ -427,8 +427,8 @@ class CatalogView(QWidget):
         self.refresh_btn.setEnabled(False)
         what = r.entry.family if only else "all catalog entries"
         self.message.setText(f"Fetching exact sizes for {what} from {settings.hf_endpoint}…")
-        self._refresh_op = self.ctx.background.run(work, on_success=self._on_refreshed,
-                                                   on_failure=self._on_refresh_failed)
+        self._refresh_op = self.ctx.network.run(work, on_success=self._on_refreshed,
+                                                on_failure=self._on_refresh_failed)
 
     @Slot(object)
     def _on_refreshed(self, changes) -> None:

@@ -158,7 +158,6 @@ class DownloadsView(QWidget):
         self.setObjectName("downloadsView")
         self.queue = None
         self._runner_job: int | None = None
-        self._runner_connected = False
         self._rows: dict[str, DownloadRow] = {}
         self._pending: dict[str, object] = {}
         self._pending_lock = threading.Lock()
@@ -215,20 +214,17 @@ class DownloadsView(QWidget):
             return False
         queue = self.ensure_queue()
         thread = self.ctx.model_thread("downloads")
-        if not self._runner_connected:
-            thread.finished.connect(self._on_runner_ended)
-            thread.failed.connect(self._on_runner_ended)
-            thread.cancelled.connect(self._on_runner_ended)
-            self._runner_connected = True
-        self._runner_job = thread.submit(lambda _state, token: queue.run(token))
+        h = self._runner_job = thread.submit(lambda _state, token: queue.run(token), "The download queue")
+        h.succeeded.connect(lambda _r, h=h: self._on_runner_ended(h))
+        h.cancelled.connect(lambda h=h: self._on_runner_ended(h))
+        h.failed.connect(lambda exc, h=h: self._on_runner_ended(h, exc))
         return True
 
-    @Slot(object)
-    def _on_runner_ended(self, ev) -> None:
-        if ev.job == self._runner_job:
+    def _on_runner_ended(self, handle, exc: BaseException | None = None) -> None:
+        if handle is self._runner_job:
             self._runner_job = None
-            if isinstance(ev.value, BaseException):
-                self.message.setText(f"The download queue stopped: {ev.value}")
+            if exc is not None:
+                self.message.setText(f"The download queue stopped: {exc}")
 
     def _on_queue_event(self, job) -> None:
         """Called in the downloading thread: store the snapshot, wake the GUI once."""

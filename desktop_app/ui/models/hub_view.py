@@ -180,7 +180,7 @@ class HubSearchView(QWidget):
 
         self.search_btn.setEnabled(False)
         self.message.setText(f"Searching {settings.hf_endpoint} for '{text}'…")
-        self._search_op = self.ctx.background.run(work, on_success=self._on_searched, on_failure=self._on_failed)
+        self._search_op = self.ctx.network.run(work, on_success=self._on_searched, on_failure=self._on_failed)
         return self._search_op
 
     @Slot(object)
@@ -228,7 +228,7 @@ class HubSearchView(QWidget):
         self.files.clear()
         self.download_btn.setEnabled(False)
         self.message.setText(f"Listing the files of {repo_id}…")
-        self._files_op = self.ctx.background.run(work, on_success=self._on_files, on_failure=self._on_failed)
+        self._files_op = self.ctx.network.run(work, on_success=self._on_files, on_failure=self._on_failed)
         return self._files_op
 
     @Slot(object)

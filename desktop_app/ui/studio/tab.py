@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.qt.threads import JobEvent
+from desktop_app.qt.threads import JobHandle, watch
 from desktop_app.ui.studio import session
 from desktop_app.ui.studio.gallery import GalleryModel, GalleryView, new_image_path, scan_images
 from desktop_app.ui.studio.params import ParamsPanel
@@ -68,9 +68,9 @@ class StudioTab(QWidget):
         self.setAcceptDrops(True)
         self.engine_provider = None
         self._thread = None
-        self._gen_job: int | None = None
-        self._load_job: int | None = None
-        self._post_job: int | None = None
+        self._gen_job: JobHandle | None = None
+        self._load_job: JobHandle | None = None
+        self._post_job: JobHandle | None = None
         self._records: dict[str, object] = {}
         self._model_ids: list[str] = []
         self._badges: dict[str, str] = {}
@@ -330,19 +330,19 @@ class StudioTab(QWidget):
 
     def image_thread(self):
         """The "image" model thread: it owns the engine client; generation, loads and
-        post-processing jobs all run there, one after another (each handler filters by job id)."""
+        post-processing jobs all run there, one after another (each job's handle reaches its slots)."""
         if self._thread is None:
-            t = self.ctx.model_thread("image")
-            t.yielded.connect(self._on_job_yielded)
-            t.finished.connect(self._on_job_finished)
-            t.failed.connect(self._on_job_failed)
-            t.cancelled.connect(self._on_job_cancelled)
-            t.yielded.connect(self._on_post_yielded)
-            t.finished.connect(self._on_post_finished)
-            t.failed.connect(self._on_post_failed)
-            t.cancelled.connect(self._on_post_cancelled)
-            self._thread = t
+            self._thread = self.ctx.model_thread("image")
         return self._thread
+
+    def _submit_engine_job(self, job, what: str, *, gen: bool):
+        """A load (``gen`` False) or generation job, its handle wired to this tab's slots."""
+        attr = "_gen_job" if gen else "_load_job"
+        return watch(self.image_thread().submit(job, what), lambda h: h is getattr(self, attr),
+                     progress=self._on_engine_item,
+                     succeeded=self._on_gen_done if gen else self._on_load_done,
+                     failed=lambda exc: self._on_engine_failed(exc, gen),
+                     cancelled=self._on_gen_cancelled if gen else self._on_load_cancelled)
 
     @property
     def busy(self) -> bool:
@@ -458,7 +458,8 @@ class StudioTab(QWidget):
             self.image_thread().cancel(self._load_job)
         self.status_label.setText(f"Loading {rec.display_name}…")
         self.progress.setRange(0, 0)  # busy indicator
-        self._load_job = self.image_thread().submit(session.load_job(self._spec_for(rec), self.engine_provider))
+        self._load_job = self._submit_engine_job(session.load_job(self._spec_for(rec), self.engine_provider),
+                                                 "Loading the image model", gen=False)
         self._update_actions()
 
     # ------------------------------------------------------------------------------ generate
@@ -478,7 +479,7 @@ class StudioTab(QWidget):
     def _on_generate_clicked(self) -> None:
         self.generate()
 
-    def generate(self) -> int | None:
+    def generate(self) -> JobHandle | None:
         """Start a generation from the panel's settings; returns the job id (None if refused)."""
         if self.busy or self._shut_down:
             return None
@@ -508,7 +509,7 @@ class StudioTab(QWidget):
 
         if self._load_job is not None:
             self.image_thread().cancel(self._load_job)
-        self._gen_job = self.image_thread().submit(job)
+        self._gen_job = self._submit_engine_job(job, "The image generation", gen=True)
         self._total_images = p["batch"]
         self._results_this_job = 0
         self._job_error = False
@@ -533,11 +534,9 @@ class StudioTab(QWidget):
             self._thread.cancel(self._post_job)
 
     # ------------------------------------------------------------------------------ job events
-    @Slot(object)
-    def _on_job_yielded(self, ev: JobEvent) -> None:
-        if ev.job not in (self._gen_job, self._load_job) or self._shut_down:
+    def _on_engine_item(self, item) -> None:
+        if self._shut_down:
             return
-        item = ev.value
         kind = item[0]
         if kind == "progress":
             self._pending_progress = item
@@ -610,32 +609,28 @@ class StudioTab(QWidget):
             self._loaded_native = None
         self.show_error(kind, message)
 
-    @Slot(object)
-    def _on_job_finished(self, ev: JobEvent) -> None:
-        if ev.job == self._load_job:
-            self._load_job = None
-            if self._gen_job is None:
-                self.progress.setRange(0, 1)
-                self.progress.setValue(0)
-                self.progress.setFormat("Ready")
-        elif ev.job == self._gen_job:
-            self._on_flush()
-            self._gen_job = None
-            if not self._job_error and self._results_this_job:
-                self.progress.setValue(self.progress.maximum())
-                self.progress.setFormat(f"Done · {self._results_this_job} image(s)")
-                self.status_label.setText(f"Done: {self._results_this_job} image(s) saved to the gallery.")
-                self.generation_finished.emit("done")
-            else:
-                self.progress.setFormat("Failed")
-                self.generation_finished.emit("error")
+    def _on_load_done(self, _result) -> None:
+        self._load_job = None
+        if self._gen_job is None:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("Ready")
         self._update_actions()
 
-    @Slot(object)
-    def _on_job_failed(self, ev: JobEvent) -> None:
-        if ev.job not in (self._gen_job, self._load_job):
-            return
-        was_gen = ev.job == self._gen_job
+    def _on_gen_done(self, _result) -> None:
+        self._on_flush()
+        self._gen_job = None
+        if not self._job_error and self._results_this_job:
+            self.progress.setValue(self.progress.maximum())
+            self.progress.setFormat(f"Done · {self._results_this_job} image(s)")
+            self.status_label.setText(f"Done: {self._results_this_job} image(s) saved to the gallery.")
+            self.generation_finished.emit("done")
+        else:
+            self.progress.setFormat("Failed")
+            self.generation_finished.emit("error")
+        self._update_actions()
+
+    def _on_engine_failed(self, exc, was_gen: bool) -> None:
         if was_gen:
             self._gen_job = None
         else:
@@ -643,21 +638,18 @@ class StudioTab(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("Failed")
-        self._handle_engine_error("internal", str(ev.value) or type(ev.value).__name__)
+        self._handle_engine_error("internal", str(exc) or type(exc).__name__)
         if was_gen:
             self.generation_finished.emit("error")
         self._update_actions()
 
-    @Slot(object)
-    def _on_job_cancelled(self, ev: JobEvent) -> None:
-        if ev.job == self._load_job:
-            self._load_job = None
-            if self._gen_job is None:
-                self.progress.setRange(0, 1)
-            self._update_actions()
-            return
-        if ev.job != self._gen_job:
-            return
+    def _on_load_cancelled(self) -> None:
+        self._load_job = None
+        if self._gen_job is None:
+            self.progress.setRange(0, 1)
+        self._update_actions()
+
+    def _on_gen_cancelled(self) -> None:
         self._gen_job = None
         self._pending_preview = self._pending_progress = None
         self.progress.setFormat(f"Cancelled at step {self.progress.value()}/{self.progress.maximum()}")
@@ -684,7 +676,7 @@ class StudioTab(QWidget):
     def _on_restart_clicked(self) -> None:
         self.restart_engine()
 
-    def restart_engine(self) -> int | None:
+    def restart_engine(self) -> JobHandle | None:
         if self.busy or self._shut_down:
             return None
         self._on_banner_dismiss()
@@ -692,11 +684,12 @@ class StudioTab(QWidget):
         self.ctx.set_loaded("image", None)
         self._loaded_path = None
         self._loaded_native = None
-        job = self.image_thread().submit(session.restart_job(self.engine_provider))
-        self._load_job = job
+        self._load_job = self._submit_engine_job(session.restart_job(self.engine_provider),
+                                                 "Restarting the image engine", gen=False)
         rec = self.current_record()
         if rec is not None:  # load the model again in the fresh process
-            self._load_job = self.image_thread().submit(session.load_job(self._spec_for(rec), self.engine_provider))
+            self._load_job = self._submit_engine_job(session.load_job(self._spec_for(rec), self.engine_provider),
+                                                     "Loading the image model", gen=False)
         return self._load_job
 
     # ------------------------------------------------------------------------------ mode / canvas
@@ -937,7 +930,7 @@ class StudioTab(QWidget):
     def _on_remove_bg(self) -> None:
         self.postprocess("remove-bg")
 
-    def postprocess(self, op: str, model_id: str | None = None) -> int | None:
+    def postprocess(self, op: str, model_id: str | None = None) -> JobHandle | None:
         from desktop_app.ui.studio.postprocess import OPERATIONS, postprocess_job
 
         it = self._one()
@@ -951,9 +944,11 @@ class StudioTab(QWidget):
             return None
         out = new_image_path("upscaled" if op == "upscale" else "cutout")
         self._post_error = False
-        self._post_job = self.image_thread().submit(postprocess_job(
+        self._post_job = watch(self.image_thread().submit(postprocess_job(
             op, it.path, out, rec.path, rec.id, it.params, self.engine_provider,
-            allow_pickle=bool(self.ctx.settings.get("allow_pickle"))))
+            allow_pickle=bool(self.ctx.settings.get("allow_pickle"))), OPERATIONS[op][1]),
+            lambda h: h is self._post_job, progress=self._on_post_yielded, succeeded=self._on_post_finished,
+            failed=self._on_post_failed, cancelled=self._on_post_cancelled)
         self.progress.setRange(0, 0)
         self.progress.setFormat(OPERATIONS[op][1].replace("Upscaled", "Upscaling").replace(
             "Background removed", "Removing background") + "…")
@@ -961,11 +956,9 @@ class StudioTab(QWidget):
         self._update_actions()
         return self._post_job
 
-    @Slot(object)
-    def _on_post_yielded(self, ev: JobEvent) -> None:
-        if ev.job != self._post_job or self._shut_down:
+    def _on_post_yielded(self, item) -> None:
+        if self._shut_down:
             return
-        item = ev.value
         if item[0] == "progress":
             _, done, total, text = item
             if total:
@@ -985,10 +978,7 @@ class StudioTab(QWidget):
             self.select_gallery_row(0)
             self.result_added.emit(str(path))
 
-    @Slot(object)
-    def _on_post_finished(self, ev: JobEvent) -> None:
-        if ev.job != self._post_job:
-            return
+    def _on_post_finished(self, _result) -> None:
         self._post_job = None
         self.progress.setRange(0, 1)
         if self._post_error:
@@ -1000,21 +990,15 @@ class StudioTab(QWidget):
             self.status_label.setText("Done: the result is first in the gallery (Before / after compares it).")
         self._update_actions()
 
-    @Slot(object)
-    def _on_post_failed(self, ev: JobEvent) -> None:
-        if ev.job != self._post_job:
-            return
+    def _on_post_failed(self, exc) -> None:
         self._post_job = None
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("Failed")
-        self.show_error("internal", str(ev.value))
+        self.show_error("internal", str(exc))
         self._update_actions()
 
-    @Slot(object)
-    def _on_post_cancelled(self, ev: JobEvent) -> None:
-        if ev.job != self._post_job:
-            return
+    def _on_post_cancelled(self) -> None:
         self._post_job = None
         self.progress.setRange(0, 1)
         self.progress.setFormat("Cancelled")
