@@ -98,3 +98,16 @@ def test_one_cancel_token_type():
             if isinstance(node, ast.ClassDef) and "Token" in node.name and py.name != "cancel.py":
                 bad.append(f"{py.relative_to(PKG)} defines {node.name}")
     assert not bad, "\n".join(bad)
+
+
+def test_views_coalesce_through_the_one_throttle():
+    """Issue 10: no bare QTimer( under ui/ outside ui/widgets/throttle.py (qutebrowser's lint)."""
+    bad = []
+    for py in (PKG / "ui").rglob("*.py"):
+        if py.name == "throttle.py":
+            continue
+        tree = ast.parse(py.read_text("utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "QTimer":
+                bad.append(f"{py.relative_to(PKG)}:{node.lineno}")
+    assert not bad, "use desktop_app.ui.widgets.throttle.Coalescer: " + ", ".join(bad)

@@ -17,6 +17,7 @@ from PySide6.QtCore import QTimer, Qt, Signal, Slot
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
+from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.ui.widgets.chat_message import MessageWidget
 
 PAGE = 12  # a screenful and a bit: widgets cost ~3 ms each to build and lay out
@@ -82,9 +83,7 @@ class MessageView(QScrollArea):
         self._stream_t0 = 0.0
         self._think_end: float | None = None
         self.flushes = 0
-        self._timer = QTimer(self)
-        self._timer.setInterval(FLUSH_MS)
-        self._timer.timeout.connect(self._on_flush)
+        self._timer = Coalescer(FLUSH_MS, self._on_flush, self, mode="repeat")
 
     # ------------------------------------------------------------------ whole conversation
     def clear(self) -> None:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QMessageBox, QProgressBar, QPushButton, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget,
 )
 
+from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.core.history import HistoryStore, PrivateHistory
 from desktop_app.core.starter import STARTER_ID
 from desktop_app.qt.threads import watch
@@ -253,11 +254,8 @@ class ChatTab(QWidget):
     def _wire(self) -> None:
         self.new_button.clicked.connect(self._on_new)
         self.private_button.toggled.connect(self._on_private_toggled)
-        self._search_timer = QTimer(self)
-        self._search_timer.setSingleShot(True)
-        self._search_timer.setInterval(250)
-        self._search_timer.timeout.connect(self._on_search)
-        self.search_edit.textChanged.connect(lambda _t: self._search_timer.start())
+        self._search_timer = Coalescer(250, self._on_search, self, mode="debounce")
+        self.search_edit.textChanged.connect(lambda _t: self._search_timer.poke())
         self.conv_view.clicked.connect(self._on_conversation_clicked)
         self.conv_view.activated.connect(self._on_conversation_clicked)
         self.conv_view.customContextMenuRequested.connect(self._on_conv_menu)
@@ -277,9 +275,7 @@ class ChatTab(QWidget):
         del_sc = QShortcut(QKeySequence.StandardKey.Delete, self.conv_view)
         del_sc.setContext(Qt.ShortcutContext.WidgetShortcut)
         del_sc.activated.connect(self._on_delete_selected)
-        self._status_timer = QTimer(self)
-        self._status_timer.setInterval(250)
-        self._status_timer.timeout.connect(self._on_status_tick)
+        self._status_timer = Coalescer(250, self._on_status_tick, self, mode="repeat")
         self.ctx.library_changed.connect(self._on_library_changed)
         self.ctx.hardware_ready.connect(self._on_library_changed)
         self.conv_model.set_store(self.store)

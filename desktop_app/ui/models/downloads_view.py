@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.ui.models.common import human_eta, human_size, human_speed, licence_box
 
 log = logging.getLogger(__name__)
@@ -164,10 +165,7 @@ class DownloadsView(QWidget):
         self._last_state: dict[str, str] = {}
         self._bridge = _Bridge(self)
         self._bridge.poke.connect(self._on_poke, Qt.ConnectionType.QueuedConnection)
-        self._flush_timer = QTimer(self)
-        self._flush_timer.setSingleShot(True)
-        self._flush_timer.setInterval(100)
-        self._flush_timer.timeout.connect(self._flush)
+        self._flush_timer = Coalescer(100, self._flush, self)
 
         self.message = QLabel("No downloads yet. Choose a model in the Catalog or in Hub search.")
         self.message.setObjectName("downloadsMessage")
@@ -236,8 +234,7 @@ class DownloadsView(QWidget):
 
     @Slot()
     def _on_poke(self) -> None:
-        if not self._flush_timer.isActive():
-            self._flush_timer.start()
+        self._flush_timer.poke()
 
     def _store(self, job) -> None:
         with self._pending_lock:

@@ -11,10 +11,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QWidget
 
+from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.core.paths import get_paths
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,7 @@ class GalleryModel(QAbstractListModel):
         self._queued: list[Path] = []
         self._in_flight = False
         self._placeholder: QPixmap | None = None
-        self._batch_timer = QTimer(self)
-        self._batch_timer.setSingleShot(True)
-        self._batch_timer.setInterval(15)
-        self._batch_timer.timeout.connect(self._on_flush_requests)
+        self._batch_timer = Coalescer(15, self._on_flush_requests, self)
         self.requested_total = 0
 
     # list model API ---------------------------------------------------------------------------
@@ -211,8 +209,7 @@ class GalleryModel(QAbstractListModel):
         self._pending.add(path)
         self._queued.append(path)
         self.requested_total += 1
-        if not self._batch_timer.isActive():
-            self._batch_timer.start()
+        self._batch_timer.poke()
 
     @Slot()
     def _on_flush_requests(self) -> None:

@@ -14,7 +14,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QMimeData, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.qt.threads import JobHandle, watch
 from desktop_app.ui.studio import session
 from desktop_app.ui.studio.gallery import GalleryModel, GalleryView, new_image_path, scan_images
@@ -85,10 +86,7 @@ class StudioTab(QWidget):
         self._post_error = False
         self._results_this_job = 0
         self._build()
-        self._flush_timer = QTimer(self)
-        self._flush_timer.setInterval(FLUSH_MS)
-        self._flush_timer.setSingleShot(True)
-        self._flush_timer.timeout.connect(self._on_flush)
+        self._flush_timer = Coalescer(FLUSH_MS, self._on_flush, self)
         self.ctx.hardware_ready.connect(self._on_hardware_ready)
         self.ctx.library_changed.connect(self._on_library_changed)
 
@@ -562,8 +560,7 @@ class StudioTab(QWidget):
             self._handle_engine_error(item[1], item[2])
 
     def _schedule_flush(self) -> None:
-        if not self._flush_timer.isActive():
-            self._flush_timer.start()
+        self._flush_timer.poke()
 
     @Slot()
     def _on_flush(self) -> None:
