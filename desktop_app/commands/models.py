@@ -80,7 +80,7 @@ class _StderrProgress:
 
 
 def cmd_pull(args) -> int:
-    from desktop_app.hub.downloads import pull
+    from desktop_app.hub.pull import pull
 
     rec = pull(args.repo, args.file, revision=args.revision, accept_license=args.accept_license,
                allow_unverified=getattr(args, "allow_unverified", False), on_progress=_StderrProgress())

@@ -335,7 +335,7 @@ def refresh(catalog: Catalog, client=None, entry_ids: Iterable[str] | None = Non
     Raises OfflineError at once when offline.
     """
     from desktop_app.hub.client import HubClient
-    from desktop_app.hub.downloads import select_diffusers_files
+    from desktop_app.hub.pull import select_diffusers_files
 
     client = client or HubClient()
     client.ensure_online()

@@ -91,7 +91,7 @@ def _check_family(repo_id: str, family: str, model_index: dict) -> None:
 
 
 def _read_model_index(client: HubClient, info: RepoInfo) -> dict:
-    from desktop_app.hub.downloads import _fetch_model_index
+    from desktop_app.hub.pull import _fetch_model_index
 
     idx = _fetch_model_index(client, info.repo_id, info.sha or "main")
     if not isinstance(idx, dict):
@@ -108,7 +108,7 @@ def fetch_pipeline_configs(repo_id: str, family: str, *, client: HubClient | Non
     Raises OfflineError (offline switch; no socket), GatedError / HubNotFoundError / AtelierError
     (hub errors, wrong family, not a diffusers repo), ModelFormatError (checksum), Cancelled.
     """
-    from desktop_app.hub.downloads import DownloadControl, download_file_iter
+    from desktop_app.hub.transfer import DownloadControl, download_file_iter
 
     client = client or HubClient(token=token)
     ensure_online(client.settings)

@@ -21,7 +21,7 @@ from desktop_app.core.safepath import is_strictly_inside, remove_inside
 from desktop_app.core.settings import Settings
 from desktop_app.core.cancel import CancelToken
 from desktop_app.hub.client import quantization_from_name
-from desktop_app.hub.downloads import default_disk_probe, require_free_space
+from desktop_app.hub.transfer import default_disk_probe, require_free_space
 
 CHUNK = 4 * 1024 * 1024
 

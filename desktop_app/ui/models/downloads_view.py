@@ -187,7 +187,7 @@ class DownloadsView(QWidget):
     # the queue and its thread --------------------------------------------------------------
     def ensure_queue(self):
         if self.queue is None:
-            from desktop_app.hub.downloads import DownloadQueue
+            from desktop_app.hub.download_queue import DownloadQueue
 
             self.queue = DownloadQueue(library=self.ctx.library, hw=self.ctx.hardware, on_event=self._on_queue_event)
             for job in self.queue.jobs():
@@ -306,7 +306,7 @@ class DownloadsView(QWidget):
 
     def enqueue_spec(self, spec) -> str | None:
         """A file (or whole repo) chosen in Hub search; gated or restrictive licences are accepted first."""
-        from desktop_app.hub.downloads import licence_requires_acceptance
+        from desktop_app.hub.licences import licence_requires_acceptance
 
         accept = False
         if licence_requires_acceptance(spec.license, gated=spec.gated, repo_id=spec.repo_id,
