@@ -31,79 +31,15 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from desktop_app.core.errors import AtelierError, storage_error
+from desktop_app.core.history_recovery import aside_name, integrity_problem, salvage_history
+from desktop_app.core.history_schema import (  # noqa: F401 - MIGRATIONS/SCHEMA_VERSION: read here at open
+    DB_NAME, MIGRATIONS, ROLES, SCHEMA_VERSION, _fts5_trigram_available,
+)
 
 log = logging.getLogger(__name__)
-
-ROLES = ("system", "user", "assistant")
-DB_NAME = "history.sqlite3"
-
-# Each entry upgrades the schema by one version (index 0: empty file -> version 1).
-MIGRATIONS: list[str | Callable[[], str]] = [
-    """
-    CREATE TABLE conversations (
-        id            INTEGER PRIMARY KEY AUTOINCREMENT,
-        title         TEXT    NOT NULL DEFAULT '',
-        created       REAL    NOT NULL,
-        updated       REAL    NOT NULL,
-        model_id      TEXT,
-        system_prompt TEXT,
-        params        TEXT    NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX conversations_updated ON conversations(updated DESC, id DESC);
-    CREATE TABLE messages (
-        id              INTEGER PRIMARY KEY AUTOINCREMENT,
-        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        role            TEXT    NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
-        content         TEXT    NOT NULL DEFAULT '',
-        thinking        TEXT    NOT NULL DEFAULT '',
-        model_id        TEXT,
-        params          TEXT    NOT NULL DEFAULT '{}',
-        stats           TEXT    NOT NULL DEFAULT '{}',
-        created         REAL    NOT NULL,
-        finished        INTEGER NOT NULL DEFAULT 1
-    );
-    CREATE INDEX messages_conversation ON messages(conversation_id, id);
-    """,
-    lambda: _migrate_fts(),  # 1 -> 2 (defined below; its SQL depends on this SQLite): full-text index of message text, when SQLite has FTS5 with trigrams
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_FTS_SQL = """
-    CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='id', tokenize='trigram');
-    CREATE TRIGGER messages_fts_ai AFTER INSERT ON messages BEGIN
-        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
-    END;
-    CREATE TRIGGER messages_fts_ad AFTER DELETE ON messages BEGIN
-        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
-    END;
-    CREATE TRIGGER messages_fts_au AFTER UPDATE OF content ON messages BEGIN
-        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
-        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
-    END;
-    INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
-"""
-
-
-def _fts5_trigram_available() -> bool:
-    try:
-        con = sqlite3.connect(":memory:")
-        try:
-            con.execute("CREATE VIRTUAL TABLE t USING fts5(x, tokenize='trigram')")
-        finally:
-            con.close()
-        return True
-    except sqlite3.Error:
-        return False
-
-
-def _migrate_fts() -> str:
-    """Search by text without scanning every message. Older SQLite builds (no FTS5, or before
-    3.34 without the trigram tokenizer) skip it; the search then falls back to LIKE."""
-    return _FTS_SQL if _fts5_trigram_available() else ""
-
 
 class HistoryError(AtelierError):
     """The history database cannot be used (unreadable, newer schema, …)."""
@@ -172,108 +108,6 @@ def _secure_file(path: Path) -> None:
             pass
 
 
-def _aside_name(path: Path) -> Path:
-    stamp = time.strftime("%Y-%m-%d-%H%M%S")
-    out = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}")
-    i = 1
-    while out.exists():
-        out = path.with_name(f"{path.stem}.damaged-{stamp}-{i}{path.suffix}")
-        i += 1
-    return out
-
-
-# What SQLite says when the bytes themselves are bad (as opposed to "cannot open", "locked",
-# "read-only": those are about access, and never a reason to move the user's history aside).
-_DAMAGE_WORDS = ("not a database", "malformed", "corrupt", "disk image")
-
-
-def _integrity_problem(path: Path) -> str:
-    """'' when the file is a healthy SQLite database (or absent, or cannot be opened at all: the
-    normal open reports that), else what is wrong with its bytes, in words."""
-    if not path.exists():
-        return ""
-    if path.stat().st_size == 0 and not Path(str(path) + "-wal").exists():
-        return "the file is empty (0 bytes): it was cut short, perhaps by a full disk or a crash"
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
-    except sqlite3.Error:
-        return ""
-    try:
-        rows = con.execute("PRAGMA quick_check").fetchall()
-    except sqlite3.DatabaseError as exc:
-        return str(exc) if any(w in str(exc).lower() for w in _DAMAGE_WORDS) else ""
-    finally:
-        con.close()
-    bad = [r[0] for r in rows if r[0] != "ok"]
-    return f"SQLite's integrity check failed ({bad[0][:120]})" if bad else ""
-
-
-_CONV_COLS = "id, title, created, updated, model_id, system_prompt, params"
-_MSG_COLS = "id, conversation_id, role, content, thinking, model_id, params, stats, created"
-
-
-def _salvage_rows(con: sqlite3.Connection, table: str, cols: str, max_errors: int = 20000) -> list[tuple]:
-    """Every row of ``table`` that SQLite can still read, walking by id around damaged pages."""
-    out, last, errors = [], -(2**62), 0
-    while errors < max_errors:
-        try:
-            rows = con.execute(f"SELECT {cols} FROM {table} WHERE id > ? ORDER BY id LIMIT 256", (last,)).fetchall()
-        except sqlite3.DatabaseError:
-            errors += 1
-            last = max(last, 0) + 1  # step over the unreadable row
-            continue
-        if not rows:
-            break
-        out += rows
-        last = rows[-1][0]
-    return out
-
-
-def salvage_history(path: Path) -> list[dict]:
-    """What can be read back from a damaged history file, as ``import_conversations`` dicts."""
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return []
-    try:
-        try:
-            convs = _salvage_rows(con, "conversations", _CONV_COLS)
-            msgs = _salvage_rows(con, "messages", _MSG_COLS)
-        except sqlite3.DatabaseError:  # not a database at all, or no such tables
-            return []
-    finally:
-        con.close()
-
-    def js(v):
-        try:
-            d = json.loads(v) if isinstance(v, str) else {}
-            return d if isinstance(d, dict) else {}
-        except ValueError:
-            return {}
-
-    def num(v, default: float) -> float:
-        return float(v) if isinstance(v, (int, float)) else default
-
-    now = time.time()
-    by_id: dict[int, dict] = {}
-    for cid, title, created, updated, model_id, system_prompt, params in convs:
-        by_id[cid] = {"title": str(title or ""), "created": num(created, now), "updated": num(updated, now),
-                      "model_id": model_id if isinstance(model_id, str) else None,
-                      "system_prompt": system_prompt if isinstance(system_prompt, str) else None,
-                      "params": js(params), "messages": []}
-    for _mid, cid, role, content, thinking, model_id, params, stats, created in msgs:
-        if role not in ROLES:
-            continue
-        conv = by_id.get(cid)
-        if conv is None:  # its conversation's row was lost: keep the message in a placeholder
-            conv = by_id[cid] = {"title": f"Recovered conversation {cid}", "created": num(created, now),
-                                 "updated": num(created, now), "messages": []}
-        conv["messages"].append({"role": role, "content": str(content or ""), "thinking": str(thinking or ""),
-                                 "model_id": model_id if isinstance(model_id, str) else None,
-                                 "params": js(params), "stats": js(stats), "created": num(created, now)})
-    return list(by_id.values())
-
-
 class HistoryStore:
     """The chat history. ``HistoryStore()`` opens the default file; ``HistoryStore(path)`` another
     one; ``PrivateHistory()`` (or ``HistoryStore(":memory:")``) an in-memory store.
@@ -302,7 +136,7 @@ class HistoryStore:
                     self.path.parent.mkdir(parents=True, mode=0o700)
                 except OSError as exc:
                     raise HistoryError(str(storage_error(exc, self.path.parent, "the chat history"))) from None
-            problem = _integrity_problem(self.path)
+            problem = integrity_problem(self.path)
             if problem:
                 salvaged = self._move_aside(problem)
             _secure_file(self.path)
@@ -352,7 +186,7 @@ class HistoryStore:
     def _move_aside(self, problem: str) -> list[dict]:
         """Keep the damaged file (renamed with the date), salvage what SQLite can read, start afresh."""
         path = self.path
-        aside = _aside_name(path)
+        aside = aside_name(path)
         os.replace(path, aside)
         for ext in ("-wal", "-shm"):
             side = Path(str(path) + ext)
