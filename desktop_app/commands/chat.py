@@ -39,7 +39,7 @@ def _resolve_model(model: str | None):
 
 def cmd_run(args) -> int:
     from desktop_app.engines.base import CancelToken
-    from desktop_app.engines.chat import LoadConfig, SamplingParams
+    from desktop_app.engines.chat_types import LoadConfig, SamplingParams
     from desktop_app.engines.chat_client import ChatEngineProcess
 
     as_json = bool(getattr(args, "json", False))

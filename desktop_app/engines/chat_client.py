@@ -25,7 +25,7 @@ from typing import Callable
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
 from desktop_app.engines import wire as P
 from desktop_app.engines.base import CancelToken
-from desktop_app.engines.chat import (
+from desktop_app.engines.chat_types import (
     ChatEvent, ChatStats, ContextOverflow, LoadConfig, SamplingParams, Truncation, final_stats,
 )
 from desktop_app.engines.host import EngineHost

@@ -48,7 +48,7 @@ def load_job(model_id: str, hardware: Any = None, n_ctx: int | None = None, libr
     """A ModelThread job that loads ``model_id`` (after unloading whatever was loaded)."""
 
     def job(state: dict, token):
-        from desktop_app.engines.chat import LoadConfig
+        from desktop_app.engines.chat_types import LoadConfig
         from desktop_app.engines.chat_client import ChatEngineProcess
 
         old = state.pop("engine", None)
@@ -106,7 +106,7 @@ def generate_job(store, message_id: int, messages: list[dict], params: dict, ove
         engine = state.get("engine")
         if engine is None:
             raise AtelierError("No chat model is loaded (the load failed or was cancelled).")
-        from desktop_app.engines.chat import Reply
+        from desktop_app.engines.chat_types import Reply
         from desktop_app.engines.chat_client import EngineCrashed
 
         reply = Reply()  # the one fold of a reply's events, shared with the CLI and the history

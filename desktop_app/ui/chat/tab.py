@@ -796,7 +796,7 @@ class ChatTab(QWidget):
         self._end_reply(res.get("content"), res.get("thinking"), res.get("stats") or {})
 
     def _on_gen_failed(self, exc) -> None:
-        from desktop_app.engines.chat import ContextOverflow
+        from desktop_app.engines.chat_types import ContextOverflow
         from desktop_app.engines.chat_client import EngineCrashed
 
         reply_id = self._gen_reply_id
