@@ -75,7 +75,7 @@ def run_state(state: str) -> dict:
         chat.send("Count from one to five hundred in words, one per line.")
         ok = _wait(app, lambda: len(chat.view._stream_content) > 20, 120)
         if state == "chat_engine_stuck":
-            engine = chat._thread._worker.state.get("engine")
+            engine = chat.controller.thread._worker.state.get("engine")
             extra["engine_pid"] = engine.pid
             os.kill(engine.pid, signal.SIGSTOP)
     elif state == "image_generating":

@@ -23,9 +23,9 @@ from PySide6.QtWidgets import (
 from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.core.history import HistoryStore, PrivateHistory
 from desktop_app.core.starter import STARTER_ID
-from desktop_app.qt.threads import watch
 from desktop_app.ui.chat.conversations import ConversationIdRole, ConversationListModel
-from desktop_app.ui.chat.jobs import generate_job, load_job, where_text
+from desktop_app.ui.chat.controller import ChatController
+from desktop_app.ui.chat.jobs import where_text
 from desktop_app.ui.chat.message_view import MessageView
 from desktop_app.ui.chat.params import ParamsPanel
 from desktop_app.ui.widgets.chat_input import ChatInput
@@ -65,14 +65,8 @@ class ChatTab(QWidget):
         self.conversation_id: int | None = None
 
         # model / job state ------------------------------------------------------------------
-        self._thread = None
-        self._loaded_model: str | None = None
-        self._loading_model: str | None = None
-        self._load_job: int | None = None
-        self._load_error: str | None = None
-        self._gen_job: int | None = None
-        self._gen_reply_id: int | None = None
-        self._gen_store: HistoryStore | None = None
+        # the model's work (load, reply, stop) lives in the controller; this view lays out and wires
+        self.controller = ChatController(ctx, self)
         self._gen_t0 = 0.0
         self._gen_first: float | None = None
         self._gen_deltas = 0
@@ -252,6 +246,7 @@ class ChatTab(QWidget):
         self.splitter.setSizes([240, 900, 260])
 
     def _wire(self) -> None:
+        self._wire_controller()
         self.new_button.clicked.connect(self._on_new)
         self.private_button.toggled.connect(self._on_private_toggled)
         self._search_timer = Coalescer(250, self._on_search, self, mode="debounce")
@@ -326,9 +321,7 @@ class ChatTab(QWidget):
         self._search_timer.stop()
         if self._badge_op is not None:
             self._badge_op.cancel()
-        if self._thread is not None:
-            self._thread.cancel()
-            self._thread.shutdown()
+        self.controller.shutdown()
         self.conv_model.set_store(None)
         for st in (self._private_store, self.store):
             if st is not None:
@@ -350,7 +343,7 @@ class ChatTab(QWidget):
             self.private = True
         else:
             self.private = False
-            if self._private_store is not None and self._gen_store is not self._private_store:
+            if self._private_store is not None and self.controller.reply_store is not self._private_store:
                 self._private_store.close()
             self._private_store = None
         self.private_button.blockSignals(True)
@@ -372,7 +365,7 @@ class ChatTab(QWidget):
         if self.private:
             self.stop()
             old, self._private_store = self._private_store, PrivateHistory()  # a fresh private chat
-            if old is not None and old is not self._gen_store:
+            if old is not None and old is not self.controller.reply_store:
                 old.close()
         self.new_conversation()
 
@@ -434,8 +427,8 @@ class ChatTab(QWidget):
             # which runs jobs in order (no nested event loop waiting for it here)
             self.stop()
             self.new_conversation()
-            h = self._chat_thread().submit(lambda _s, _t: store.delete_conversation(conversation_id),
-                                           "Deleting the conversation")
+            h = self.controller.after_reply(lambda: store.delete_conversation(conversation_id),
+                                            "Deleting the conversation")
             h.succeeded.connect(lambda _r: self.conv_model.refresh())
             return
         if conversation_id == self.conversation_id:
@@ -500,7 +493,7 @@ class ChatTab(QWidget):
         self.delete_all_button.setEnabled(False)
         self.conv_model.set_store(None)
         # in the chat thread, after the reply that was just stopped has saved itself (jobs run in order)
-        self._delete_all_op = self._chat_thread().submit(lambda _s, _t: store.delete_all(), "Deleting all history")
+        self._delete_all_op = self.controller.after_reply(store.delete_all, "Deleting all history")
         self._delete_all_op.succeeded.connect(self._on_deleted_all)
         self._delete_all_op.failed.connect(self._on_deleted_all_failed)
 
@@ -581,37 +574,21 @@ class ChatTab(QWidget):
         mid = self.chosen_model
         if self.conversation_id is not None and self.active_store is not None:
             self.active_store.update_conversation(self.conversation_id, model_id=mid)
-        if mid != self._loaded_model and self._gen_job is None:
+        if mid != self.controller.loaded_model and not self.controller.generating:
             self.load_model(mid)
-
-    def _chat_thread(self):
-        if self._thread is None:
-            self._thread = self.ctx.model_thread("chat")
-        return self._thread
 
     def load_model(self, model_id: str):
         """Queue a load (the previous model is unloaded first, in the thread)."""
-        t = self._chat_thread()
-        if self._load_job is not None:
-            t.cancel(self._load_job)
-        self._loading_model = model_id
-        self._load_error = None
-        self._load_job = watch(
-            t.submit(load_job(model_id, self.ctx.hardware, n_ctx=self.n_ctx_override), "Loading the model"),
-            lambda h: h is self._load_job, progress=self._on_load_progress, succeeded=self._on_loaded,
-            failed=self._on_load_failed, cancelled=self._on_load_cancelled)
+        handle = self.controller.load(model_id, self.n_ctx_override)
         self.load_bar.setValue(0)
         self.load_bar.show()
         self.cancel_load_button.show()
         self.status_label.setText("Loading model…")
-        return self._load_job
+        return handle
 
     @Slot()
     def cancel_load(self) -> None:
-        if self._load_job is not None and self._thread is not None:
-            self._thread.cancel(self._load_job)
-            if self._gen_job is not None:
-                self._thread.cancel(self._gen_job)
+        self.controller.cancel_load()
 
     # ================================================================== sending
     @Slot()
@@ -623,7 +600,7 @@ class ChatTab(QWidget):
 
     @property
     def generating(self) -> bool:
-        return self._gen_job is not None
+        return self.controller.generating
 
     def send(self, text: str | None = None) -> bool:
         """Send the message box's text (or ``text``). Returns False when nothing was sent."""
@@ -662,29 +639,25 @@ class ChatTab(QWidget):
         messages = ([{"role": "system", "content": self.params.system_prompt()}] if self.params.system_prompt() else [])
         messages += [{"role": m.role, "content": m.content} for m in history]
         model = self.chosen_model
-        reply = store.add_message(cid, "assistant", "", model_id=model, params=params, finished=False)
-        t = self._chat_thread()
-        if model != self._loaded_model and model != self._loading_model:
-            self.load_model(model)
-        self._hide_notice()
-        self.view.begin_stream(reply.id)
         policy = overflow or self.ctx.settings.get("context_overflow") or "truncate_oldest"
-        self._gen_reply_id = reply.id
-        self._gen_store = store
+        c = self.controller
+        needs_load = model != c.loaded_model and model != c.loading_model
         self._gen_t0 = time.monotonic()
         self._gen_first = None
         self._gen_deltas = 0
-        self._gen_job = watch(
-            t.submit(generate_job(store, reply.id, messages, params, policy), "The reply"),
-            lambda h: h is self._gen_job, progress=self._on_gen_progress, succeeded=self._on_gen_finished,
-            failed=self._on_gen_failed, cancelled=self._on_gen_cancelled)
+        reply_id = c.start_reply(store, cid, messages, params, model, policy, self.n_ctx_override)
+        if needs_load:  # the controller queued the load before the reply
+            self.load_bar.setValue(0)
+            self.load_bar.show()
+            self.cancel_load_button.show()
+        self._hide_notice()
+        self.view.begin_stream(reply_id)
         self._set_generating(True)
 
     @Slot()
     def stop(self) -> None:
         """Stop generation (Esc). The reply keeps what was written so far."""
-        if self._gen_job is not None and self._thread is not None:
-            self._thread.cancel(self._gen_job)
+        self.controller.stop()
 
     def _set_generating(self, on: bool) -> None:
         self.send_button.setText("Stop" if on else "Send")
@@ -699,7 +672,7 @@ class ChatTab(QWidget):
     @Slot()
     def _on_status_tick(self) -> None:
         if self._gen_first is None:
-            if self._load_job is None:
+            if not self.controller.loading:
                 self.status_label.setText("generating… (reading the prompt)")
             return
         dt = time.monotonic() - self._gen_first
@@ -723,7 +696,7 @@ class ChatTab(QWidget):
                 self.edit_and_resend(message_id, text)
 
     def delete_message(self, message_id: int) -> None:
-        if self.generating and message_id == self._gen_reply_id:
+        if self.generating and message_id == self.controller.reply_id:
             return
         store = self.active_store
         if store is not None:
@@ -764,74 +737,63 @@ class ChatTab(QWidget):
                 self.conversation_id, params=self.params.params(),
                 system_prompt=self.params.system_prompt() or None)
 
-    # ================================================================== job events (GUI thread)
-    # the current reply's job (its handle's signals; see _start_reply)
-    def _on_gen_progress(self, v) -> None:
-        if not isinstance(v, dict):
-            return
-        kind = v.get("type")
-        if kind == "delta":
-            if self._gen_first is None:
-                self._gen_first = time.monotonic()
-                self.ttft_label.setText(f"TTFT {self._gen_first - self._gen_t0:.2f} s")
-            self._gen_deltas += 1
-            self.view.stream_delta(v["kind"], v["text"])
-        elif kind == "truncated":
-            n = v.get("dropped_messages", 0)
-            if n:
-                s = "s" if n != 1 else ""
-                verb = "were" if n != 1 else "was"
-                text = (f"{n} earlier message{s} no longer fit the model's context and {verb} left out "
-                        "of this reply.")
-                if v.get("truncated_index") is not None:
-                    text += f" A long message was also shortened by {v.get('removed_chars', 0):,} characters."
-            else:
-                text = v.get("notice", "The conversation was shortened to fit the model's context.")
-            self._show_notice(text)
-        elif kind == "done":
-            self._last_done = v
+    # ================================================================== the controller's signals (GUI thread)
+    def _wire_controller(self) -> None:
+        c = self.controller
+        c.load_started.connect(self._on_load_started)
+        c.load_progress.connect(lambda f: self.load_bar.setValue(int(100 * f)))
+        c.loaded.connect(self._on_loaded)
+        c.load_failed.connect(self._on_load_failed)
+        c.load_cancelled.connect(self._on_load_cancelled)
+        c.reply_delta.connect(self._on_reply_delta)
+        c.reply_truncated.connect(self._on_reply_truncated)
+        c.reply_ended.connect(self._on_reply_ended)
 
-    def _on_gen_finished(self, res) -> None:
-        res = res or {}
-        self._end_reply(res.get("content"), res.get("thinking"), res.get("stats") or {})
+    def _on_reply_delta(self, kind: str, text: str) -> None:
+        if self._gen_first is None:
+            self._gen_first = time.monotonic()
+            self.ttft_label.setText(f"TTFT {self._gen_first - self._gen_t0:.2f} s")
+        self._gen_deltas += 1
+        self.view.stream_delta(kind, text)
 
-    def _on_gen_failed(self, exc) -> None:
-        from desktop_app.engines.chat_types import ContextOverflow
-        from desktop_app.engines.chat_client import EngineCrashed
-
-        reply_id = self._gen_reply_id
-        crashed = isinstance(exc, EngineCrashed)
-        # a crash keeps what was streamed, marked as cut short; an empty reply is not kept
-        self._end_reply(None, None, {"finish_reason": "crashed" if crashed else "error"}, drop_if_empty=True)
-        if crashed:
-            self._show_notice(str(exc), error=True)
-        elif isinstance(exc, ContextOverflow):
-            self._ask_overflow(str(exc))
-        elif self._load_error:
-            self._show_notice(f"Could not load the model: {self._load_error}", error=True)
+    def _on_reply_truncated(self, v: dict) -> None:
+        n = v.get("dropped_messages", 0)
+        if n:
+            s = "s" if n != 1 else ""
+            verb = "were" if n != 1 else "was"
+            text = f"{n} earlier message{s} no longer fit the model's context and {verb} left out of this reply."
+            if v.get("truncated_index") is not None:
+                text += f" A long message was also shortened by {v.get('removed_chars', 0):,} characters."
         else:
-            self._show_notice(f"The reply failed: {exc}", error=True)
-        log.info("reply %s failed", reply_id)
+            text = v.get("notice", "The conversation was shortened to fit the model's context.")
+        self._show_notice(text)
 
-    def _on_gen_cancelled(self) -> None:
-        self._end_reply(None, None, {"finish_reason": "cancelled"}, drop_if_empty=self._gen_first is None)
+    def _on_reply_ended(self, end) -> None:
+        from desktop_app.engines.chat_types import ContextOverflow
 
-    # the current load's job (its handle's signals; see load_model)
-    def _on_load_progress(self, v) -> None:
-        if not isinstance(v, dict):
+        if end.reason == "done":
+            self._end_reply(end, end.content, end.thinking)
             return
-        if v.get("type") == "load_progress":
-            self.load_bar.setValue(int(100 * v["fraction"]))
-        elif v.get("type") == "load_started":
-            self._plan_info = v
-            self.load_bar.setFormat(f"Loading {v.get('name', 'model')}… %p%")
-            self._show_plan(v)
+        # stopped before its end, failed or crashed: what was streamed stays (marked); an empty reply goes
+        self._end_reply(end, None, None, drop_if_empty=end.reason != "cancelled" or self._gen_first is None)
+        exc = end.error
+        if end.reason == "crashed":
+            self._show_notice(str(exc), error=True)
+        elif end.reason == "error":
+            if isinstance(exc, ContextOverflow):
+                self._ask_overflow(str(exc))
+            elif self.controller.load_error:
+                self._show_notice(f"Could not load the model: {self.controller.load_error}", error=True)
+            else:
+                self._show_notice(f"The reply failed: {exc}", error=True)
+            log.info("reply %s failed", end.reply_id)
 
-    def _on_loaded(self, info) -> None:
-        info = info or {}
-        self._load_job = None
-        self._loaded_model = info.get("model_id")
-        self._loading_model = None
+    def _on_load_started(self, v: dict) -> None:
+        self._plan_info = v
+        self.load_bar.setFormat(f"Loading {v.get('name', 'model')}… %p%")
+        self._show_plan(v)
+
+    def _on_loaded(self, info: dict) -> None:
         self.load_bar.hide()
         self.cancel_load_button.hide()
         where = where_text(info.get("plan"), info.get("n_gpu_layers", 0))
@@ -846,31 +808,21 @@ class ChatTab(QWidget):
                               "match how the model was trained.")
         self.model_loaded.emit(info)
 
-    def _on_load_failed(self, exc) -> None:
-        self._load_job = None
-        self._loading_model = None
-        self._loaded_model = None
-        self._load_error = str(exc)
+    def _on_load_failed(self, message: str) -> None:
         self.load_bar.hide()
         self.cancel_load_button.hide()
         self.ctx.set_loaded("chat", None)
-        self._show_notice(f"Could not load the model: {exc}", error=True)
-        self.model_loaded.emit({"error": str(exc)})
+        self._show_notice(f"Could not load the model: {message}", error=True)
+        self.model_loaded.emit({"error": message})
 
     def _on_load_cancelled(self) -> None:
-        self._load_job = None
-        self._loading_model = None
-        self._loaded_model = None  # the previous model was already unloaded
         self.load_bar.hide()
         self.cancel_load_button.hide()
         self.ctx.set_loaded("chat", None)
         self.status_label.setText("Loading cancelled")
 
-    def _end_reply(self, content, thinking, stats: dict, drop_if_empty: bool = False) -> None:
-        reply_id, store = self._gen_reply_id, self._gen_store
-        self._gen_job = None
-        self._gen_reply_id = None
-        self._gen_store = None
+    def _end_reply(self, end, content, thinking, drop_if_empty: bool = False) -> None:
+        reply_id, store, stats = end.reply_id, end.store, end.stats
         if self._shut:  # late event after the window closed: the job already saved the reply
             return
         self._set_generating(False)
