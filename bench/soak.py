@@ -25,7 +25,6 @@ sys.path.insert(0, str(ROOT))
 
 
 def sample(proc) -> dict:
-    import psutil
 
     kids = proc.children(recursive=True)
     rss_app = proc.memory_info().rss
