@@ -51,7 +51,7 @@ def test_load_reply_stop_and_follow_up_without_widgets(ctl, qtbot):
     qtbot.waitUntil(lambda: follow.done, timeout=10_000)
     assert ended.args[0].stats.get("finish_reason") in ("cancelled", None) or ended.args[0].reason == "cancelled"
     assert order == [True]  # the stopped reply was saved (finished) before the follow-up ran
-    assert set(QApplication.allWidgets()) == before  # the controller builds no widget
+    assert not set(QApplication.allWidgets()) - before  # the controller builds no widget
 
 
 def test_a_failed_load_is_a_signal_with_the_reason(ctl, qtbot, tmp_path):
