@@ -11,6 +11,7 @@ protocol). A reader thread takes ``cancel``/``ping``/``shutdown`` while the main
 
 Requests (``op``), each answered by events ending in exactly one ``done``/``cancelled``/``error``:
   ``load`` {config: LoadConfig dict}  -> ``load_progress`` {fraction}*, ``loaded`` {info}, ``done``
+  (one handler per op, in a table; :func:`desktop_app.engines.wire.job_loop` runs them in order)
   ``chat`` {messages, params, overflow} -> ``chat`` {kind: answer|thinking|reclassify, text}* (text
                                            deltas of one kind joined, sent at most once a frame),
                                            ``truncated`` {truncation}, ``done`` {stats (with text)}
@@ -37,7 +38,7 @@ import traceback
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
 from desktop_app.engines import wire as P
 from desktop_app.engines.base import CancelToken
-from desktop_app.engines.wire import Event, EventWriter, child_streams, start_reader
+from desktop_app.engines.wire import Event, EventWriter, child_streams, job_loop, start_reader
 
 PROGRESS_STEP = 0.01  # send a load fraction only when it moved by 1 %
 
@@ -101,6 +102,11 @@ def _load(engine, out: _Out, job, header: dict, token: CancelToken) -> None:
     engine.load(LoadConfig.from_dict(header.get("config") or {}), token, on_progress=progress)
     out.send("loaded", job, info=engine.info())
     out.send(P.DONE, job)
+
+
+def _context_usage(engine, out: _Out, job, header: dict) -> None:
+    n, n_ctx = engine.context_usage(header.get("messages") or [])
+    out.send(P.DONE, job, prompt_tokens=n, n_ctx=n_ctx)
 
 
 FRAME_S = 1 / 60  # text deltas are sent at most once a frame: no screen shows tokens faster
@@ -185,26 +191,21 @@ def main() -> int:
     _keep_abort_messages()
 
     out.send(P.READY, None, pid=os.getpid())
-    while True:
-        header, _blobs = todo.get()
-        op = header.get("op")
-        job = header.get("id")
-        if op == "shutdown":
-            break
+    handlers = {
+        "load": lambda job, header, token: _load(engine, out, job, header, token),
+        "chat": lambda job, header, token: _chat(engine, out, job, header, token, delay),
+        "context_usage": lambda job, header, token: _context_usage(engine, out, job, header),
+        "unload": lambda job, header, token: (engine.unload(), out.send(P.DONE, job)),
+    }
+
+    def run(op, job, header, _blobs) -> None:
         token = jobs.begin(job)
         try:
-            if op == "load":
-                _load(engine, out, job, header, token)
-            elif op == "chat":
-                _chat(engine, out, job, header, token, delay)
-            elif op == "context_usage":
-                n, n_ctx = engine.context_usage(header.get("messages") or [])
-                out.send(P.DONE, job, prompt_tokens=n, n_ctx=n_ctx)
-            elif op == "unload":
-                engine.unload()
-                out.send(P.DONE, job)
-            else:
+            handler = handlers.get(op)
+            if handler is None:
                 out.send(P.ERROR, job, kind="invalid_request", message=f"unknown op {op!r}")
+            else:
+                handler(job, header, token)
         except Cancelled:
             out.send(P.CANCELLED, job)
         except (KeyboardInterrupt, SystemExit):
@@ -213,6 +214,8 @@ def main() -> int:
             _error(out, job, exc)
         finally:
             jobs.begin(None)
+
+    job_loop(todo, run)
     t0 = time.perf_counter()
     engine.unload()
     print(f"chat engine: unloaded in {time.perf_counter() - t0:.2f} s, exiting", file=sys.stderr)

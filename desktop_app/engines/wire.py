@@ -151,3 +151,13 @@ def start_reader(proto_in, jobs: queue.Queue, cancel: Callable[[str | None], Non
     t = threading.Thread(target=run, name=name, daemon=True)
     t.start()
     return t
+
+
+def job_loop(jobs: queue.Queue, run: Callable[[str | None, str | None, dict, dict], None]) -> None:
+    """The child's main loop: each queued request goes to ``run(op, job_id, header, blobs)``, one
+    after another, until ``shutdown`` (which the reader also queues when the parent goes away)."""
+    while True:
+        header, blobs = jobs.get()
+        if header.get("op") == "shutdown":
+            return
+        run(header.get("op"), header.get("id"), header, blobs)

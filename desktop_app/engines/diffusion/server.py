@@ -22,7 +22,7 @@ from desktop_app.engines.diffusion import protocol as P
 from desktop_app.engines.diffusion.engine import Engine, _error_event, _Interrupted, _Out
 from desktop_app.engines.diffusion.post_jobs import run_remove_bg, run_upscale
 from desktop_app.engines.diffusion.protocol import Event, GenerateRequest, ModelSpec, RemoveBgRequest, UpscaleRequest
-from desktop_app.engines.wire import child_streams, start_reader
+from desktop_app.engines.wire import child_streams, job_loop, start_reader
 
 
 def _load(engine: Engine, out, job, header, blobs) -> None:
@@ -63,12 +63,7 @@ def main() -> int:
 
     out.send(Event("ready", None, {"pid": os.getpid(), "torch": torch.__version__,
                                     "cuda": torch.cuda.is_available()}))
-    while True:
-        header, blobs = jobs.get()
-        op = header.get("op")
-        job = header.get("id")
-        if op == "shutdown":
-            break
+    def run(op, job, header, blobs) -> None:
         engine._begin(job)
         try:
             handler = HANDLERS.get(op)
@@ -88,6 +83,8 @@ def main() -> int:
             out.send(_error_event(job, exc))
         finally:
             engine._end()
+
+    job_loop(jobs, run)
     return 0
 
 

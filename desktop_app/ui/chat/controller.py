@@ -84,6 +84,14 @@ class ChatController(QObject):
     def generating(self) -> bool:
         return self._gen is not None
 
+    def _track(self, attr: str, job, what: str, progress, succeeded, failed, cancelled) -> JobHandle:
+        """Submit ``job`` as the current load or reply (``attr``); its late events are dropped once
+        another job has taken that place."""
+        handle = watch(self.thread.submit(job, what), lambda h: h is getattr(self, attr), progress=progress,
+                       succeeded=succeeded, failed=failed, cancelled=cancelled)
+        setattr(self, attr, handle)
+        return handle
+
     # ------------------------------------------------------------------ loading
     def load(self, model_id: str, n_ctx: int | None = None) -> JobHandle:
         """Queue a load (the previous model is unloaded first, in the thread)."""
@@ -92,10 +100,8 @@ class ChatController(QObject):
             t.cancel(self._load)
         self.loading_model = model_id
         self.load_error = None
-        self._load = watch(t.submit(load_job(model_id, self.ctx.hardware, n_ctx=n_ctx), "Loading the model"),
-                           lambda h: h is self._load, progress=self._on_load_item, succeeded=self._on_loaded,
-                           failed=self._on_load_failed, cancelled=self._on_load_cancelled)
-        return self._load
+        return self._track("_load", load_job(model_id, self.ctx.hardware, n_ctx=n_ctx), "Loading the model",
+                           self._on_load_item, self._on_loaded, self._on_load_failed, self._on_load_cancelled)
 
     def cancel_load(self) -> None:
         if self._load is not None:
@@ -138,9 +144,8 @@ class ChatController(QObject):
         if model_id != self.loaded_model and model_id != self.loading_model:
             self.load(model_id, n_ctx)
         self.reply_id, self.reply_store, self.reply_first_delta = reply.id, store, False
-        self._gen = watch(self.thread.submit(generate_job(store, reply.id, messages, params, overflow), "The reply"),
-                          lambda h: h is self._gen, progress=self._on_reply_item, succeeded=self._on_reply_done,
-                          failed=self._on_reply_failed, cancelled=self._on_reply_cancelled)
+        self._track("_gen", generate_job(store, reply.id, messages, params, overflow), "The reply",
+                    self._on_reply_item, self._on_reply_done, self._on_reply_failed, self._on_reply_cancelled)
         return reply.id
 
     def stop(self) -> None:
