@@ -69,7 +69,7 @@ def run_state(state: str) -> dict:
     ok = True
     if state == "chat_loading":
         chat.load_model(chat.chosen_model)
-        ok = _wait(app, lambda: chat._load_job is not None, 5)
+        ok = _wait(app, lambda: chat.controller.loading, 5)
     elif state in ("chat_streaming", "chat_engine_stuck"):
         chat.params.max_tokens.setValue(2000)
         chat.send("Count from one to five hundred in words, one per line.")
