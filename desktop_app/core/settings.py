@@ -116,5 +116,8 @@ class Settings:
     def models_dir(self) -> Path:
         custom = self.get("models_dir")
         path = Path(custom).expanduser() if custom else get_paths().models
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:  # read-only or full: each write then says so in one line (storage_error)
+            pass
         return path
