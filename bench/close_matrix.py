@@ -30,22 +30,18 @@ GOAL_S = 3.0
 
 
 def _wait(app, cond, timeout: float) -> bool:
-    t = time.monotonic() + timeout
-    while time.monotonic() < t:
-        app.processEvents()
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
+    from _app import wait
+
+    return wait(app, cond, timeout, tick=0.01)
 
 
 def run_state(state: str) -> dict:
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "bench"))
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from desktop_app.app import create_app
 
     app = create_app()
-    from desktop_app.ui.main_window import MainWindow
 
     extra: dict = {}
     hub = None
@@ -60,11 +56,9 @@ def run_state(state: str) -> dict:
         hub.throttle_bps = 200_000
         hub.start()
         Settings().set("hf_endpoint", hub.url)
-    win = MainWindow()
-    win.show()
-    win.start()
-    assert _wait(app, lambda: win.chat_tab is not None and win.models_tab is not None and win.studio_tab is not None,
-                 30), "tabs not built"
+    from _app import add_tiny_image_model, build_tiny_sd15, open_window
+
+    win = open_window(app)
     chat = win.chat_tab
     ok = True
     if state == "chat_loading":
@@ -79,19 +73,10 @@ def run_state(state: str) -> dict:
             extra["engine_pid"] = engine.pid
             os.kill(engine.pid, signal.SIGSTOP)
     elif state == "image_generating":
-        from desktop_app.core.library import ModelRecord
-        from tests.diffusion import tiny_pipelines as tp
-
-        folder = tp.build_sd15(Path(tempfile.mkdtemp()) / "tiny-sd15")
         studio = win.studio_tab
-        win.ctx.library.add(ModelRecord(id="tiny-sd15", task="image", format="diffusers", path=str(folder),
-                                        size_bytes=1000, name="Tiny SD 1.5", family="sd15"))
-        win.ctx.library_changed.emit()
-        ok = _wait(app, lambda: studio.select_model("tiny-sd15", load=False), 30)
-        studio.params.prompt.setPlainText("a fox")
+        add_tiny_image_model(win, build_tiny_sd15(Path(tempfile.mkdtemp()) / "tiny-sd15"))
         studio.params.steps.setValue(60)
-        studio.params.width_box.setValue(64)
-        studio.params.height_box.setValue(64)
+        ok = True
         shown, ended = [], []
         studio.preview_shown.connect(shown.append)
         studio.generation_finished.connect(ended.append)

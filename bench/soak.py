@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def sample(proc) -> dict:
@@ -48,47 +48,22 @@ def main() -> int:
     from desktop_app.app import create_app
 
     app = create_app()
-    from desktop_app.core.library import ModelRecord
-    from desktop_app.ui.main_window import MainWindow
+    from _app import add_tiny_image_model, build_tiny_sd15, open_window, wait as _wait
 
-    # the test pipeline is built in another process: this one holds only the app (torch never loads here)
-    folder = Path(tempfile.mkdtemp()) / "tiny-sd15"
-    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
-                    "from tests.diffusion import tiny_pipelines as tp; tp.build_sd15(Path(sys.argv[1]))", str(folder)],
-                   check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True)
+    folder = build_tiny_sd15(Path(tempfile.mkdtemp()) / "tiny-sd15")  # torch never loads in this process
     proc = psutil.Process()
-    win = MainWindow()
-    win.show()
-    win.start()
-
-    from PySide6.QtCore import QCoreApplication, QEvent
+    win = open_window(app)
 
     def wait(cond, timeout):
-        """Run the event loop until ``cond``; deferred deletes too, as app.exec() would."""
-        t = time.monotonic() + timeout
-        while time.monotonic() < t:
-            app.processEvents()
-            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-            if cond():
-                return True
-            time.sleep(0.002)
-        return False
+        return _wait(app, cond, timeout, tick=0.002)
 
-    assert wait(lambda: win.chat_tab is not None and win.studio_tab is not None, 30)
     chat, studio = win.chat_tab, win.studio_tab
     samples = {"start": sample(proc)}
     chat.params.max_tokens.setValue(8)
     chat.params.temperature.setValue(0.0)
     replies: list = []
     chat.reply_finished.connect(replies.append)
-    win.ctx.library.add(ModelRecord(id="tiny-sd15", task="image", format="diffusers", path=str(folder),
-                                    size_bytes=1000, name="Tiny SD 1.5", family="sd15"))
-    win.ctx.library_changed.emit()
-    assert wait(lambda: studio.select_model("tiny-sd15", load=False), 30)
-    studio.params.prompt.setPlainText("a fox")
-    studio.params.steps.setValue(2)
-    studio.params.width_box.setValue(64)
-    studio.params.height_box.setValue(64)
+    add_tiny_image_model(win, folder)
     images: list = []
     studio.generation_finished.connect(images.append)
 

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,45 +26,25 @@ _INET = re.compile(r'sa_family=AF_INET6?, .*?(?:sin_addr=inet_addr\("([^"]+)"\)|
 def session() -> int:
     """The GUI part: run in the traced process."""
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "bench"))
     from desktop_app.app import create_app
 
     app = create_app()
-    from desktop_app.core.library import ModelRecord
-    from desktop_app.ui.main_window import MainWindow
+    from _app import add_tiny_image_model, open_window, wait
 
     folder = Path(sys.argv[sys.argv.index("--session") + 1])  # built by the parent: only the app is traced
-    win = MainWindow()
-    win.show()
-    win.start()
-
-    def wait(cond, timeout):
-        t = time.monotonic() + timeout
-        while time.monotonic() < t:
-            app.processEvents()
-            if cond():
-                return True
-            time.sleep(0.01)
-        return False
-
-    assert wait(lambda: win.chat_tab is not None and win.studio_tab is not None, 30)
+    win = open_window(app)
     chat, studio = win.chat_tab, win.studio_tab
     chat.params.max_tokens.setValue(16)
     done = []
     chat.reply_finished.connect(done.append)
     chat.send("Hello!")
-    assert wait(lambda: bool(done), 180), "no chat reply"
-    win.ctx.library.add(ModelRecord(id="tiny-sd15", task="image", format="diffusers", path=str(folder),
-                                    size_bytes=1000, name="Tiny SD 1.5", family="sd15"))
-    win.ctx.library_changed.emit()
-    assert wait(lambda: studio.select_model("tiny-sd15", load=False), 30)
-    studio.params.prompt.setPlainText("a fox")
-    studio.params.steps.setValue(2)
-    studio.params.width_box.setValue(64)
-    studio.params.height_box.setValue(64)
+    assert wait(app, lambda: bool(done), 180), "no chat reply"
+    add_tiny_image_model(win, folder)
     ended = []
     studio.generation_finished.connect(ended.append)
     studio.generate()
-    assert wait(lambda: bool(ended), 300) and ended[0] == "done", ended
+    assert wait(app, lambda: bool(ended), 300) and ended[0] == "done", ended
     win.close()
     print(json.dumps({"chat": done[0].get("finish_reason"), "image": ended[0]}))
     return 0
@@ -104,10 +83,9 @@ def main() -> int:
     env = dict(os.environ, ATELIER_HOME=str(tmp / "home"), QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
     env.pop("HF_ENDPOINT", None)
     py = sys.executable
-    sys.path.insert(0, str(ROOT))
-    from tests.diffusion import tiny_pipelines as tp
+    from _app import build_tiny_sd15
 
-    pipe = tp.build_sd15(tmp / "tiny-sd15")
+    pipe = build_tiny_sd15(tmp / "tiny-sd15")
     runs = {
         "gui_session": [py, __file__, "--session", str(pipe)],
         "doctor": [py, "-m", "desktop_app", "doctor", "--json"],
