@@ -2,8 +2,8 @@
 (``EngineProcess.upscale`` / ``.remove_background``) in the studio's "image" model thread, so
 torch/spandrel/onnxruntime never load in the GUI process and a warm child is reused.
 
-Items yielded: ("progress", done, total, text), ("notice", kind, message),
-("result", path, params, QImage), ("error", kind, message).
+Items yielded: the same dataclasses as generation (:mod:`desktop_app.ui.studio.events`): Progress
+(with the stage as ``text``), Notice, Result, EngineError.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PySide6.QtGui import QImage
 
+from desktop_app.ui.studio import events as E
 from desktop_app.core.errors import Cancelled
 from desktop_app.ui.studio import session
 
@@ -34,7 +35,7 @@ def postprocess_job(op: str, source: Path, out: Path, model_path: str, model_id:
 
         eng = session.engine_in(state, provider)
         if not getattr(eng, "alive", False):
-            yield ("progress", 0, 0, "Starting the image engine…")
+            yield E.Progress(0, 0, text=E.STARTING.text)
         data = Path(source).read_bytes()
         if op == "upscale":
             events = eng.upscale(UpscaleRequest(model_path=model_path, image=data, allow_pickle=allow_pickle), token)
@@ -56,9 +57,9 @@ def postprocess_job(op: str, source: Path, out: Path, model_path: str, model_id:
             if ev.type == P.PROGRESS:
                 stage = ev.get("stage") or ""
                 text = f"{'Tile' if stage == 'tile' else stage.capitalize()} {ev.get('step', 0)}/{ev.get('total', 0)}"
-                yield ("progress", ev.get("step", 0), ev.get("total", 0), text)
+                yield E.Progress(ev.get("step", 0), ev.get("total", 0), text=text)
             elif ev.type == P.NOTICE and ev.get("message"):
-                yield ("notice", ev.get("kind", ""), ev.get("message"))
+                yield E.Notice(ev.get("kind", ""), ev.get("message"))
             elif ev.type == P.RESULT:
                 params = {k: v for k, v in (src_params or {}).items() if k != "source"}
                 params.update({"operation": OPERATIONS[op][1], "source_image": str(source),
@@ -67,11 +68,11 @@ def postprocess_job(op: str, source: Path, out: Path, model_path: str, model_id:
                     params["scale"] = ev.get("scale")
                 png = png_with_metadata(ev.image, params)
                 out.write_bytes(png)
-                yield ("result", out, params, QImage.fromData(png))
+                yield E.Result(out, params, QImage.fromData(png))
             elif ev.type == P.CANCELLED:
                 raise Cancelled()
             elif ev.type == P.ERROR:
-                yield ("error", ev.get("kind", "internal"), ev.get("message", f"{OPERATIONS[op][1]} failed."))
+                yield E.EngineError(ev.get("kind", "internal"), ev.get("message", f"{OPERATIONS[op][1]} failed."))
                 break
         if token.cancelled:
             raise Cancelled()

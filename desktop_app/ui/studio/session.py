@@ -4,14 +4,8 @@ process through its blocking client and yield small, ready-to-show items to the 
 Nothing here touches a widget. Images are decoded into QImage here (QImage is safe off the GUI
 thread), results are written to the images folder here, so the GUI thread only swaps pixmaps.
 
-Items yielded (tuples, first element the kind):
-  ("loaded", data)                         engine's LOADED event data (native_size, max_size, device…)
-  ("progress", step, total, it_s, index, batch)
-  ("preview", QImage, step, total)
-  ("result", path, params, QImage)         the PNG is already saved (with its metadata)
-  ("notice", kind, message)
-  ("error", kind, message)                 the job then ends (kind "crashed" → offer a restart)
-  ("engine", text)                         what the engine is doing (starting, loading …)
+Items yielded: the dataclasses of :mod:`desktop_app.ui.studio.events` (Loaded, Progress, Preview,
+Result, Notice, EngineError, Status); an EngineError ends the job (kind "crashed" → offer a restart).
 """
 
 from __future__ import annotations
@@ -23,6 +17,7 @@ from typing import Callable
 from PySide6.QtGui import QImage
 
 from desktop_app.core.errors import Cancelled
+from desktop_app.ui.studio import events as E
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +51,10 @@ def _translate(ev, save_dir: Path | None):
     from desktop_app.engines.diffusion import protocol as P
 
     if ev.type == P.PROGRESS:
-        return ("progress", ev.get("step", 0), ev.get("total", 0), ev.get("it_s"), ev.get("image_index", 0),
-                ev.get("batch", 1))
+        return E.Progress(ev.get("step", 0), ev.get("total", 0), ev.get("it_s"), ev.get("image_index", 0),
+                          ev.get("batch", 1))
     if ev.type == P.PREVIEW:
-        img = QImage.fromData(ev.image or b"")
-        return ("preview", img, ev.get("step", 0), ev.get("total", 0))
+        return E.Preview(QImage.fromData(ev.image or b""), ev.get("step", 0), ev.get("total", 0))
     if ev.type == P.RESULT:
         from desktop_app.ui.studio.gallery import new_image_path
 
@@ -70,14 +64,13 @@ def _translate(ev, save_dir: Path | None):
             save_dir.mkdir(parents=True, exist_ok=True)
             path = save_dir / path.name
         path.write_bytes(ev.image or b"")
-        img = QImage.fromData(ev.image or b"")
-        return ("result", path, params, img)
+        return E.Result(path, params, QImage.fromData(ev.image or b""))
     if ev.type == P.LOADED:
-        return ("loaded", dict(ev.data))
+        return E.Loaded(dict(ev.data))
     if ev.type == P.NOTICE:
-        return ("notice", ev.get("kind", ""), ev.get("message", ""))
+        return E.Notice(ev.get("kind", ""), ev.get("message", ""))
     if ev.type == P.ERROR:
-        return ("error", ev.get("kind", "internal"), ev.get("message", "The image engine failed."))
+        return E.EngineError(ev.get("kind", "internal"), ev.get("message", "The image engine failed."))
     return None
 
 
@@ -109,7 +102,7 @@ def load_job(spec, provider: EngineProvider | None = None):
     def job(state, token):
         eng = engine_in(state, provider)
         if not getattr(eng, "alive", False):
-            yield ("engine", "Starting the image engine…")
+            yield E.STARTING
         yield from _run_events(eng.load(spec, token), token)
         return "loaded"
 
@@ -122,7 +115,7 @@ def generate_job(request, provider: EngineProvider | None = None, save_dir: Path
     def job(state, token):
         eng = engine_in(state, provider)
         if not getattr(eng, "alive", False):
-            yield ("engine", "Starting the image engine…")
+            yield E.STARTING
         yield from _run_events(eng.generate(request, token), token, save_dir)
         return "done"
 

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.ui.studio import events as E
 from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.qt.threads import JobHandle, watch
 from desktop_app.ui.studio import session
@@ -535,29 +536,28 @@ class StudioTab(QWidget):
     def _on_engine_item(self, item) -> None:
         if self._shut_down:
             return
-        kind = item[0]
-        if kind == "progress":
+        if isinstance(item, E.Progress):
             self._pending_progress = item
             self._schedule_flush()
-        elif kind == "preview":
+        elif isinstance(item, E.Preview):
             self._pending_preview = item
             self._schedule_flush()
-        elif kind == "result":
-            _, path, params, img = item
+        elif isinstance(item, E.Result):
             self._results_this_job += 1
-            self.gallery_model.prepend(Path(path), params, img)
+            self.gallery_model.prepend(Path(item.path), item.params, item.image)
             self._pending_preview = None
-            self.preview.set_image(img, f"seed {params.get('seed')} · {img.width()}×{img.height()}")
-            self.result_added.emit(str(path))
-        elif kind == "loaded":
-            self._on_engine_loaded(item[1])
-        elif kind == "notice":
-            self.status_label.setText(item[2])
-            self.ctx.status_message.emit(item[2])
-        elif kind == "engine":
-            self.status_label.setText(item[1])
-        elif kind == "error":
-            self._handle_engine_error(item[1], item[2])
+            self.preview.set_image(item.image, f"seed {item.params.get('seed')} · "
+                                               f"{item.image.width()}×{item.image.height()}")
+            self.result_added.emit(str(item.path))
+        elif isinstance(item, E.Loaded):
+            self._on_engine_loaded(item.data)
+        elif isinstance(item, E.Notice):
+            self.status_label.setText(item.message)
+            self.ctx.status_message.emit(item.message)
+        elif isinstance(item, E.Status):
+            self.status_label.setText(item.text)
+        elif isinstance(item, E.EngineError):
+            self._handle_engine_error(item.kind, item.message)
 
     def _schedule_flush(self) -> None:
         self._flush_timer.poke()
@@ -567,7 +567,7 @@ class StudioTab(QWidget):
         """Coalesced UI update: the latest progress numbers and the latest preview only."""
         item, self._pending_progress = self._pending_progress, None
         if item is not None and self._gen_job is not None:
-            _, step, total, it_s, index, batch = item
+            step, total, it_s, index, batch = item.step, item.total, item.it_s, item.image_index, item.batch
             if self.progress.maximum() != total:
                 self.progress.setRange(0, max(1, total))
             self.progress.setValue(step)
@@ -576,9 +576,8 @@ class StudioTab(QWidget):
             self.progress.setFormat(f"Step {step}/{total}" + (f" · {speed}" if speed else "") + img)
         prev, self._pending_preview = self._pending_preview, None
         if prev is not None and self._gen_job is not None:
-            _, img, step, total = prev
-            self.preview.set_image(img, f"Preview · step {step}/{total}")
-            self.preview_shown.emit(step)
+            self.preview.set_image(prev.image, f"Preview · step {prev.step}/{prev.total}")
+            self.preview_shown.emit(prev.step)
 
     def _on_engine_loaded(self, data: dict) -> None:
         self._loaded_path = data.get("model")
@@ -956,24 +955,23 @@ class StudioTab(QWidget):
     def _on_post_yielded(self, item) -> None:
         if self._shut_down:
             return
-        if item[0] == "progress":
-            _, done, total, text = item
-            if total:
-                self.progress.setRange(0, total)
-                self.progress.setValue(done)
-            self.progress.setFormat(text or "%v / %m")
-        elif item[0] == "notice":
-            self.status_label.setText(item[2])
-        elif item[0] == "error":
+        if isinstance(item, E.Progress):
+            if item.total:
+                self.progress.setRange(0, item.total)
+                self.progress.setValue(item.step)
+            self.progress.setFormat(item.text or "%v / %m")
+        elif isinstance(item, E.Notice):
+            self.status_label.setText(item.message)
+        elif isinstance(item, E.EngineError):
             self._post_error = True
-            self.show_error(item[1], item[2])
-        elif item[0] == "result":
-            _, path, params, img = item
-            self.gallery_model.prepend(Path(path), params, img)
-            self.preview.set_image(img, f"{params.get('operation')} · {img.width()}×{img.height()}")
+            self.show_error(item.kind, item.message)
+        elif isinstance(item, E.Result):
+            self.gallery_model.prepend(Path(item.path), item.params, item.image)
+            self.preview.set_image(item.image, f"{item.params.get('operation')} · "
+                                               f"{item.image.width()}×{item.image.height()}")
             self.view_tabs.setCurrentWidget(self.preview)
             self.select_gallery_row(0)
-            self.result_added.emit(str(path))
+            self.result_added.emit(str(item.path))
 
     def _on_post_finished(self, _result) -> None:
         self._post_job = None
