@@ -230,7 +230,7 @@ def test_presets_save_reload_apply(make_tab, qtbot):
 
 
 def test_huge_message_is_clipped_on_screen_but_copied_whole(qtbot):
-    from desktop_app.ui.widgets.chat_message import DISPLAY_CHARS, MessageWidget
+    from desktop_app.ui.chat.message import DISPLAY_CHARS, MessageWidget
 
     big = "word " * 200_000  # 1 MB
     clock = QElapsedTimer()

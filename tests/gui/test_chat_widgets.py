@@ -13,8 +13,8 @@ from desktop_app.ui.chat.conversations import PAGE as LIST_PAGE
 from desktop_app.ui.chat.conversations import ConversationListModel
 from desktop_app.ui.chat.message_view import PAGE as VIEW_PAGE
 from desktop_app.ui.chat.message_view import MessageView, ViewMessage
-from desktop_app.ui.widgets.chat_input import ChatInput
-from desktop_app.ui.widgets.chat_markdown import CodeBlock, MarkdownView, highlight_html, split_segments
+from desktop_app.ui.chat.input import ChatInput
+from desktop_app.ui.chat.markdown import CodeBlock, MarkdownView, highlight_html, split_segments
 
 pytestmark = pytest.mark.gui
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
@@ -231,7 +231,7 @@ def test_dark_palette_screenshot_keeps_code_readable(qtbot):
 def test_single_newlines_in_prose_stay_line_breaks(qtbot):
     from PySide6.QtGui import QTextDocument
 
-    from desktop_app.ui.widgets.chat_markdown import keep_line_breaks
+    from desktop_app.ui.chat.markdown import keep_line_breaks
 
     poem = "Waves fold on the shore\nsalt wind carries gull voices\nthe tide keeps its time"
     doc = QTextDocument()

@@ -10,7 +10,7 @@ from PIL import Image
 from desktop_app.engines.diffusion import protocol as P
 from desktop_app.engines.diffusion.protocol import Event
 from desktop_app.ui.studio import events as E
-from desktop_app.ui.studio.session import _translate
+from desktop_app.ui.studio.jobs import _translate
 
 pytestmark = pytest.mark.gui
 

@@ -18,7 +18,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from desktop_app.ui.widgets.throttle import Coalescer
-from desktop_app.ui.widgets.chat_message import MessageWidget
+from desktop_app.ui.chat.message import MessageWidget
 
 PAGE = 12  # a screenful and a bit: widgets cost ~3 ms each to build and lay out
 FLUSH_MS = 40

@@ -28,7 +28,7 @@ from desktop_app.ui.chat.controller import ChatController
 from desktop_app.ui.chat.jobs import where_text
 from desktop_app.ui.chat.message_view import MessageView
 from desktop_app.ui.chat.params import ParamsPanel
-from desktop_app.ui.widgets.chat_input import ChatInput
+from desktop_app.ui.chat.input import ChatInput
 from desktop_app.ui.widgets.fit import plan_or_error
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ class ChatTab(QWidget):
         self._on_library_changed()
 
         def warm(_token):
-            from desktop_app.ui.widgets.chat_markdown import warm_up
+            from desktop_app.ui.chat.markdown import warm_up
 
             warm_up()
 
@@ -295,7 +295,7 @@ class ChatTab(QWidget):
         for font matching and the Markdown parser's first use (a visible stall otherwise)."""
         if self._shut:
             return
-        from desktop_app.ui.widgets.chat_message import MessageWidget
+        from desktop_app.ui.chat.message import MessageWidget
 
         w = MessageWidget(0, "assistant", "**b** *i* `c` [l](https://example.org)\n\n- a\n\n| a |\n|---|\n| b |\n\n"
                           "```\nx\n```", "t")

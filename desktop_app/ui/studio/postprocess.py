@@ -14,7 +14,7 @@ from PySide6.QtGui import QImage
 
 from desktop_app.ui.studio import events as E
 from desktop_app.core.errors import Cancelled
-from desktop_app.ui.studio import session
+from desktop_app.ui.studio import jobs as studio_jobs
 
 OPERATIONS = {
     "upscale": ("upscale", "Upscaled"),
@@ -23,7 +23,7 @@ OPERATIONS = {
 
 
 def postprocess_job(op: str, source: Path, out: Path, model_path: str, model_id: str, source_params: dict | None,
-                    provider: session.EngineProvider | None = None, allow_pickle: bool = False):
+                    provider: studio_jobs.EngineProvider | None = None, allow_pickle: bool = False):
     """fn(state, token): ``op`` on ``source`` in the engine child; the result is saved to ``out``."""
     if op not in OPERATIONS:
         raise ValueError(op)
@@ -33,7 +33,7 @@ def postprocess_job(op: str, source: Path, out: Path, model_path: str, model_id:
         from desktop_app.engines.diffusion.metadata import parse_parameters, png_with_metadata
         from desktop_app.engines.diffusion.protocol import RemoveBgRequest, UpscaleRequest
 
-        eng = session.engine_in(state, provider)
+        eng = studio_jobs.engine_in(state, provider)
         if not getattr(eng, "alive", False):
             yield E.Progress(0, 0, text=E.STARTING.text)
         data = Path(source).read_bytes()

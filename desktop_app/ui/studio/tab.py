@@ -2,7 +2,7 @@
 progress and a live preview, an inpainting canvas, and a gallery of results.
 
 The diffusion engine lives in a child process (``engines/diffusion/client.py``); its blocking
-client runs in the "image" model thread (jobs in ``session.py``). The GUI thread only receives
+client runs in the "image" model thread (jobs in ``jobs.py``). The GUI thread only receives
 small items (progress numbers, decoded QImages, saved file paths) and coalesces them with a
 40 ms timer, so it never stalls. Upscaling / background removal from the gallery run in the same
 engine child (``postprocess.py``).
@@ -40,12 +40,12 @@ from PySide6.QtWidgets import (
 from desktop_app.ui.studio import events as E
 from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.qt.threads import JobHandle, watch
-from desktop_app.ui.studio import session
+from desktop_app.ui.studio import jobs
 from desktop_app.ui.studio.gallery import GalleryModel, GalleryView, new_image_path, scan_images
 from desktop_app.ui.studio.params import ParamsPanel
 from desktop_app.ui.widgets.fit import plan_or_error
-from desktop_app.ui.widgets.studio_image_view import CompareView, ImageView
-from desktop_app.ui.widgets.studio_mask_canvas import MaskCanvas, qimage_to_png
+from desktop_app.ui.studio.image_view import CompareView, ImageView
+from desktop_app.ui.studio.mask_canvas import MaskCanvas, qimage_to_png
 
 log = logging.getLogger(__name__)
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
@@ -457,7 +457,7 @@ class StudioTab(QWidget):
             self.image_thread().cancel(self._load_job)
         self.status_label.setText(f"Loading {rec.display_name}…")
         self.progress.setRange(0, 0)  # busy indicator
-        self._load_job = self._submit_engine_job(session.load_job(self._spec_for(rec), self.engine_provider),
+        self._load_job = self._submit_engine_job(jobs.load_job(self._spec_for(rec), self.engine_provider),
                                                  "Loading the image model", gen=False)
         self._update_actions()
 
@@ -504,7 +504,7 @@ class StudioTab(QWidget):
                 init_image=qimage_to_png(init) if init is not None else None,
                 mask=qimage_to_png(mask) if mask is not None else None,
             )
-            return session.generate_job(req, provider)(state, token)
+            return jobs.generate_job(req, provider)(state, token)
 
         if self._load_job is not None:
             self.image_thread().cancel(self._load_job)
@@ -680,11 +680,11 @@ class StudioTab(QWidget):
         self.ctx.set_loaded("image", None)
         self._loaded_path = None
         self._loaded_native = None
-        self._load_job = self._submit_engine_job(session.restart_job(self.engine_provider),
+        self._load_job = self._submit_engine_job(jobs.restart_job(self.engine_provider),
                                                  "Restarting the image engine", gen=False)
         rec = self.current_record()
         if rec is not None:  # load the model again in the fresh process
-            self._load_job = self._submit_engine_job(session.load_job(self._spec_for(rec), self.engine_provider),
+            self._load_job = self._submit_engine_job(jobs.load_job(self._spec_for(rec), self.engine_provider),
                                                      "Loading the image model", gen=False)
         return self._load_job
 

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from desktop_app.ui.widgets.chat_markdown import MarkdownView, fill_alternate, small_label
+from desktop_app.ui.chat.markdown import MarkdownView, fill_alternate, small_label
 
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 # Longest text a bubble lays out: a 1 MB paste would stall the GUI thread for seconds in Qt's text

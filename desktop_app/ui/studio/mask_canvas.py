@@ -11,7 +11,7 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPointF, QRectF, QSiz
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from desktop_app.ui.widgets.studio_image_view import draw_placeholder, fit_rect
+from desktop_app.ui.studio.image_view import draw_placeholder, fit_rect
 
 MAX_UNDO = 30
 
