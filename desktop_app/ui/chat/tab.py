@@ -13,18 +13,18 @@ import logging
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QTimer, Qt, Signal, Slot
+from PySide6.QtCore import QItemSelectionModel, QTimer, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QListView, QMenu,
+    QComboBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMenu,
     QMessageBox, QProgressBar, QPushButton, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget,
 )
 
 from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.core.history import HistoryStore, PrivateHistory
 from desktop_app.core.starter import STARTER_ID
-from desktop_app.ui.chat.conversations import ConversationIdRole, ConversationListModel
 from desktop_app.ui.chat.controller import ChatController
+from desktop_app.ui.chat.sidebar import ConversationSidebar
 from desktop_app.ui.chat.jobs import where_text
 from desktop_app.ui.chat.message_view import MessageView
 from desktop_app.ui.chat.params import ParamsPanel
@@ -96,52 +96,13 @@ class ChatTab(QWidget):
         self.splitter.setObjectName("chatSplitter")
         root.addWidget(self.splitter)
 
-        # ---- left: conversations
-        left = QWidget()
-        left.setObjectName("chatSidebar")
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(6, 6, 6, 6)
-        row = QHBoxLayout()
-        self.new_button = QPushButton("New chat")
-        self.new_button.setObjectName("chatNew")
-        self.new_button.setAccessibleName("New chat")
-        self.new_button.setToolTip("Start a new conversation (Ctrl+N)")
-        self.private_button = QPushButton("Private")
-        self.private_button.setObjectName("chatPrivate")
-        self.private_button.setCheckable(True)
-        self.private_button.setAccessibleName("Private chat")
-        self.private_button.setToolTip("A private chat is never written to disk and disappears when you leave it")
-        row.addWidget(self.new_button, 1)
-        row.addWidget(self.private_button)
-        ll.addLayout(row)
-        self.search_edit = QLineEdit()
-        self.search_edit.setObjectName("chatSearch")
-        self.search_edit.setAccessibleName("Search conversations")
-        self.search_edit.setPlaceholderText("Search chats…")
-        self.search_edit.setClearButtonEnabled(True)
-        ll.addWidget(self.search_edit)
-        self.conv_model = ConversationListModel(None, self)
-        self.conv_view = QListView()
-        self.conv_view.setObjectName("chatConversationList")
-        self.conv_view.setAccessibleName("Conversations")
-        self.conv_view.setModel(self.conv_model)
-        self.conv_view.setUniformItemSizes(True)
-        self.conv_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.conv_view.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed)
-        self.conv_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.conv_view.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.conv_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        ll.addWidget(self.conv_view, 1)
-        self.private_banner = QLabel("Private chat: nothing is saved. Leave it and it is gone.")
-        self.private_banner.setObjectName("chatPrivateBanner")
-        self.private_banner.setWordWrap(True)
-        self.private_banner.hide()
-        ll.addWidget(self.private_banner)
-        self.delete_all_button = QPushButton("Delete all history…")
-        self.delete_all_button.setObjectName("chatDeleteAll")
-        self.delete_all_button.setAccessibleName("Delete all chat history")
-        ll.addWidget(self.delete_all_button)
-        self.splitter.addWidget(left)
+        # ---- left: conversations (the panel lays out and asks; this tab does the work)
+        self.sidebar = ConversationSidebar()
+        sb = self.sidebar
+        self.new_button, self.private_button, self.search_edit = sb.new_button, sb.private_button, sb.search_edit
+        self.conv_model, self.conv_view, self.private_banner = sb.conv_model, sb.conv_view, sb.private_banner
+        self.delete_all_button = sb.delete_all_button
+        self.splitter.addWidget(sb)
 
         # ---- centre
         centre = QWidget()
@@ -247,14 +208,15 @@ class ChatTab(QWidget):
 
     def _wire(self) -> None:
         self._wire_controller()
-        self.new_button.clicked.connect(self._on_new)
-        self.private_button.toggled.connect(self._on_private_toggled)
-        self._search_timer = Coalescer(250, self._on_search, self, mode="debounce")
-        self.search_edit.textChanged.connect(lambda _t: self._search_timer.poke())
-        self.conv_view.clicked.connect(self._on_conversation_clicked)
-        self.conv_view.activated.connect(self._on_conversation_clicked)
-        self.conv_view.customContextMenuRequested.connect(self._on_conv_menu)
-        self.delete_all_button.clicked.connect(self._on_delete_all)
+        sb = self.sidebar
+        sb.new_requested.connect(self._on_new)
+        sb.private_toggled.connect(self._on_private_toggled)
+        sb.search_changed.connect(self.conv_model.set_search)
+        sb.open_requested.connect(lambda cid: self.open_conversation(cid) if cid != self.conversation_id else None)
+        sb.rename_requested.connect(self.rename_conversation)
+        sb.export_requested.connect(lambda fmt, cid: self._export(fmt, cid))
+        sb.delete_requested.connect(self.delete_conversation)
+        sb.delete_all_requested.connect(self.delete_all_history)
         self.model_combo.activated.connect(self._on_model_chosen)
         self.params_button.toggled.connect(self.params.setVisible)
         self.params.changed.connect(self._on_params_changed)
@@ -269,7 +231,7 @@ class ChatTab(QWidget):
             sc.activated.connect(slot)
         del_sc = QShortcut(QKeySequence.StandardKey.Delete, self.conv_view)
         del_sc.setContext(Qt.ShortcutContext.WidgetShortcut)
-        del_sc.activated.connect(self._on_delete_selected)
+        del_sc.activated.connect(self.sidebar.confirm_delete_selected)
         self._status_timer = Coalescer(250, self._on_status_tick, self, mode="repeat")
         self.ctx.library_changed.connect(self._on_library_changed)
         self.ctx.hardware_ready.connect(self._on_library_changed)
@@ -318,7 +280,7 @@ class ChatTab(QWidget):
         self._shut = True
         self.view.stop_stream_timer()
         self._status_timer.stop()
-        self._search_timer.stop()
+        self.sidebar.search_timer.stop()
         if self._badge_op is not None:
             self._badge_op.cancel()
         self.controller.shutdown()
@@ -402,16 +364,6 @@ class ChatTab(QWidget):
                 self.conv_model.index(row), QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self._focus_input()
 
-    @Slot(QModelIndex)
-    def _on_conversation_clicked(self, index: QModelIndex) -> None:
-        cid = index.data(ConversationIdRole)
-        if cid is not None and cid != self.conversation_id:
-            self.open_conversation(int(cid))
-
-    @Slot()
-    def _on_search(self) -> None:
-        self.conv_model.set_search(self.search_edit.text())
-
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         if self.store is None or not title.strip():
             return
@@ -435,36 +387,6 @@ class ChatTab(QWidget):
             self.new_conversation()
         store.delete_conversation(conversation_id)
         self.conv_model.refresh()
-
-    @Slot()
-    def _on_delete_selected(self) -> None:
-        idx = self.conv_view.currentIndex()
-        cid = idx.data(ConversationIdRole) if idx.isValid() else None
-        if cid is None:
-            return
-        if QMessageBox.question(self, "Delete chat", f"Delete “{idx.data()}”? This cannot be undone.") \
-                == QMessageBox.StandardButton.Yes:
-            self.delete_conversation(int(cid))
-
-    @Slot(object)
-    def _on_conv_menu(self, pos) -> None:
-        idx = self.conv_view.indexAt(pos)
-        if not idx.isValid():
-            return
-        cid = int(idx.data(ConversationIdRole))
-        menu = QMenu(self)
-        menu.addAction("Open", lambda: self.open_conversation(cid))
-        menu.addAction("Rename…", lambda: self._ask_rename(cid, idx.data()))
-        menu.addAction("Export as Markdown…", lambda: self._export("md", cid))
-        menu.addAction("Export as JSON…", lambda: self._export("json", cid))
-        menu.addSeparator()
-        menu.addAction("Delete…", lambda: (self.conv_view.setCurrentIndex(idx), self._on_delete_selected()))
-        menu.popup(self.conv_view.viewport().mapToGlobal(pos))
-
-    def _ask_rename(self, cid: int, old: str) -> None:
-        title, ok = QInputDialog.getText(self, "Rename chat", "New name:", text=old or "")
-        if ok:
-            self.rename_conversation(cid, title)
 
     def _export(self, fmt: str, cid: int | None = None) -> None:
         cid = cid if cid is not None else self.conversation_id
@@ -496,17 +418,6 @@ class ChatTab(QWidget):
         self._delete_all_op = self.controller.after_reply(store.delete_all, "Deleting all history")
         self._delete_all_op.succeeded.connect(self._on_deleted_all)
         self._delete_all_op.failed.connect(self._on_deleted_all_failed)
-
-    @Slot()
-    def _on_delete_all(self) -> None:
-        box = QMessageBox(QMessageBox.Icon.Warning, "Delete all chat history",
-                          "Delete every saved conversation? The history file is wiped (vacuumed): "
-                          "this cannot be undone.", QMessageBox.StandardButton.Cancel, self)
-        yes = box.addButton("Delete everything", QMessageBox.ButtonRole.DestructiveRole)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        if box.clickedButton() is yes:
-            self.delete_all_history()
 
     @Slot(object)
     def _on_deleted_all(self, _result) -> None:
