@@ -40,11 +40,6 @@ def _from_fields(cls, d: dict):
     return cls(**{k: v for k, v in (d or {}).items() if k in names})
 
 
-def _tail_of(msg: str) -> str:
-    i = msg.find(" Its last log lines:")
-    return msg[i:] if i >= 0 else ""
-
-
 class ChatEngineProcess(EngineHost):
     server_module = "desktop_app.engines.chat_server"
     label = "chat engine"
@@ -96,9 +91,9 @@ class ChatEngineProcess(EngineHost):
             self._info = {}
             if loading:
                 self._want_loaded = False  # it would crash again on every message
-                raise EngineCrashed(f"The model crashed the chat engine while loading, so this file cannot be used "
-                                    f"(is it damaged, or made for another llama.cpp?). {msg.split(' Your next')[0]}"
-                                    + _tail_of(msg))
+                raise EngineCrashed("The model crashed the chat engine while loading, so this file cannot be used "
+                                    "(is it damaged, or made for another llama.cpp?). "
+                                    + self._crash_message(self._exit_code, hint=""))
             raise EngineCrashed(f"The model crashed the chat engine: {msg}")
         if kind == "context_overflow":
             exc = ContextOverflow(int(ev.get("prompt_tokens") or 0), int(ev.get("n_ctx") or 0),

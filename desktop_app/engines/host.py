@@ -212,13 +212,16 @@ class EngineHost:
         except (BrokenPipeError, OSError, ValueError) as exc:
             raise AtelierError(f"The {self.label} stopped unexpectedly.") from exc
 
-    def _crash_message(self, code) -> str:
+    def _crash_message(self, code, hint: str | None = None) -> str:
+        """How the child ended, what happens next (``hint``, default ``restart_hint``), its log and
+        the log's last lines, in one line."""
         how = "was killed" if code is None else (
             f"was killed ({_signal_name(code)})" if code < 0 else f"exited with code {code}")
         last = self.log_tail(3)
         tail = f" Its last log lines: {' | '.join(last)}" if last else ""
+        hint = self.restart_hint if hint is None else hint
         return (f"The {self.label} {how}, perhaps out of memory, a driver crash or a broken model file. "
-                f"{self.restart_hint} (log: {self.log_path}).{tail}")
+                f"{hint + ' ' if hint else ''}(log: {self.log_path}).{tail}")
 
     def log_tail(self, n: int = 3, max_chars: int = 300) -> list[str]:
         """The last ``n`` non-empty lines this child wrote to its log (each cut to ``max_chars``)."""
