@@ -16,24 +16,24 @@ from typing import Any
 from desktop_app.core.errors import storage_error
 
 APP_DIR_NAME = "Atelier"
-_storage_problem: str | None = None  # set when a folder could not be created (first reason only)
+# Per data folder (ATELIER_HOME may change between calls, as in the tests): why nothing can be
+# saved there ("" when it can). Set when a folder cannot be created, else by the write probe.
+_storage_problems: dict[Path, str] = {}
 
 
 def storage_problem() -> str:
     """'' when Atelier can save its files, else one sentence saying why it cannot (read-only
-    folder, full disk). Checked once: the folders exist and the data folder takes a file."""
-    global _storage_problem
-    if _storage_problem is None:
-        paths = get_paths()
-        if _storage_problem is None:
-            probe = paths.data / ".write-test"
-            try:
-                probe.write_bytes(b"")
-                probe.unlink()
-                _storage_problem = ""
-            except OSError as exc:
-                _storage_problem = str(storage_error(exc, paths.data, "settings, chat history or models"))
-    return _storage_problem
+    folder, full disk). Checked once per data folder: the folders exist and it takes a file."""
+    paths = get_paths()
+    if paths.data not in _storage_problems:
+        probe = paths.data / ".write-test"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+            _storage_problems[paths.data] = ""
+        except OSError as exc:
+            _storage_problems[paths.data] = str(storage_error(exc, paths.data, "settings, chat history or models"))
+    return _storage_problems[paths.data]
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,11 @@ class Paths:
     def ensure(self) -> "Paths":
         """Create the folders. One that cannot be created (read-only medium, full disk) is not fatal:
         the app runs without saving, ``storage_problem()`` says why, and each write says so."""
-        global _storage_problem
         for p in (self.config, self.data, self.models, self.cache, self.logs):
             try:
                 p.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                if _storage_problem is None:
-                    _storage_problem = str(storage_error(exc, p, "settings, chat history or models"))
+            except OSError as exc:  # the first reason is the one said
+                _storage_problems.setdefault(self.data, str(storage_error(exc, p, "settings, chat history or models")))
         # The data dir holds chat history: readable by the user only.
         try:
             os.chmod(self.data, 0o700)
