@@ -162,6 +162,8 @@ def bounded_formatter(template: str, eos_token: str, bos_token: str, stop_token_
     """
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+    # built around a trivial template, because its constructor compiles what it is given, unbounded;
+    # the real one is compiled below in the bounded environment and put in its place
     fmt = Jinja2ChatFormatter(template=_TRIVIAL, eos_token=eos_token, bos_token=bos_token,
                               stop_token_ids=stop_token_ids)
     fmt.template = template
