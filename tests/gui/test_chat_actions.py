@@ -145,7 +145,8 @@ def test_export_markdown_and_json_from_the_menu(tab, qtbot, tmp_path, monkeypatc
 
     js = tmp_path / "out" / "chat.json"
     target["path"] = str(js)
-    actions["As JSON…"].trigger()
+    with qtbot.waitSignal(tab.ctx.status_message, timeout=2000):  # written off the GUI thread
+        actions["As JSON…"].trigger()
     assert asked[-1][1] == "Adding numbers.json" and "*.json" in asked[-1][2]
     data = json.loads(js.read_text("utf-8"))
     assert data["format"] == "atelier-conversation"
@@ -162,6 +163,15 @@ def test_export_markdown_and_json_from_the_menu(tab, qtbot, tmp_path, monkeypatc
     n = len(asked)
     actions["As Markdown…"].trigger()
     assert len(asked) == n and tab.notice.isVisible() and "Nothing to export" in tab.notice.text()
+
+
+def test_export_to_a_folder_that_is_not_there_says_so(tab, qtbot, tmp_path, monkeypatch):
+    _seed_conversation(tab)
+    missing = tmp_path / "gone" / "chat.md"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(missing), "")))
+    next(a for a in tab.export_button.menu().actions() if "Markdown" in a.text()).trigger()
+    qtbot.waitUntil(lambda: "Could not export" in tab.notice.text(), timeout=3000)
+    assert str(missing) in tab.notice.text() and not missing.exists()
 
 
 def _answer_input_dialog(qtbot, text: str) -> list:

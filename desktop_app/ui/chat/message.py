@@ -179,3 +179,13 @@ class MessageWidget(QFrame):
         if name == "copy":
             QGuiApplication.clipboard().setText(self.content)
         self.action.emit(name, self.message_id)
+
+
+def warm_render() -> None:
+    """Lay out one sample message off-screen while idle: the first real reply then does not pay
+    for font matching and the Markdown parser's first use (a visible stall otherwise)."""
+    w = MessageWidget(0, "assistant", "**b** *i* `c` [l](https://example.org)\n\n- a\n\n| a |\n|---|\n| b |\n\n"
+                      "```\nx\n```", "t")
+    w.resize(600, 400)
+    w.grab()
+    w.deleteLater()

@@ -131,3 +131,13 @@ class ConversationSidebar(QWidget):
         box.exec()
         if box.clickedButton() is yes:
             self.delete_all_requested.emit()
+
+    def show_private(self, on: bool, history_saved: bool) -> None:
+        """Private mode: the banner shows; the saved list, its search and "Delete all" rest."""
+        self.private_button.blockSignals(True)
+        self.private_button.setChecked(on)
+        self.private_button.blockSignals(False)
+        self.private_banner.setVisible(on)
+        self.conv_view.setEnabled(not on)
+        self.search_edit.setEnabled(not on)
+        self.delete_all_button.setEnabled(not on and history_saved)
