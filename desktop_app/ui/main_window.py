@@ -14,6 +14,7 @@ from desktop_app import __version__
 from desktop_app.resources import resource
 
 from desktop_app.qt.context import AppContext
+from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,7 @@ class MainWindow(QMainWindow):
         if icon.exists():
             self.setWindowIcon(QIcon(str(icon)))
 
-        self.tabs = QTabWidget(self)
-        self.tabs.setObjectName("mainTabs")
-        self.tabs.setAccessibleName("Main sections")
+        self.tabs = named(QTabWidget(self), "mainTabs", "Main sections")
         self.tabs.setDocumentMode(True)
         self._slots: list[_TabSlot] = []
         for _attr, label, _target in TABS:
@@ -67,8 +66,7 @@ class MainWindow(QMainWindow):
         # Said once and plainly, for as long as it is true: nothing this session does can be saved.
         from desktop_app.core.paths import storage_problem
 
-        self.storage_banner = QLabel(self)
-        self.storage_banner.setObjectName("storageBanner")
+        self.storage_banner = named(QLabel(self), "storageBanner")
         self.storage_banner.setWordWrap(True)
         self.storage_banner.setTextFormat(Qt.TextFormat.PlainText)
         self.storage_banner.setContentsMargins(8, 4, 8, 4)
@@ -92,12 +90,8 @@ class MainWindow(QMainWindow):
 
         self._build_menu()
 
-        self.hardware_label = QLabel("Detecting hardware…")
-        self.hardware_label.setObjectName("hardwareLabel")
-        self.hardware_label.setAccessibleName("Detected hardware")
-        self.loaded_label = QLabel("No model loaded")
-        self.loaded_label.setObjectName("loadedModelsLabel")
-        self.loaded_label.setAccessibleName("Loaded models")
+        self.hardware_label = named(QLabel("Detecting hardware…"), "hardwareLabel", "Detected hardware")
+        self.loaded_label = named(QLabel("No model loaded"), "loadedModelsLabel", "Loaded models")
         self.statusBar().addWidget(self.hardware_label)
         self.statusBar().addPermanentWidget(self.loaded_label)
 

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.settings import OPTIONS, Settings
+from desktop_app.ui.widgets.named import named
 
 
 def _token_api():
@@ -76,14 +77,11 @@ class SettingsDialog(QDialog):
         form = QFormLayout()
 
         # models folder
-        self.models_dir_edit = QLineEdit(str(self.settings.get("models_dir") or ""))
-        self.models_dir_edit.setObjectName("modelsDirEdit")
-        self.models_dir_edit.setAccessibleName("Models folder")
+        self.models_dir_edit = named(QLineEdit(str(self.settings.get("models_dir") or "")), "modelsDirEdit",
+                                     "Models folder")
         self.models_dir_edit.setPlaceholderText("Default: the app's data folder")
         self.models_dir_edit.setToolTip(OPTIONS["models_dir"].description)
-        browse = QPushButton("Browse…")
-        browse.setObjectName("modelsDirBrowse")
-        browse.setAccessibleName("Choose the models folder")
+        browse = named(QPushButton("Browse…"), "modelsDirBrowse", "Choose the models folder")
         browse.clicked.connect(self._on_browse_models_dir)
         row = QHBoxLayout()
         row.addWidget(self.models_dir_edit, 1)
@@ -91,20 +89,14 @@ class SettingsDialog(QDialog):
         form.addRow("&Models folder:", self._wrap(row))
 
         # extra read-only folders
-        self.extra_list = QListWidget()
-        self.extra_list.setObjectName("extraModelDirs")
-        self.extra_list.setAccessibleName("Read-only model folders")
+        self.extra_list = named(QListWidget(), "extraModelDirs", "Read-only model folders")
         self.extra_list.setToolTip(OPTIONS["extra_model_dirs"].description)
         self.extra_list.setMaximumHeight(90)
         for d in self.settings.get("extra_model_dirs") or []:
             self.extra_list.addItem(str(d))
-        add_extra = QPushButton("Add…")
-        add_extra.setObjectName("extraDirAdd")
-        add_extra.setAccessibleName("Add a read-only model folder")
+        add_extra = named(QPushButton("Add…"), "extraDirAdd", "Add a read-only model folder")
         add_extra.clicked.connect(self._on_add_extra_dir)
-        rm_extra = QPushButton("Remove")
-        rm_extra.setObjectName("extraDirRemove")
-        rm_extra.setAccessibleName("Remove the selected read-only model folder")
+        rm_extra = named(QPushButton("Remove"), "extraDirRemove", "Remove the selected read-only model folder")
         rm_extra.clicked.connect(self._on_remove_extra_dir)
         col = QVBoxLayout()
         col.addWidget(add_extra)
@@ -116,9 +108,8 @@ class SettingsDialog(QDialog):
         form.addRow("Read-only model folders:", self._wrap(row))
 
         # offline switch
-        self.offline_check = QCheckBox("&Offline: block every network call of the app")
-        self.offline_check.setObjectName("offlineCheck")
-        self.offline_check.setAccessibleName("Offline mode")
+        self.offline_check = named(QCheckBox("&Offline: block every network call of the app"), "offlineCheck",
+                                   "Offline mode")
         self.offline_check.setChecked(bool(self.settings.get("offline")))
         env_forced = os.environ.get("ATELIER_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
         if env_forced:
@@ -130,33 +121,25 @@ class SettingsDialog(QDialog):
         form.addRow("Network:", self.offline_check)
 
         # hub endpoint
-        self.endpoint_edit = QLineEdit(str(self.settings.get("hf_endpoint") or ""))
-        self.endpoint_edit.setObjectName("hubEndpointEdit")
-        self.endpoint_edit.setAccessibleName("Hub endpoint")
+        self.endpoint_edit = named(QLineEdit(str(self.settings.get("hf_endpoint") or "")), "hubEndpointEdit",
+                                   "Hub endpoint")
         self.endpoint_edit.setPlaceholderText(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
         self.endpoint_edit.setToolTip(OPTIONS["hf_endpoint"].description)
         form.addRow("Hub &endpoint:", self.endpoint_edit)
 
         # proxy
-        self.proxy_edit = QLineEdit(str(self.settings.get("proxy") or ""))
-        self.proxy_edit.setObjectName("proxyEdit")
-        self.proxy_edit.setAccessibleName("Proxy")
+        self.proxy_edit = named(QLineEdit(str(self.settings.get("proxy") or "")), "proxyEdit", "Proxy")
         self.proxy_edit.setPlaceholderText("http://proxy:3128 (empty: none)")
         self.proxy_edit.setToolTip(OPTIONS["proxy"].description)
         form.addRow("&Proxy:", self.proxy_edit)
 
         # token (masked; the stored value is never read back into the widget)
-        self.token_edit = QLineEdit()
-        self.token_edit.setObjectName("tokenEdit")
-        self.token_edit.setAccessibleName("Hub access token")
+        self.token_edit = named(QLineEdit(), "tokenEdit", "Hub access token")
         self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.token_edit.setPlaceholderText("Leave empty to keep the stored token")
-        self.token_where = QLabel(self._token_description())
-        self.token_where.setObjectName("tokenWhere")
+        self.token_where = named(QLabel(self._token_description()), "tokenWhere")
         self.token_where.setWordWrap(True)
-        clear_tok = QPushButton("Clear token")
-        clear_tok.setObjectName("tokenClear")
-        clear_tok.setAccessibleName("Clear the stored access token")
+        clear_tok = named(QPushButton("Clear token"), "tokenClear", "Clear the stored access token")
         clear_tok.clicked.connect(self._on_clear_token)
         row = QHBoxLayout()
         row.addWidget(self.token_edit, 1)

@@ -94,7 +94,7 @@ def test_mask_painting_makes_a_mask_and_undo_restores_it(studio, qtbot):
     canvas = studio.canvas
     assert studio.view_tabs.currentIndex() == 1 and canvas.has_image()
     assert canvas.is_mask_empty()
-    studio.brush_slider.setValue(40)
+    studio.canvas_page.brush_slider.setValue(40)
     assert canvas.brush_size() == 40
     a = canvas.image_to_widget(QPointF(60, 60)).toPoint()
     b = canvas.image_to_widget(QPointF(190, 120)).toPoint()
@@ -119,9 +119,9 @@ def test_mask_painting_makes_a_mask_and_undo_restores_it(studio, qtbot):
     # clear is undoable too
     canvas.set_mask(QImage.fromData(png_bytes((256, 256), (255, 255, 255))))
     assert canvas.mask_coverage() == 1.0
-    studio.clear_button.click()
+    studio.canvas_page.clear_button.click()
     assert canvas.is_mask_empty()
-    studio.undo_button.click()
+    studio.canvas_page.undo_button.click()
     assert canvas.mask_coverage() == 1.0
 
 
@@ -160,44 +160,44 @@ def test_gallery_lazy_thumbnails_and_actions(studio, qtbot):
 
     # reuse parameters
     studio.gallery.setCurrentIndex(model.index(1))
-    assert studio.act_reuse.isEnabled()
-    studio.act_reuse.trigger()
+    assert studio.gallery_panel.act_reuse.isEnabled()
+    studio.gallery_panel.act_reuse.trigger()
     p = studio.params.get_params()
     assert p["prompt"] == "a lighthouse at dusk" and p["negative"] == "blurry" and p["seed"] == 101
     assert p["steps"] == 7 and p["guidance"] == 4.5 and p["scheduler"] == "DDIM" and (p["width"], p["height"]) == (96, 64)
 
     # send to image-to-image / inpaint
-    studio.act_img2img.trigger()
+    studio.gallery_panel.act_img2img.trigger()
     assert studio.params.mode() == "img2img" and studio.canvas.has_image()
     assert studio.canvas.image().size().width() == 96 and studio.view_tabs.currentIndex() == 1
-    studio.act_inpaint.trigger()
+    studio.gallery_panel.act_inpaint.trigger()
     assert studio.params.mode() == "inpaint" and studio.canvas.mask_enabled
 
     # save as keeps the metadata; copy puts the image on the clipboard
     from desktop_app.engines.diffusion.metadata import parse_parameters
 
     dest = images_dir().parent / "copy.png"
-    studio.save_as(model.item(1).path, dest)
+    studio.gallery_panel.save_as(model.item(1).path, dest)
     assert parse_parameters(dest)["seed"] == 101
-    studio.act_copy.trigger()
+    studio.gallery_panel.act_copy.trigger()
     from PySide6.QtGui import QGuiApplication
 
     assert QGuiApplication.clipboard().image().width() == 96
 
     # open large
-    dlg = studio.open_large(model.item(1).path)
+    dlg = studio.gallery_panel.open_large(model.item(1).path)
     qtbot.waitExposed(dlg)
     assert "a lighthouse at dusk" in dlg.findChildren(type(studio.status_label))[0].text()
     dlg.close()
 
     # post-processing without models installed: disabled, tooltip says what to do
-    assert not studio.act_upscale.isEnabled() and "install" in studio.act_upscale.toolTip()
-    assert not studio.act_removebg.isEnabled()
+    assert not studio.gallery_panel.act_upscale.isEnabled() and "install" in studio.gallery_panel.act_upscale.toolTip()
+    assert not studio.gallery_panel.act_removebg.isEnabled()
     shot(studio, "gallery")
 
     # delete
     path = model.item(0).path
-    studio.delete_rows([0])
+    studio.gallery_panel.delete_rows([0])
     assert not path.exists() and model.rowCount() == 2
 
 
@@ -406,19 +406,19 @@ def test_upscale_from_the_gallery_and_compare(studio, qtbot, tmp_path_factory, s
         studio.start()
     qtbot.waitUntil(lambda: studio.gallery_model.rowCount() == 1, timeout=5000)
     studio.gallery.setCurrentIndex(studio.gallery_model.index(0))
-    assert studio.act_upscale.isEnabled() and "tiny-esrgan" in studio.act_upscale.toolTip()
+    assert studio.gallery_panel.act_upscale.isEnabled() and "tiny-esrgan" in studio.gallery_panel.act_upscale.toolTip()
     with qtbot.waitSignal(studio.result_added, timeout=120000) as blocker:
-        studio.act_upscale.trigger()
+        studio.gallery_panel.act_upscale.trigger()
     out = Path(blocker.args[0])
-    qtbot.waitUntil(lambda: studio._post_job is None, timeout=10000)
+    qtbot.waitUntil(lambda: not studio.controller.post_busy, timeout=10000)
     assert QImage(str(out)).size().width() == 96
     from desktop_app.engines.diffusion.metadata import parse_parameters
 
     meta = parse_parameters(out)
     assert meta["operation"] == "Upscaled" and meta["source_image"] == str(src) and meta["prompt"] == PARAMS["prompt"]
     # the selection settles through queued events: wait for it rather than assume it is immediate
-    qtbot.waitUntil(lambda: studio.gallery_model.rowCount() == 2 and studio.act_compare.isEnabled(), timeout=5000)
-    dlg = studio.compare(src, out)
+    qtbot.waitUntil(lambda: studio.gallery_model.rowCount() == 2 and studio.gallery_panel.act_compare.isEnabled(), timeout=5000)
+    dlg = studio.gallery_panel.compare(src, out)
     qtbot.waitExposed(dlg)
     view = dlg.compare_view
     view.setFocus()
@@ -442,14 +442,14 @@ def test_remove_background_from_the_gallery(studio, qtbot, tmp_path_factory, sha
         studio.start()
     qtbot.waitUntil(lambda: studio.gallery_model.rowCount() == 1, timeout=5000)
     studio.select_gallery_row(0)
-    assert studio.act_removebg.isEnabled() and not studio.act_upscale.isEnabled()
+    assert studio.gallery_panel.act_removebg.isEnabled() and not studio.gallery_panel.act_upscale.isEnabled()
     with qtbot.waitSignal(studio.result_added, timeout=120000) as blocker:
-        studio.act_removebg.trigger()
+        studio.gallery_panel.act_removebg.trigger()
     out = QImage(blocker.args[0])
     assert out.hasAlphaChannel() and out.size().width() == 96
     assert out.pixelColor(48, 32).alpha() > 240 and out.pixelColor(0, 0).alpha() < 10
-    qtbot.waitUntil(lambda: studio._post_job is None, timeout=10000)
-    assert studio.act_compare.isEnabled()
+    qtbot.waitUntil(lambda: not studio.controller.post_busy, timeout=10000)
+    assert studio.gallery_panel.act_compare.isEnabled()
     shot(studio, "background_removed")
 
 

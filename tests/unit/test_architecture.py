@@ -111,3 +111,20 @@ def test_views_coalesce_through_the_one_throttle():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "QTimer":
                 bad.append(f"{py.relative_to(PKG)}:{node.lineno}")
     assert not bad, "use desktop_app.ui.widgets.throttle.Coalescer: " + ", ".join(bad)
+
+
+def test_controllers_build_no_widgets():
+    """Issue 10: a tab's controller is a QObject between its model thread and its view; it imports
+    no widget module, so it can be tested (and later driven by the server) without a window."""
+    bad = []
+    for py in (PKG / "ui").rglob("controller.py"):
+        bad += [f"{py.relative_to(PKG)} imports {m}" for m in _imports(py) if m.startswith("PySide6.QtWidgets")]
+    assert sorted(p.parent.name for p in (PKG / "ui").rglob("controller.py")) == ["chat", "studio"]
+    assert not bad, "\n".join(bad)
+
+
+def test_no_module_over_600_lines():
+    """Issue 10: big modules are split along their own sections (the five largest are in the note)."""
+    big = {str(py.relative_to(PKG)): n for py in PKG.rglob("*.py")
+           if (n := len(py.read_text("utf-8").splitlines())) > 600}
+    assert not big, big

@@ -211,7 +211,10 @@ class UpscaleRequest(_ImageOnWire):
     ``scale``: output scale (default: the model's; smaller ones are resized down with Lanczos).
     ``tile``: the largest tile side in input pixels, overlap included; ``None`` picks one from the
     free memory, 0 runs the whole image at once. ``device``: auto (GPU when torch can use one,
-    fp16 when the architecture supports it), cpu, cuda or mps.
+    fp16 when the architecture supports it), cpu, cuda or mps. ``metadata``: the parameters to
+    write into the result PNG (the gallery's: the source's prompt, the operation, the source
+    file); the child adds the result's size and scale and encodes the PNG once. ``None``: the
+    source's own text chunks are copied.
     """
 
     model_path: str
@@ -221,6 +224,7 @@ class UpscaleRequest(_ImageOnWire):
     overlap: int = 32
     allow_pickle: bool = False
     device: str = "auto"
+    metadata: dict | None = None
 
     def validate(self) -> None:
         from desktop_app.core.errors import AtelierError
@@ -244,7 +248,8 @@ class RemoveBgRequest(_ImageOnWire):
 
     ``soft``: keep the model's continuous alpha (slightly feathered) instead of hard 0/255 edges.
     ``mask_only``: the result is the mask (greyscale PNG) instead of the RGBA cut-out.
-    ``device``: auto (onnxruntime's GPU providers when installed), cpu or cuda.
+    ``device``: auto (onnxruntime's GPU providers when installed), cpu or cuda. ``metadata``: as
+    for :class:`UpscaleRequest` (``None``: the result carries no text chunks).
     """
 
     model_path: str
@@ -254,6 +259,7 @@ class RemoveBgRequest(_ImageOnWire):
     threshold: int = 128
     feather: float | None = None
     device: str = "auto"
+    metadata: dict | None = None
 
     def validate(self) -> None:
         from desktop_app.core.errors import AtelierError

@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QToolButton, QWidget
 
 from desktop_app.core.starter import STARTER_ID
+from desktop_app.ui.widgets.named import named
 
 STARTER_LABEL = "Starter model (SmolLM2 135M)"
 
@@ -36,20 +37,16 @@ class ChatHeader(QWidget):
         super().__init__(parent)
         top = QHBoxLayout(self)
         top.setContentsMargins(0, 0, 0, 0)
-        self.model_combo = QComboBox()
-        self.model_combo.setObjectName("chatModelPicker")
-        self.model_combo.setAccessibleName("Chat model")
-        self.model_combo.setToolTip("Chat models in your library, with how each fits this machine")
+        self.model_combo = named(QComboBox(), "chatModelPicker",
+                                 "Chat model", "Chat models in your library, with how each fits this machine")
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.model_combo.addItem(STARTER_LABEL, STARTER_ID)
-        self.params_button = QToolButton()
-        self.params_button.setObjectName("chatParamsToggle")
+        self.params_button = named(QToolButton(), "chatParamsToggle")
         self.params_button.setText("Parameters")
         self.params_button.setCheckable(True)
         self.params_button.setAccessibleName("Show chat parameters")
         self.params_button.setToolTip("System prompt, sampling and presets for this chat")
-        self.export_button = QToolButton()
-        self.export_button.setObjectName("chatExport")
+        self.export_button = named(QToolButton(), "chatExport")
         self.export_button.setText("Export")
         self.export_button.setAccessibleName("Export conversation")
         self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)

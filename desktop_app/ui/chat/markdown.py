@@ -17,6 +17,8 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
+from desktop_app.ui.widgets.named import named
+
 _FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^\n]*$")
 
 
@@ -177,10 +179,8 @@ class CodeBlock(QFrame):
         lay.setContentsMargins(8, 4, 8, 8)
         lay.setSpacing(2)
         head = QHBoxLayout()
-        self.lang_label = small_label(QLabel())
-        self.lang_label.setObjectName("chatCodeLang")
-        self.copy_button = QToolButton()
-        self.copy_button.setObjectName("chatCodeCopy")
+        self.lang_label = named(small_label(QLabel()), "chatCodeLang")
+        self.copy_button = named(QToolButton(), "chatCodeCopy")
         self.copy_button.setText("Copy")
         self.copy_button.setAutoRaise(True)
         self.copy_button.setAccessibleName("Copy code")
@@ -190,8 +190,7 @@ class CodeBlock(QFrame):
         head.addStretch(1)
         head.addWidget(self.copy_button)
         lay.addLayout(head)
-        self.code_label = QLabel()
-        self.code_label.setObjectName("chatCode")
+        self.code_label = named(QLabel(), "chatCode")
         self.code_label.setTextFormat(Qt.TextFormat.RichText)
         self.code_label.setWordWrap(True)
         self.code_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

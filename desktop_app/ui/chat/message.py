@@ -7,6 +7,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from desktop_app.ui.chat.markdown import MarkdownView, fill_alternate, small_label
+from desktop_app.ui.widgets.named import named
 
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 # Longest text a bubble lays out: a 1 MB paste would stall the GUI thread for seconds in Qt's text
@@ -69,16 +70,14 @@ class MessageWidget(QFrame):
         lay.addLayout(head)
 
         # Reasoning: a collapsible block, collapsed once the thought is over.
-        self.think_button = QToolButton()
-        self.think_button.setObjectName("chatThinkToggle")
+        self.think_button = named(QToolButton(), "chatThinkToggle")
         self.think_button.setCheckable(True)
         self.think_button.setAutoRaise(True)
         self.think_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.think_button.setArrowType(Qt.ArrowType.RightArrow)
         self.think_button.setAccessibleName("Show or hide the model's reasoning")
         self.think_button.toggled.connect(self._on_think_toggled)
-        self.think_label = QLabel()
-        self.think_label.setObjectName("chatThinking")
+        self.think_label = named(QLabel(), "chatThinking")
         self.think_label.setTextFormat(Qt.TextFormat.PlainText)
         self.think_label.setWordWrap(True)
         self.think_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -92,16 +91,14 @@ class MessageWidget(QFrame):
 
         self.body = MarkdownView()
         lay.addWidget(self.body)
-        self.clipped_label = small_label(QLabel())
-        self.clipped_label.setObjectName("chatMessageClipped")
+        self.clipped_label = named(small_label(QLabel()), "chatMessageClipped")
         self.clipped_label.setWordWrap(True)
         self.clipped_label.hide()
         lay.addWidget(self.clipped_label)
 
         foot = QHBoxLayout()
         foot.setSpacing(2)
-        self.stats_label = small_label(QLabel())
-        self.stats_label.setObjectName("chatMessageStats")
+        self.stats_label = named(small_label(QLabel()), "chatMessageStats")
         foot.addWidget(self.stats_label)
         foot.addStretch(1)
         self.buttons: dict[str, QToolButton] = {}

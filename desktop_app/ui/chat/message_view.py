@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QLabel, QPushButton, QScrollArea, QSizePolicy, QVB
 
 from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.ui.chat.message import MessageWidget
+from desktop_app.ui.widgets.named import named
 
 PAGE = 12  # a screenful and a bit: widgets cost ~3 ms each to build and lay out
 FLUSH_MS = 40
@@ -47,14 +48,11 @@ class MessageView(QScrollArea):
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self._inner = QWidget()
-        self._inner.setObjectName("chatMessageColumn")
+        self._inner = named(QWidget(), "chatMessageColumn")
         self._lay = QVBoxLayout(self._inner)
         self._lay.setContentsMargins(12, 8, 12, 8)
         self._lay.setSpacing(8)
-        self.more_button = QPushButton("Show earlier messages")
-        self.more_button.setObjectName("chatShowEarlier")
-        self.more_button.setAccessibleName("Show earlier messages")
+        self.more_button = named(QPushButton("Show earlier messages"), "chatShowEarlier", "Show earlier messages")
         self.more_button.setFlat(True)
         self.more_button.clicked.connect(self._on_show_earlier)
         self.more_button.hide()

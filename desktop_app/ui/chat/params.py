@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QPlainTextEdit,
     QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
+from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +69,15 @@ class ParamsPanel(QWidget):
         lay.setContentsMargins(6, 6, 6, 6)
 
         row = QHBoxLayout()
-        self.preset_combo = QComboBox()
-        self.preset_combo.setObjectName("chatPresetCombo")
-        self.preset_combo.setAccessibleName("Parameter preset")
-        self.preset_combo.setToolTip("Apply a saved set of parameters")
-        self.save_preset_button = QPushButton("Save as…")
-        self.save_preset_button.setObjectName("chatSavePreset")
-        self.save_preset_button.setAccessibleName("Save parameters as a preset")
+        self.preset_combo = named(QComboBox(), "chatPresetCombo", "Parameter preset", "Apply a saved set of parameters")
+        self.save_preset_button = named(QPushButton("Save as…"), "chatSavePreset", "Save parameters as a preset")
         row.addWidget(self.preset_combo, 1)
         row.addWidget(self.save_preset_button)
         lay.addWidget(QLabel("Preset"))
         lay.addLayout(row)
 
         lay.addWidget(QLabel("System prompt"))
-        self.system_edit = QPlainTextEdit()
-        self.system_edit.setObjectName("chatSystemPrompt")
-        self.system_edit.setAccessibleName("System prompt")
+        self.system_edit = named(QPlainTextEdit(), "chatSystemPrompt", "System prompt")
         self.system_edit.setPlaceholderText("e.g. You are a concise assistant.")
         self.system_edit.setTabChangesFocus(True)
         self.system_edit.setMaximumHeight(120)
@@ -123,9 +117,7 @@ class ParamsPanel(QWidget):
             w.setObjectName(f"chatParam_{label.lower().replace(' ', '_')}")
             form.addRow(label, w)
         lay.addLayout(form)
-        self.reset_button = QPushButton("Defaults")
-        self.reset_button.setObjectName("chatParamsDefaults")
-        self.reset_button.setAccessibleName("Reset parameters to defaults")
+        self.reset_button = named(QPushButton("Defaults"), "chatParamsDefaults", "Reset parameters to defaults")
         lay.addWidget(self.reset_button)
         lay.addStretch(1)
 

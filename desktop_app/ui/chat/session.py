@@ -11,6 +11,13 @@ import logging
 from desktop_app.core.history import HistoryStore, PrivateHistory
 
 log = logging.getLogger(__name__)
+TITLE_CHARS = 48
+
+
+def title_from(text: str) -> str:
+    """A new conversation's title: its first message on one line, cut at a word with "…"."""
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
 class ChatStores:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.ui.chat.conversations import ConversationIdRole, ConversationListModel
 from desktop_app.ui.widgets.throttle import Coalescer
+from desktop_app.ui.widgets.named import named
 
 
 class ConversationSidebar(QWidget):
@@ -35,28 +36,20 @@ class ConversationSidebar(QWidget):
         ll = QVBoxLayout(self)
         ll.setContentsMargins(6, 6, 6, 6)
         row = QHBoxLayout()
-        self.new_button = QPushButton("New chat")
-        self.new_button.setObjectName("chatNew")
-        self.new_button.setAccessibleName("New chat")
-        self.new_button.setToolTip("Start a new conversation (Ctrl+N)")
-        self.private_button = QPushButton("Private")
-        self.private_button.setObjectName("chatPrivate")
+        self.new_button = named(QPushButton("New chat"), "chatNew", "New chat", "Start a new conversation (Ctrl+N)")
+        self.private_button = named(QPushButton("Private"), "chatPrivate")
         self.private_button.setCheckable(True)
         self.private_button.setAccessibleName("Private chat")
         self.private_button.setToolTip("A private chat is never written to disk and disappears when you leave it")
         row.addWidget(self.new_button, 1)
         row.addWidget(self.private_button)
         ll.addLayout(row)
-        self.search_edit = QLineEdit()
-        self.search_edit.setObjectName("chatSearch")
-        self.search_edit.setAccessibleName("Search conversations")
+        self.search_edit = named(QLineEdit(), "chatSearch", "Search conversations")
         self.search_edit.setPlaceholderText("Search chats…")
         self.search_edit.setClearButtonEnabled(True)
         ll.addWidget(self.search_edit)
         self.conv_model = ConversationListModel(None, self)
-        self.conv_view = QListView()
-        self.conv_view.setObjectName("chatConversationList")
-        self.conv_view.setAccessibleName("Conversations")
+        self.conv_view = named(QListView(), "chatConversationList", "Conversations")
         self.conv_view.setModel(self.conv_model)
         self.conv_view.setUniformItemSizes(True)
         self.conv_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -70,9 +63,7 @@ class ConversationSidebar(QWidget):
         self.private_banner.setWordWrap(True)
         self.private_banner.hide()
         ll.addWidget(self.private_banner)
-        self.delete_all_button = QPushButton("Delete all history…")
-        self.delete_all_button.setObjectName("chatDeleteAll")
-        self.delete_all_button.setAccessibleName("Delete all chat history")
+        self.delete_all_button = named(QPushButton("Delete all history…"), "chatDeleteAll", "Delete all chat history")
         ll.addWidget(self.delete_all_button)
 
         self.search_timer = Coalescer(250, lambda: self.search_changed.emit(self.search_edit.text()), self,

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.history import HistoryStore
 from desktop_app.ui.chat.controller import ChatController
-from desktop_app.ui.chat.session import ChatStores
+from desktop_app.ui.chat.session import ChatStores, title_from
 from desktop_app.ui.chat.header import ChatHeader, list_chat_models
 from desktop_app.ui.chat.status import ChatNotices, ChatStatusRow, truncation_text
 from desktop_app.ui.chat.sidebar import ConversationSidebar
@@ -29,16 +29,9 @@ from desktop_app.ui.chat.message_view import MessageView
 from desktop_app.ui.chat.message import warm_render
 from desktop_app.ui.chat.params import ParamsPanel
 from desktop_app.ui.chat.input import ChatInput
+from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
-
-TITLE_CHARS = 48
-
-
-def _title_from(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
-
 
 class ChatTab(QWidget):
     # Emitted on the GUI thread when a reply ends (done, stopped or failed): tests and the bench wait on it.
@@ -58,9 +51,6 @@ class ChatTab(QWidget):
         # model / job state ------------------------------------------------------------------
         # the model's work (load, reply, stop) lives in the controller; this view lays out and wires
         self.controller = ChatController(ctx, self)
-        self._retry: tuple | None = None
-        self._plan_info: dict = {}
-        self._models: list[dict] = []
         self._badge_op = None
         self._shut = False
         self.n_ctx_override: int | None = None  # None: the fitter's context for this machine
@@ -78,8 +68,7 @@ class ChatTab(QWidget):
     def _build_ui(self) -> None:
         root = QHBoxLayout(self)
         root.setContentsMargins(0, 0, 0, 0)
-        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        self.splitter.setObjectName("chatSplitter")
+        self.splitter = named(QSplitter(Qt.Orientation.Horizontal, self), "chatSplitter")
         root.addWidget(self.splitter)
 
         # ---- left: conversations (the panel lays out and asks; this tab does the work)
@@ -114,10 +103,7 @@ class ChatTab(QWidget):
 
         inrow = QHBoxLayout()
         self.input = ChatInput()
-        self.send_button = QPushButton("Send")
-        self.send_button.setObjectName("chatSend")
-        self.send_button.setAccessibleName("Send message")
-        self.send_button.setToolTip("Send (Enter) / Stop (Esc)")
+        self.send_button = named(QPushButton("Send"), "chatSend", "Send message", "Send (Enter) / Stop (Esc)")
         self.send_button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Preferred)
         inrow.addWidget(self.input, 1)
         inrow.addWidget(self.send_button)
@@ -352,7 +338,6 @@ class ChatTab(QWidget):
     @Slot(object)
     def _on_models_listed(self, models: list) -> None:
         if not self._shut:
-            self._models = models
             self.header.set_models(models)
 
     @Slot(object)
@@ -405,7 +390,7 @@ class ChatTab(QWidget):
         if store is None:
             return False
         if self.conversation_id is None or store.get_conversation(self.conversation_id) is None:
-            conv = store.create_conversation(_title_from(text), model_id=self.chosen_model,
+            conv = store.create_conversation(title_from(text), model_id=self.chosen_model,
                                              system_prompt=self.params.system_prompt() or None,
                                              params=self.params.params())
             self.conversation_id = conv.id
@@ -550,7 +535,6 @@ class ChatTab(QWidget):
             log.info("reply %s failed", end.reply_id)
 
     def _on_load_started(self, v: dict) -> None:
-        self._plan_info = v
         self.load_bar.setFormat(f"Loading {v.get('name', 'model')}… %p%")
         self.notices.show_plan(v, has_gpu=bool(getattr(self.ctx.hardware, "gpus", None)))
 

@@ -36,6 +36,7 @@ from desktop_app.ui.models.common import (
     human_size,
     licence_box,
 )
+from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
 
@@ -196,32 +197,25 @@ class CatalogView(QWidget):
         self._refresh_op = None
         self._accepted_licences: set[str] = set()
 
-        self.task_combo = QComboBox()
-        self.task_combo.setObjectName("catalogTaskFilter")
-        self.task_combo.setAccessibleName("Filter by task")
+        self.task_combo = named(QComboBox(), "catalogTaskFilter", "Filter by task")
         self.task_combo.addItem("All tasks", "")
         for key, label in TASK_LABELS.items():
             self.task_combo.addItem(label, key)
         self.task_combo.currentIndexChanged.connect(self._on_filters_changed)
 
-        self.search_edit = QLineEdit()
-        self.search_edit.setObjectName("catalogTextFilter")
-        self.search_edit.setAccessibleName("Filter the catalog by text")
+        self.search_edit = named(QLineEdit(), "catalogTextFilter", "Filter the catalog by text")
         self.search_edit.setPlaceholderText("Filter: name, family, quantization…")
         self.search_edit.setClearButtonEnabled(True)
         self.search_edit.textChanged.connect(self._on_filters_changed)
 
-        self.fits_check = QCheckBox("Fits my machine")
-        self.fits_check.setObjectName("catalogFitsFilter")
-        self.fits_check.setAccessibleName("Show only models that fit this machine")
+        self.fits_check = named(QCheckBox("Fits my machine"), "catalogFitsFilter",
+                                "Show only models that fit this machine")
         self.fits_check.toggled.connect(self._on_filters_changed)
 
         self.model = CatalogTableModel(self)
         self.proxy = CatalogFilterProxy(self)
         self.proxy.setSourceModel(self.model)
-        self.table = QTableView()
-        self.table.setObjectName("catalogTable")
-        self.table.setAccessibleName("Model catalog")
+        self.table = named(QTableView(), "catalogTable", "Model catalog")
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
@@ -238,22 +232,17 @@ class CatalogView(QWidget):
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         self.table.doubleClicked.connect(self._on_download_clicked)
 
-        self.download_btn = QPushButton("&Download")
-        self.download_btn.setObjectName("catalogDownload")
-        self.download_btn.setAccessibleName("Download the selected model")
+        self.download_btn = named(QPushButton("&Download"), "catalogDownload", "Download the selected model")
         self.download_btn.setEnabled(False)
         self.download_btn.clicked.connect(self._on_download_clicked)
-        self.refresh_btn = QPushButton("Refresh sizes from hub")
-        self.refresh_btn.setObjectName("catalogRefresh")
-        self.refresh_btn.setAccessibleName("Refresh exact sizes and checksums from the hub")
+        self.refresh_btn = named(QPushButton("Refresh sizes from hub"), "catalogRefresh",
+                                 "Refresh exact sizes and checksums from the hub")
         self.refresh_btn.clicked.connect(self._on_refresh_clicked)
 
-        self.details = QLabel("")
-        self.details.setObjectName("catalogDetails")
+        self.details = named(QLabel(""), "catalogDetails")
         self.details.setWordWrap(True)
         self.details.setTextFormat(Qt.TextFormat.PlainText)
-        self.message = QLabel("Loading the catalog…")
-        self.message.setObjectName("catalogMessage")
+        self.message = named(QLabel("Loading the catalog…"), "catalogMessage")
         self.message.setWordWrap(True)
 
         bar = QHBoxLayout()

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.ui.models.common import human_eta, human_size, human_speed, licence_box
+from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +53,12 @@ class DownloadRow(QFrame):
         self.job = None
         self.setObjectName(f"download-{job_id}")
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.title = QLabel()
-        self.title.setObjectName("downloadTitle")
+        self.title = named(QLabel(), "downloadTitle")
         self.title.setTextFormat(Qt.TextFormat.PlainText)
-        self.bar = QProgressBar()
-        self.bar.setObjectName("downloadProgress")
+        self.bar = named(QProgressBar(), "downloadProgress")
         self.bar.setRange(0, 1000)
         self.bar.setTextVisible(True)
-        self.status = QLabel()
-        self.status.setObjectName("downloadStatus")
+        self.status = named(QLabel(), "downloadStatus")
         self.status.setWordWrap(True)
         self.status.setTextFormat(Qt.TextFormat.PlainText)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -173,9 +171,7 @@ class DownloadsView(QWidget):
         self.rows_box = QWidget()
         self.rows_layout = QVBoxLayout(self.rows_box)
         self.rows_layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setObjectName("downloadsList")
-        scroll.setAccessibleName("Download queue")
+        scroll = named(QScrollArea(), "downloadsList", "Download queue")
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.rows_box)
         lay = QVBoxLayout(self)

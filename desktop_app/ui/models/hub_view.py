@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.ui.models.common import badge_brush_color, badge_kind, error_text, highlight_tint, human_size
+from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
 REPO_ROLE = Qt.ItemDataRole.UserRole + 3
@@ -87,29 +88,19 @@ class HubSearchView(QWidget):
         self.repo_info = None
         self.best_file: str | None = None
 
-        self.query_edit = QLineEdit()
-        self.query_edit.setObjectName("hubQuery")
-        self.query_edit.setAccessibleName("Search the hub")
+        self.query_edit = named(QLineEdit(), "hubQuery", "Search the hub")
         self.query_edit.setPlaceholderText("Search the hub, e.g. qwen3 gguf (nothing is sent until you press Search)")
         self.query_edit.returnPressed.connect(self._on_search_clicked)
-        self.task_combo = QComboBox()
-        self.task_combo.setObjectName("hubTask")
-        self.task_combo.setAccessibleName("Kind of model to search for")
+        self.task_combo = named(QComboBox(), "hubTask", "Kind of model to search for")
         self.task_combo.addItem("Chat (GGUF)", "chat")
         self.task_combo.addItem("Image (diffusers / single file)", "image")
-        self.search_btn = QPushButton("&Search")
-        self.search_btn.setObjectName("hubSearch")
-        self.search_btn.setAccessibleName("Search the hub")
+        self.search_btn = named(QPushButton("&Search"), "hubSearch", "Search the hub")
         self.search_btn.clicked.connect(self._on_search_clicked)
 
-        self.results = QListWidget()
-        self.results.setObjectName("hubResults")
-        self.results.setAccessibleName("Search results")
+        self.results = named(QListWidget(), "hubResults", "Search results")
         self.results.currentItemChanged.connect(self._on_result_changed)
 
-        self.files = QTreeWidget()
-        self.files.setObjectName("hubFiles")
-        self.files.setAccessibleName("Files of the selected repository")
+        self.files = named(QTreeWidget(), "hubFiles", "Files of the selected repository")
         self.files.setRootIsDecorated(False)
         self.files.setColumnCount(4)
         self.files.setHeaderLabels(["File", "Size", "Quantization", "Fit on this machine"])
@@ -117,14 +108,11 @@ class HubSearchView(QWidget):
         self.files.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.files.currentItemChanged.connect(self._on_file_changed)
 
-        self.download_btn = QPushButton("&Download file")
-        self.download_btn.setObjectName("hubDownload")
-        self.download_btn.setAccessibleName("Download the selected file")
+        self.download_btn = named(QPushButton("&Download file"), "hubDownload", "Download the selected file")
         self.download_btn.setEnabled(False)
         self.download_btn.clicked.connect(self._on_download_clicked)
-        self.download_repo_btn = QPushButton("Download whole &pipeline")
-        self.download_repo_btn.setObjectName("hubDownloadRepo")
-        self.download_repo_btn.setAccessibleName("Download the whole diffusers pipeline")
+        self.download_repo_btn = named(QPushButton("Download whole &pipeline"), "hubDownloadRepo",
+                                       "Download the whole diffusers pipeline")
         self.download_repo_btn.setVisible(False)
         self.download_repo_btn.clicked.connect(self._on_download_repo_clicked)
 

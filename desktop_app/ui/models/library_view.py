@@ -30,6 +30,7 @@ from desktop_app.core.library import ModelRecord
 from desktop_app.ui.models.catalog_view import ENTRY_ROLE, SORT_ROLE, TASK_LABELS
 from desktop_app.ui.models.common import RowTableModel, badge_brush_color, badge_kind, error_text, human_size
 from desktop_app.ui.widgets.fit import plan_or_error
+from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +177,7 @@ class LibraryView(QWidget):
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(SORT_ROLE)
-        self.table = QTableView()
-        self.table.setObjectName("libraryTable")
-        self.table.setAccessibleName("Installed models")
+        self.table = named(QTableView(), "libraryTable", "Installed models")
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
@@ -215,11 +214,9 @@ class LibraryView(QWidget):
         self.delete_btn.setEnabled(False)
         self.open_btn.setEnabled(False)
 
-        self.message = QLabel("")
-        self.message.setObjectName("libraryMessage")
+        self.message = named(QLabel(""), "libraryMessage")
         self.message.setWordWrap(True)
-        self.total_label = QLabel("")
-        self.total_label.setObjectName("libraryTotal")
+        self.total_label = named(QLabel(""), "libraryTotal")
 
         actions = QHBoxLayout()
         actions.addWidget(self.import_file_btn)

@@ -16,6 +16,7 @@ from desktop_app.ui.models.catalog_view import CatalogView
 from desktop_app.ui.models.downloads_view import DownloadsView
 from desktop_app.ui.models.hub_view import HubSearchView
 from desktop_app.ui.models.library_view import LibraryView
+from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +33,14 @@ class ModelsTab(QWidget):
         self.downloads = DownloadsView(ctx, self)
         self.library = LibraryView(ctx, self)
 
-        self.sections = QTabWidget(self)
-        self.sections.setObjectName("modelsSections")
-        self.sections.setAccessibleName("Models sections")
+        self.sections = named(QTabWidget(self), "modelsSections", "Models sections")
         self.sections.addTab(self.catalog, "Catalog")
         self.sections.addTab(self.hub, "Hub search")
         self.sections.addTab(self.downloads, "Downloads")
         self.sections.addTab(self.library, "Library")
 
-        self.offline_label = QLabel("")
-        self.offline_label.setObjectName("modelsOfflineLabel")
-        self.settings_btn = QPushButton("Se&ttings…")
-        self.settings_btn.setObjectName("modelsSettings")
-        self.settings_btn.setAccessibleName("Open the settings")
+        self.offline_label = named(QLabel(""), "modelsOfflineLabel")
+        self.settings_btn = named(QPushButton("Se&ttings…"), "modelsSettings", "Open the settings")
         self.settings_btn.clicked.connect(self._on_settings_clicked)
         top = QHBoxLayout()
         top.addWidget(self.offline_label, 1)

@@ -47,20 +47,30 @@ def _drain_after_cancel(events, token) -> None:
             break
 
 
-def _translate(ev, save_dir: Path | None):
+def _stage_text(ev) -> str:
+    """Post-processing says what it does ("Tile 3/12", "Inference 2/3"); generation shows steps."""
+    stage = ev.get("stage") or ""
+    if not stage:
+        return ""
+    return f"{'Tile' if stage == 'tile' else stage.capitalize()} {ev.get('step', 0)}/{ev.get('total', 0)}"
+
+
+def _translate(ev, save_dir: Path | None, out: Path | None = None):
+    """One engine event as the item the view gets. A RESULT's PNG (encoded once, with its
+    metadata, in the child) is written as it came: to ``out`` when given, else a new gallery name."""
     from desktop_app.engines.diffusion import protocol as P
 
     if ev.type == P.PROGRESS:
         return E.Progress(ev.get("step", 0), ev.get("total", 0), ev.get("it_s"), ev.get("image_index", 0),
-                          ev.get("batch", 1))
+                          ev.get("batch", 1), _stage_text(ev))
     if ev.type == P.PREVIEW:
         return E.Preview(QImage.fromData(ev.image or b""), ev.get("step", 0), ev.get("total", 0))
     if ev.type == P.RESULT:
         from desktop_app.ui.studio.gallery import new_image_path
 
         params = dict(ev.get("params") or {})
-        path = new_image_path(f"{params.get('seed', '')}")
-        if save_dir is not None:
+        path = out or new_image_path(f"{params.get('seed', '')}")
+        if save_dir is not None and out is None:
             save_dir.mkdir(parents=True, exist_ok=True)
             path = save_dir / path.name
         path.write_bytes(ev.image or b"")
@@ -74,7 +84,7 @@ def _translate(ev, save_dir: Path | None):
     return None
 
 
-def _run_events(events, token, save_dir: Path | None = None):
+def _run_events(events, token, save_dir: Path | None = None, out: Path | None = None):
     """Yield translated items; on cancel, stop yielding, wait for the engine's terminal event, raise."""
     from desktop_app.engines.diffusion import protocol as P
 
@@ -87,7 +97,7 @@ def _run_events(events, token, save_dir: Path | None = None):
             continue
         if ev.type == P.CANCELLED:
             raise Cancelled()
-        item = _translate(ev, save_dir)
+        item = _translate(ev, save_dir, out)
         if item is not None:
             yield item
         if ev.terminal:

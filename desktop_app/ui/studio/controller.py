@@ -1,0 +1,268 @@
+"""The Image Studio's controller: a QObject with no widgets between the "image" model thread
+(which drives the diffusion engine's child process) and the view, as the Chat tab's controller is.
+
+It owns the model list with its fit badges, what is loaded, and the three kinds of job (load,
+generation, post-processing), which run one after another in the model thread. The view lays
+out, collects the request, and reacts to these typed signals:
+
+  models_listed(list)        the image model records (``badges``, ``post_models`` are filled)
+  models_failed(str)
+  loaded(dict)               the engine's LOADED data (native_size, max_size, device, seconds…)
+  progress(Progress)         generation steps (the view coalesces them)
+  preview(Preview)           a decoded step preview
+  post_progress(Progress)    post-processing stages ("Tile 3/12")
+  result(Result, str)        a saved image; "generate" or the post operation
+  status(str)                what the engine is doing or says (notices)
+  engine_error(str, str)     kind, message (kind "crashed"/"oom"/"internal": offer a restart)
+  load_ended(str)            done | failed | cancelled
+  generation_ended(str, int) done | error | cancelled, images saved
+  post_ended(str)            done | error | cancelled
+
+Tested without widgets (tests/gui/test_studio_controller.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from desktop_app.qt.threads import JobHandle, watch
+from desktop_app.ui.studio import events as E
+from desktop_app.ui.studio import jobs
+
+log = logging.getLogger(__name__)
+
+POST_TASKS = ("upscale", "background_removal")
+
+
+def list_image_models(library, hardware) -> tuple[list, dict, dict]:
+    """(image records, {id: (badge, note, plan)}, {post task: records}) with one read of the
+    library; a record that cannot be planned shows its error as badge. Off the GUI thread."""
+    from desktop_app.ui.widgets.fit import plan_or_error
+
+    every = library.list()
+    recs = [r for r in every if r.task == "image"]
+    post = {task: [r for r in every if r.task == task] for task in POST_TASKS}
+    badges = {}
+    for r in recs:  # plan_for_record detects the hardware itself (cached) when it is not known yet
+        plan, exc = plan_or_error(r, hardware)
+        badges[r.id] = (plan.badge, getattr(plan, "note", "") or "", plan.plan) if exc is None else (
+            "Unreadable", str(exc), "error")
+    return recs, badges, post
+
+
+class StudioController(QObject):
+    models_listed = Signal(object)
+    models_failed = Signal(str)
+    loaded = Signal(dict)
+    progress = Signal(object)
+    preview = Signal(object)
+    post_progress = Signal(object)
+    result = Signal(object, str)
+    status = Signal(str)
+    engine_error = Signal(str, str)
+    load_ended = Signal(str)
+    generation_ended = Signal(str, int)
+    post_ended = Signal(str)
+
+    def __init__(self, ctx, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.engine_provider = None  # tests, bench: () -> (EngineProcess, owned)
+        self._thread = None
+        self.records: dict[str, object] = {}
+        self.badges: dict[str, tuple] = {}
+        self.post_models: dict[str, list] = {task: [] for task in POST_TASKS}
+        self.loaded_path: str | None = None
+        self.loaded_native: int | None = None
+        self.gen_job: JobHandle | None = None
+        self.load_job: JobHandle | None = None
+        self.post_job: JobHandle | None = None
+        self._job_error = False
+        self._results = 0
+        self._post_op = ""
+        self._shut = False
+
+    # ------------------------------------------------------------------ state
+    @property
+    def thread(self):
+        """The "image" model thread: it owns the engine client (created on first use)."""
+        if self._thread is None:
+            self._thread = self.ctx.model_thread("image")
+        return self._thread
+
+    @property
+    def busy(self) -> bool:
+        """A generation is running."""
+        return self.gen_job is not None
+
+    @property
+    def post_busy(self) -> bool:
+        return self.post_job is not None
+
+    def spec_for(self, rec):
+        from desktop_app.engines.diffusion.protocol import ModelSpec
+
+        return ModelSpec.for_record(rec, allow_pickle=bool(self.ctx.settings.get("allow_pickle")))
+
+    def shutdown(self) -> None:
+        """Cancel what runs; the context then shuts the threads (the engine child stops there)."""
+        if self._shut:
+            return
+        self._shut = True
+        if self._thread is not None:
+            self._thread.cancel()
+
+    # ------------------------------------------------------------------ models
+    def refresh_models(self) -> JobHandle:
+        lib, hw = self.ctx.library, self.ctx.hardware
+        return self.ctx.background.run(lambda _t: list_image_models(lib, hw), on_success=self._on_listed,
+                                       on_failure=lambda exc: self.models_failed.emit(str(exc)))
+
+    def _on_listed(self, result) -> None:
+        if self._shut:
+            return
+        recs, badges, self.post_models = result
+        self.records = {r.id: r for r in recs}
+        self.badges.update(badges)
+        self.models_listed.emit(recs)
+
+    # ------------------------------------------------------------------ jobs
+    def _submit(self, job, what: str, kind: str) -> JobHandle:
+        attr = {"load": "load_job", "gen": "gen_job", "post": "post_job"}[kind]
+        handle = watch(self.thread.submit(job, what), lambda h: h is getattr(self, attr),
+                       progress=lambda item: self._on_item(item, kind),
+                       succeeded=lambda _r: self._on_ended(kind, None),
+                       failed=lambda exc: self._on_ended(kind, exc),
+                       cancelled=lambda: self._on_ended(kind, "cancelled"))
+        setattr(self, attr, handle)
+        return handle
+
+    def load(self, rec) -> JobHandle | None:
+        """Load ``rec`` in the engine now (the first time, the child starts); a load in progress
+        is cancelled first."""
+        if self._shut or self.busy:
+            return None
+        if self.load_job is not None:
+            self.thread.cancel(self.load_job)
+        return self._submit(jobs.load_job(self.spec_for(rec), self.engine_provider), "Loading the image model",
+                            "load")
+
+    def generate(self, rec, p: dict, init, mask) -> JobHandle | None:
+        """Run the view's params ``p`` on ``rec``; ``init`` / ``mask`` are QImage copies (encoded
+        to PNG in the job, off the GUI thread) or None."""
+        if self._shut or self.busy:
+            return None
+        from desktop_app.ui.studio.mask_canvas import qimage_to_png
+
+        spec, provider = self.spec_for(rec), self.engine_provider
+
+        def job(state, token):
+            from desktop_app.engines.diffusion.protocol import GenerateRequest, LoraSpec
+
+            req = GenerateRequest(
+                model=spec, prompt=p["prompt"], negative=p["negative"], mode=p["mode"], steps=p["steps"],
+                guidance=p["guidance"], width=p["width"], height=p["height"], seed=p["seed"], batch=p["batch"],
+                scheduler=p["scheduler"], strength=p["strength"],
+                loras=[LoraSpec(x["path"], x["weight"]) for x in p["loras"]],
+                init_image=qimage_to_png(init) if init is not None else None,
+                mask=qimage_to_png(mask) if mask is not None else None,
+            )
+            return jobs.generate_job(req, provider)(state, token)
+
+        if self.load_job is not None:
+            self.thread.cancel(self.load_job)
+        self._results = 0
+        self._job_error = False
+        return self._submit(job, "The image generation", "gen")
+
+    def restart(self, rec=None) -> JobHandle | None:
+        """A fresh engine process, then ``rec`` loaded in it again."""
+        if self._shut or self.busy:
+            return None
+        self._forget_loaded()
+        handle = self._submit(jobs.restart_job(self.engine_provider), "Restarting the image engine", "load")
+        return self.load(rec) if rec is not None else handle
+
+    def postprocess(self, op: str, source: Path, params: dict | None, rec, out: Path) -> JobHandle | None:
+        from desktop_app.ui.studio.postprocess import OPERATIONS, postprocess_job
+
+        if self._shut or self.post_busy:
+            return None
+        self._job_error = False
+        job = postprocess_job(op, source, out, rec.path, rec.id, params, self.engine_provider,
+                              allow_pickle=bool(self.ctx.settings.get("allow_pickle")))
+        self._post_op = op
+        return self._submit(job, OPERATIONS[op][1], "post")
+
+    def cancel(self) -> str | None:
+        """Cancel the generation, else the post-processing; which one was cancelled."""
+        if self.gen_job is not None:
+            self.thread.cancel(self.gen_job)
+            return "gen"
+        if self.post_job is not None:
+            self.thread.cancel(self.post_job)
+            return "post"
+        return None
+
+    # ------------------------------------------------------------------ what the jobs hand over
+    def _on_item(self, item, kind: str) -> None:
+        if self._shut:
+            return
+        if isinstance(item, E.Progress):
+            (self.post_progress if kind == "post" else self.progress).emit(item)
+        elif isinstance(item, E.Preview):
+            self.preview.emit(item)
+        elif isinstance(item, E.Result):
+            self._results += 1
+            self.result.emit(item, self._post_op if kind == "post" else "generate")
+        elif isinstance(item, E.Loaded):
+            self._on_loaded(item.data)
+        elif isinstance(item, E.Notice):
+            if kind != "post":
+                self.ctx.status_message.emit(item.message)
+            if item.message:
+                self.status.emit(item.message)
+        elif isinstance(item, E.Status):
+            self.status.emit(item.text)
+        elif isinstance(item, E.EngineError):
+            self._engine_error(item.kind, item.message)
+
+    def _on_loaded(self, data: dict) -> None:
+        self.loaded_path = data.get("model")
+        rec = next((r for r in self.records.values() if str(r.path) == str(data.get("model"))), None)
+        name = rec.display_name if rec else Path(str(data.get("model", ""))).name
+        self.ctx.set_loaded("image", f"{name} ({data.get('device', 'cpu')}, {data.get('dtype', '')})")
+        self.loaded.emit({**data, "name": name})
+
+    def _forget_loaded(self) -> None:
+        self.ctx.set_loaded("image", None)
+        self.loaded_path = None
+        self.loaded_native = None
+
+    def _engine_error(self, kind: str, message: str) -> None:
+        self._job_error = True
+        if kind in ("crashed", "oom"):
+            self._forget_loaded()
+        self.engine_error.emit(kind, message)
+
+    def _on_ended(self, kind: str, outcome) -> None:
+        """``outcome``: None (the job ran to its end), "cancelled", or the exception it raised."""
+        setattr(self, {"load": "load_job", "gen": "gen_job", "post": "post_job"}[kind], None)
+        if outcome is not None and outcome != "cancelled":
+            self._engine_error("internal", str(outcome) or type(outcome).__name__)
+        if kind == "load":
+            self.load_ended.emit("cancelled" if outcome == "cancelled" else "done" if outcome is None else "failed")
+            return
+        if outcome == "cancelled":
+            reason = "cancelled"
+        elif outcome is None and not self._job_error and (self._results or kind == "post"):
+            reason = "done"
+        else:
+            reason = "error"
+        if kind == "gen":
+            self.generation_ended.emit(reason, self._results)
+        else:
+            self.post_ended.emit(reason)

@@ -1,0 +1,229 @@
+"""The Image Studio's gallery panel: the grid of saved images, its toolbar and context menu (open,
+copy, save as, delete, reuse parameters, send to img2img / inpaint, upscale, remove background,
+before / after), and the two dialogs it opens. It does the file work that needs no engine and asks
+the tab for the rest:
+
+  reuse_requested(dict)          send_requested(str path, str mode)     postprocess_requested(str op)
+  status(str)                    error(str kind, str message)
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog, QDialogButtonBox, QFileDialog, QLabel, QMessageBox, QToolBar, QVBoxLayout, QWidget,
+)
+
+from desktop_app.ui.studio.gallery import GalleryModel, GalleryView, scan_images
+from desktop_app.ui.studio.image_view import CompareView, ImageView
+from desktop_app.ui.widgets.named import named
+
+
+def params_summary(p: dict | None) -> str:
+    if not p:
+        return "No parameters stored in this image."
+    parts = [f"{k}: {p[k]}" for k in ("model", "mode", "steps", "guidance", "scheduler", "seed", "width", "height",
+                                       "strength", "operation") if p.get(k) not in (None, "")]
+    return (p.get("prompt") or "") + "\n" + ", ".join(parts)
+
+
+def _dialog(parent: QWidget, name: str, title: str, accessible: str, body: QWidget, info: QWidget | None = None):
+    dlg = QDialog(parent)
+    dlg.setObjectName(name)
+    dlg.setWindowTitle(title)
+    dlg.setAccessibleName(accessible)
+    v = QVBoxLayout(dlg)
+    v.addWidget(body, 1)
+    if info is not None:
+        v.addWidget(info)
+    box = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    box.rejected.connect(dlg.reject)
+    v.addWidget(box)
+    dlg.resize(900, 800)
+    dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    return dlg
+
+
+class GalleryPanel(QWidget):
+    reuse_requested = Signal(object)
+    send_requested = Signal(str, str)
+    postprocess_requested = Signal(str)
+    status = Signal(str)
+    error = Signal(str, str)
+
+    def __init__(self, background, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.background = background
+        gv = QVBoxLayout(self)
+        gv.setContentsMargins(0, 0, 0, 0)
+        self.gallery_model = GalleryModel(background, self)
+        self.gallery = GalleryView()
+        self.gallery.setModel(self.gallery_model)
+        self.gallery.context_menu_requested.connect(self._on_menu)
+        self.gallery.activated_row.connect(lambda row: self.open_large(self.gallery_model.item(row).path))
+        self.gallery.selectionModel().selectionChanged.connect(lambda *_a: self.update_actions())
+        self.gallery_bar = named(QToolBar(), "studioGalleryBar", "Gallery actions")
+        self._make_actions()
+        gv.addWidget(self.gallery_bar)
+        gv.addWidget(self.gallery, 1)
+        self.post_models: dict[str, list] = {}
+        self.post_busy = False
+        self.update_actions()
+
+    def _make_actions(self) -> None:
+        def act(name, text, slot, tip="", shortcut=None):
+            a = QAction(text, self)
+            a.setObjectName(name)
+            a.setToolTip(tip or text)
+            if shortcut:
+                a.setShortcut(QKeySequence(shortcut))
+                a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                self.gallery.addAction(a)
+            a.triggered.connect(slot)
+            return a
+
+        def one(fn):  # an action on the one selected image
+            return lambda: (lambda it: it and fn(it))(self.selected_item())
+
+        self.act_open = act("actOpen", "Open", one(lambda it: self.open_large(it.path)), "Open the image large")
+        self.act_copy = act("actCopy", "Copy", one(self._copy), "Copy the image to the clipboard",
+                            QKeySequence.StandardKey.Copy)
+        self.act_save = act("actSave", "Save as…", one(self._ask_save_as), "Save a copy of the image")
+        self.act_delete = act("actDelete", "Delete", self._ask_delete, "Delete the image file",
+                              QKeySequence.StandardKey.Delete)
+        self.act_reuse = act("actReuse", "Reuse parameters", one(lambda it: self.reuse_requested.emit(it.params)),
+                             "Put this image's prompt, seed and settings back")
+        self.act_img2img = act("actImg2img", "→ Img2img", one(lambda it: self.send_requested.emit(str(it.path),
+                                                                                                   "img2img")),
+                               "Use as the init image")
+        self.act_inpaint = act("actInpaint", "→ Inpaint", one(lambda it: self.send_requested.emit(str(it.path),
+                                                                                                   "inpaint")),
+                               "Use as the image to inpaint")
+        self.act_upscale = act("actUpscale", "Upscale", lambda: self.postprocess_requested.emit("upscale"),
+                               "Super-resolution with an upscaling model")
+        self.act_removebg = act("actRemoveBg", "Remove BG", lambda: self.postprocess_requested.emit("remove-bg"),
+                                "Cut out the subject")
+        self.act_compare = act("actCompare", "Before / after", one(self._compare_selected),
+                               "Compare with the image it was made from")
+        for a in self._menu_order(toolbar=True):
+            if a is None:
+                self.gallery_bar.addSeparator()
+            else:
+                self.gallery_bar.addAction(a)
+        for a in self.gallery_bar.actions():
+            w = self.gallery_bar.widgetForAction(a)
+            if w is not None and a.text():
+                w.setAccessibleName(a.toolTip().split(":")[0] if a.text() != a.toolTip() else a.text())
+
+    def _menu_order(self, toolbar: bool = False) -> list:
+        if toolbar:
+            return [self.act_open, self.act_copy, self.act_save, self.act_delete, None, self.act_reuse,
+                    self.act_img2img, self.act_inpaint, None, self.act_upscale, self.act_removebg, self.act_compare]
+        return [self.act_open, self.act_copy, self.act_save, None, self.act_reuse, self.act_img2img,
+                self.act_inpaint, None, self.act_upscale, self.act_removebg, self.act_compare, None, self.act_delete]
+
+    @Slot(object, object)
+    def _on_menu(self, menu, _rows) -> None:
+        for a in self._menu_order():
+            if a is None:
+                menu.addSeparator()
+            else:
+                menu.addAction(a)
+
+    # ------------------------------------------------------------------ selection
+    def refresh(self) -> None:
+        self.background.run(scan_images, on_success=self._on_scanned)
+
+    def _on_scanned(self, paths) -> None:
+        self.gallery_model.set_paths(paths)
+        self.update_actions()
+
+    def select_row(self, row: int) -> None:
+        self.gallery.selectionModel().setCurrentIndex(
+            self.gallery_model.index(row), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+    def selected_item(self):
+        rows = self.gallery.selected_rows()
+        return self.gallery_model.item(rows[0]) if rows else None
+
+    def update_actions(self, post_models: dict | None = None, post_busy: bool | None = None) -> None:
+        if post_models is not None:
+            self.post_models = post_models
+        if post_busy is not None:
+            self.post_busy = post_busy
+        n = len(self.gallery.selected_rows())
+        one = n == 1
+        for a in (self.act_open, self.act_copy, self.act_save, self.act_reuse, self.act_img2img, self.act_inpaint):
+            a.setEnabled(one)
+        self.act_delete.setEnabled(n >= 1)
+        for act, task, what in ((self.act_upscale, "upscale", "an upscaling (super-resolution)"),
+                                (self.act_removebg, "background_removal", "a background-removal")):
+            have = bool(self.post_models.get(task))
+            act.setEnabled(one and have and not self.post_busy)
+            act.setToolTip(act.text() + (" with " + self.post_models[task][0].display_name if have else
+                                         f": install {what} model in the Models tab first"))
+        it = self.selected_item()
+        self.act_compare.setEnabled(bool(one and (it.params or {}).get("source_image")))
+
+    # ------------------------------------------------------------------ file work
+    def open_large(self, path: Path) -> QDialog:
+        view = ImageView()
+        view.set_image(QImage(str(path)))
+        row = self.gallery_model.row_of(path)
+        info = QLabel(params_summary(self.gallery_model.item(row).params if row >= 0 else None))
+        info.setWordWrap(True)
+        info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        dlg = _dialog(self, "studioOpenLarge", Path(path).name, f"Image {Path(path).name}", view, info)
+        dlg.open()
+        return dlg
+
+    def compare(self, before: Path, after: Path) -> QDialog:
+        view = CompareView(QImage(str(before)), QImage(str(after)))
+        dlg = _dialog(self, "studioCompare", f"Before / after — {after.name}", "Before and after", view)
+        dlg.compare_view = view
+        dlg.open()
+        return dlg
+
+    def _compare_selected(self, it) -> None:
+        src = (it.params or {}).get("source_image")
+        if src:
+            self.compare(Path(src), it.path)
+
+    def _copy(self, it) -> None:
+        QGuiApplication.clipboard().setImage(QImage(str(it.path)))
+        self.status.emit(f"Copied {it.path.name} to the clipboard.")
+
+    def _ask_save_as(self, it) -> None:
+        f, _ = QFileDialog.getSaveFileName(self, "Save image as", str(Path.home() / it.path.name), "PNG image (*.png)")
+        if f:
+            self.save_as(it.path, Path(f))
+
+    def save_as(self, src: Path, dest: Path) -> None:
+        if dest.suffix.lower() != ".png":
+            dest = dest.with_suffix(".png")
+        try:
+            shutil.copyfile(src, dest)  # a copy keeps the metadata chunks
+            self.status.emit(f"Saved {dest}.")
+        except OSError as exc:
+            self.error.emit("internal", f"Could not save {dest}: {exc}")
+
+    def _ask_delete(self) -> None:
+        rows = self.gallery.selected_rows()
+        if rows and QMessageBox.question(self, "Delete images", f"Delete {len(rows)} image file(s) from the gallery?"
+                                         ) == QMessageBox.StandardButton.Yes:
+            self.delete_rows(rows)
+
+    def delete_rows(self, rows: list[int]) -> None:
+        for r in sorted(rows, reverse=True):
+            it = self.gallery_model.item(r)
+            try:
+                it.path.unlink(missing_ok=True)
+            except OSError as exc:
+                self.error.emit("internal", f"Could not delete {it.path}: {exc}")
+                continue
+            self.gallery_model.remove_row(r)
+        self.update_actions()
