@@ -2,10 +2,17 @@
 
 Chat (llama.cpp) estimate, comparable to the buffers llama.cpp prints when it loads a model:
 - weights: tensor bytes from the GGUF header (per layer, plus token embedding / output head);
-- KV cache: Σ layers n_ctx × (head_dim_k + head_dim_v) × n_head_kv × 2 bytes (f16, GQA aware);
+- KV cache: Σ layers n_ctx × (head_dim_k + head_dim_v) × n_head_kv × 2 bytes (f16, GQA aware;
+  q8_0 34/32 bytes an element, q4_0 18/32);
 - compute buffer: Ollama's formula for llama-family graphs with llama-cpp-python's default
-  n_batch = n_ubatch = 512: b = min(n_ctx, 512), max(4b(1 + 4E + C(1 + H)), 4b(E + V));
-- output buffer: the logits of one sequence, n_vocab × 4 bytes.
+  n_batch = n_ubatch = 512: b = min(n_ctx, 512), max(4b(1 + 4E + C(1 + H)), 4b(E + V)); with
+  flash attention the b × C × H attention scores are never materialised, only the f16 mask:
+  max(4b(1 + 4E) + 2bC, 4b(E + V)) (measured on the starter at 8192: 166 MiB without, 98 with);
+- output buffer: the logits of one sequence, n_vocab × 4 bytes (prompt-lookup decoding keeps
+  the logits of every position: a batch of them in llama.cpp, n_ctx rows in llama-cpp-python).
+
+Speed (CPU plans): decoding streams the active weights once per token; one core streams about
+``PER_THREAD_BANDWIDTH``, the memory bus at most ``CPU_BANDWIDTH``.
 
 Plans: ``gpu`` (every layer on the GPU), ``partial`` (the last ``n_gpu_layers`` layers on the
 GPU, placed from the last to the first while they fit; fewer than 3 → CPU is faster), ``cpu``
@@ -36,7 +43,9 @@ MIN_CTX = 512
 CTX_STEP = 256
 MIN_GPU_LAYERS = 3
 KV_BYTES = 2  # f16 K and V
+KV_TYPE_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}  # bytes an element (ggml block sizes)
 CPU_BANDWIDTH = 20e9  # bytes/s a desktop CPU streams through the weights per token (rough)
+PER_THREAD_BANDWIDTH = 4e9  # what one decode thread streams (the starter: 2 threads ≈ 80 tok/s here)
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,6 +75,9 @@ class LlmShape:
     quantization: str = ""
     approximate: bool = False
     tied_output: bool = False  # no output.weight: the token embedding doubles as the output head
+    kv_type: str = "f16"  # the load's KV cache type (KV_TYPE_BYTES)
+    flash_attn: bool = True  # the load uses flash attention (the app's default, auto, on CPUs and GPUs)
+    logits_all: bool = False  # prompt-lookup decoding keeps every position's logits
 
     @classmethod
     def from_gguf(cls, info) -> "LlmShape":
@@ -102,19 +114,24 @@ class LlmShape:
             cells = cells_full
             if self.swa_layers and self.swa_layers[i] and self.sliding_window:
                 cells = min(cells_full, _pad(self.sliding_window + N_UBATCH))
-            out.append(cells * (self.head_dim_k + self.head_dim_v) * self.n_head_kv[i] * KV_BYTES)
+            out.append(int(cells * (self.head_dim_k + self.head_dim_v) * self.n_head_kv[i]
+                           * KV_TYPE_BYTES.get(self.kv_type, KV_BYTES)))
         return out
 
     def compute_bytes(self, n_ctx: int) -> int:
         b = min(n_ctx, N_UBATCH)
         e, c, h, v = self.n_embd, _pad(n_ctx), self.n_head, self.n_vocab
+        if self.flash_attn:  # no b × C × H scores: the f16 mask, b × C × 2 bytes, remains
+            return max(4 * b * (1 + 4 * e) + 2 * b * c + MiB // 2, 4 * b * (e + v))  # + graph bookkeeping
         return max(4 * b * (1 + 4 * e + c * (1 + h)), 4 * b * (e + v))
 
     def host_compute_bytes(self) -> int:
         """Host compute buffer when every layer is offloaded (graph inputs, embedding rows)."""
         return 4 * N_UBATCH * (self.n_embd + 64) + 4 * N_UBATCH * N_UBATCH
 
-    def output_buffer_bytes(self) -> int:
+    def output_buffer_bytes(self, n_ctx: int = 0) -> int:
+        if self.logits_all:
+            return self.n_vocab * 4 * (N_BATCH + n_ctx)
         return self.n_vocab * 4
 
 
@@ -155,6 +172,11 @@ class LlmPlan:
     quantization: str = ""
     approximate: bool = False  # estimated from the file size only (no header read)
     gpus_used: int = 0
+    kv_type: str = "f16"
+    flash_attn: bool = True
+    threads: int = 0  # decode threads the speed estimate assumes (CPU plans)
+    tokens_per_s: float = 0.0  # the estimate behind ``speed`` (CPU plans)
+    tensor_split: list[float] = field(default_factory=list)  # each GPU's share (several GPUs)
 
     @property
     def llama_n_gpu_layers(self) -> int:
@@ -187,13 +209,25 @@ def _usable_gpus(hw: Hardware) -> list[GPU]:
     return [g for g in hw.gpus if hw.llama_backend in USABLE_BACKENDS.get(g.vendor, ())]
 
 
-def _speed(weights_bytes: int, shape: LlmShape, hw: Hardware) -> str:
+def _speed(weights_bytes: int, shape: LlmShape, hw: Hardware, threads: int) -> tuple[str, float]:
+    """(fast | ok | slow, estimated decode tokens/s) on the CPU with ``threads`` decode threads."""
     active = weights_bytes
     if shape.expert_count and shape.expert_used_count:
         active = int(weights_bytes * max(0.1, shape.expert_used_count / shape.expert_count) * 1.3)
-    bw = CPU_BANDWIDTH * (1.0 if "avx2" in hw.cpu_flags or "neon" in hw.cpu_flags else 0.5)
+    bw = min(CPU_BANDWIDTH, PER_THREAD_BANDWIDTH * max(1, threads))
+    bw *= 1.0 if "avx2" in hw.cpu_flags or "neon" in hw.cpu_flags else 0.5
     tps = bw / max(1, active)
-    return "fast" if tps >= 15 else "ok" if tps >= 4 else "slow"
+    return ("fast" if tps >= 15 else "ok" if tps >= 4 else "slow"), round(tps, 1)
+
+
+def _tensor_split(shape: LlmShape, gpus: list[GPU], reserve: int, n_ctx: int) -> list[float]:
+    """Each GPU's share of the layers, from what it has free after its reserve and its own
+    compute buffer (llama.cpp splits layers by these proportions); empty for one GPU."""
+    if len(gpus) < 2:
+        return []
+    room = [max(0, g.vram_free_bytes - reserve - shape.compute_bytes(n_ctx)) for g in gpus]
+    total = sum(room)
+    return [round(r / total, 4) for r in room] if total else []
 
 
 class _Placement:
@@ -205,7 +239,7 @@ class _Placement:
         kv = shape.kv_layer_bytes(n_ctx)
         self.kv = sum(kv)
         self.compute = shape.compute_bytes(n_ctx)
-        self.output = shape.output_buffer_bytes()
+        self.output = shape.output_buffer_bytes(n_ctx)
         full = k >= n
         gpu_w = (sum(shape.layer_bytes[n - k:]) + (shape.output_bytes if full else 0)) if k else 0
         gpu_kv = sum(kv[n - k:]) if k else 0
@@ -283,9 +317,21 @@ def _max_ctx(shape: LlmShape, hw: Hardware, k: int, reserve: int, allow_gpu: boo
 
 
 def plan_shape(shape: LlmShape, hw: Hardware | None = None, n_ctx: int | None = None,
-               vram_reserve_mib: int | None = None) -> LlmPlan:
-    """Plan a load for a model described by an LlmShape."""
+               vram_reserve_mib: int | None = None, kv_type: str = "f16", flash_attn: bool = True,
+               threads: int | None = None, prompt_lookup: bool = False) -> LlmPlan:
+    """Plan a load for a model described by an LlmShape, with the engine options of the load
+    (KV cache type, flash attention, decode threads: None = auto, prompt-lookup decoding)."""
+    import dataclasses
+
+    from desktop_app.core.cpu_threads import auto_threads
+
     hw = hw or detect_hardware()
+    if kv_type not in KV_TYPE_BYTES:
+        raise ModelFormatError(f"Unknown KV cache type {kv_type!r}: use {', '.join(KV_TYPE_BYTES)}.")
+    shape = dataclasses.replace(shape, kv_type=kv_type, flash_attn=bool(flash_attn or kv_type != "f16"),
+                                logits_all=bool(prompt_lookup))
+    # the plan is for ``hw`` (maybe a profile of another machine): its physical cores, unless set
+    threads = int(threads) if threads else (int(hw.cpu_cores) if hw.cpu_cores else auto_threads())
     reserve = _vram_reserve_bytes(vram_reserve_mib)
     notes: list[str] = []
     ctx_len = max(MIN_CTX, shape.context_length)
@@ -339,7 +385,8 @@ def plan_shape(shape: LlmShape, hw: Hardware | None = None, n_ctx: int | None = 
         )
     elif kind == "partial":
         notes.append(f"{k} of {shape.n_layers} layers on the GPU, the rest on the CPU (slower than a full GPU load).")
-    speed = _speed(pl.weights, shape, hw) if kind == "cpu" else ""
+    speed, tps = _speed(pl.weights, shape, hw, threads) if kind == "cpu" else ("", 0.0)
+    split = _tensor_split(shape, _usable_gpus(hw)[: pl.gpus_used], reserve, chosen) if kind in ("gpu", "partial") else []
     if shape.approximate:
         notes.append("Estimated from the file size (no header read yet).")
     return LlmPlan(
@@ -350,16 +397,17 @@ def plan_shape(shape: LlmShape, hw: Hardware | None = None, n_ctx: int | None = 
         estimated_bytes=pl.total, gpu_bytes=pl.gpu if kind in ("gpu", "partial") else 0,
         ram_bytes=pl.ram, note=" ".join(notes), speed=speed, quantization=shape.quantization,
         approximate=shape.approximate, gpus_used=pl.gpus_used if kind in ("gpu", "partial") else 0,
+        kv_type=shape.kv_type, flash_attn=shape.flash_attn, threads=threads, tokens_per_s=tps, tensor_split=split,
     )
 
 
 def plan_llm(path: str | Path, hw: Hardware | None = None, n_ctx: int | None = None,
-             vram_reserve_mib: int | None = None) -> LlmPlan:
-    """Plan loading a GGUF chat model (reads only its header)."""
+             vram_reserve_mib: int | None = None, **engine: Any) -> LlmPlan:
+    """Plan loading a GGUF chat model (reads only its header); ``engine``: plan_shape's options."""
     from desktop_app.core.gguf_meta import read_gguf_metadata
 
     info = read_gguf_metadata(path)
-    return plan_shape(LlmShape.from_gguf(info), hw, n_ctx, vram_reserve_mib)
+    return plan_shape(LlmShape.from_gguf(info), hw, n_ctx, vram_reserve_mib, **engine)
 
 
 # (params in billions, layers, embedding, heads, kv heads, vocab) for typical llama-family sizes

@@ -32,6 +32,12 @@ OPTIONS: dict[str, Option] = {
     "default_chat_model": Option("", "Model id used by the Chat tab when none is chosen (empty: the starter model)."),
     "context_overflow": Option("truncate_oldest", "When a chat no longer fits the context: 'truncate_oldest' or 'stop'."),
     "vram_reserve_mib": Option(512, "Free VRAM kept in reserve per GPU when planning a model load."),
+    "chat_threads": Option(0, "Decode threads for chat models (0: auto, one per physical core)."),
+    "chat_batch_threads": Option(0, "Threads for reading the prompt (0: auto, one per physical core)."),
+    "chat_flash_attn": Option("auto", "Flash attention for chat models: auto (llama.cpp decides per device), on or off."),
+    "chat_kv_cache": Option("f16", "KV cache type: f16, q8_0 (half the memory) or q4_0 (a quarter); long contexts."),
+    "chat_adaptive_threads": Option(True, "Use fewer decode threads while another program keeps a core busy."),
+    "chat_prompt_lookup": Option(False, "Prompt-lookup decoding: faster replies that repeat the prompt (code, edits)."),
 }
 
 

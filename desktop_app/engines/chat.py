@@ -139,6 +139,8 @@ class ChatEngine:
         self._formatter = None
         self._last_prompt = ""
         self._busy = threading.Lock()
+        self.native: dict = {}  # the engine options llama.cpp really uses (threads, flash attention…)
+        self.governor = None  # adaptive decode threads (thread_governor.py), CPU loads only
 
     # ------------------------------------------------------------------ loading
     @property
@@ -162,6 +164,7 @@ class ChatEngine:
             "template_fallback": self.template_fallback,
             "template": "gguf" if not self.template_fallback else FALLBACK_TEMPLATE_NAME,
             "template_error": self.template_error,
+            **(self.native if self.llm is not None else {}),
         }
 
     def load(
@@ -193,20 +196,23 @@ class ChatEngine:
                 on_progress(frac)
             return not token.cancelled
 
+        from desktop_app.engines import chat_native
+
+        cfg.validate()
         kwargs: dict[str, Any] = dict(
             n_gpu_layers=int(cfg.n_gpu_layers),
             n_ctx=int(cfg.n_ctx),
             n_batch=int(cfg.n_batch),
             use_mmap=bool(cfg.use_mmap),
             verbose=False,
+            **chat_native.llama_kwargs(cfg),
         )
-        if cfg.n_threads:
-            kwargs["n_threads"] = int(cfg.n_threads)
-        if cfg.n_threads_batch:
-            kwargs["n_threads_batch"] = int(cfg.n_threads_batch)
+        if cfg.tensor_split:
+            kwargs["tensor_split"] = list(cfg.tensor_split)
         t0 = time.perf_counter()
         try:
-            with _progress_hook(progress), library_templates_deferred():
+            with _progress_hook(progress), library_templates_deferred(), \
+                    chat_native.native_load(cfg.flash_attn) as llama_log:
                 llm = Llama(str(path), **kwargs)
         except ValueError as exc:
             gc.collect()
@@ -223,6 +229,18 @@ class ChatEngine:
             _malloc_trim()
             raise Cancelled("Model loading cancelled")
         self.llm = llm
+        self.native = {"n_threads": kwargs["n_threads"], "n_threads_batch": kwargs["n_threads_batch"],
+                       "flash_attn": chat_native.effective_flash_attn(cfg.flash_attn, llama_log, cfg.kv_type),
+                       "flash_attn_setting": cfg.flash_attn, "kv_type": cfg.kv_type,
+                       "threads_auto": not cfg.n_threads, "adaptive_threads": bool(cfg.adaptive_threads),
+                       "prompt_lookup": bool(cfg.prompt_lookup)}
+        self.governor = None
+        if cfg.adaptive_threads and kwargs["n_threads"] > 1 and not cfg.n_gpu_layers and not cfg.prompt_lookup:
+            from desktop_app.engines.thread_governor import ThreadGovernor
+
+            n_batch = kwargs["n_threads_batch"]
+            self.governor = ThreadGovernor(kwargs["n_threads"],
+                                           lambda n: chat_native.set_threads(llm, n, n_batch))
         self._setup_template()
         if on_progress is not None:
             on_progress(1.0)
@@ -490,6 +508,9 @@ class ChatEngine:
                 # turn evaluates the prompt in different batches, which changes the logits in the
                 # last bits and can flip a greedy choice; so evaluate the whole prompt afresh.
                 llm.reset()
+            gov = self.governor
+            if gov is not None:
+                gov.new_reply()
             if not token.cancelled:
                 try:
                     stream = llm.create_chat_completion(msgs, stream=True, **params.llama_kwargs())
@@ -509,6 +530,8 @@ class ChatEngine:
                     now = time.perf_counter()
                     if t_first is None:
                         t_first = now
+                    elif gov is not None:
+                        gov.token(now - t_last)
                     t_last = now
                     n += 1
                     for kind, seg in parser.feed(text):
@@ -525,6 +548,8 @@ class ChatEngine:
             stats.context_used = prompt_tokens + n
             stats.finish_reason = finish or "stop"
             stats.thinking_s = parser.thinking_s
+            if gov is not None and gov.changes:
+                stats.threads = [list(c) for c in gov.changes]
             stats.text = parser.answer
             stats.thinking = parser.thinking
             yield ChatEvent("done", stats=stats)

@@ -51,9 +51,14 @@ class LoadConfig:
     model_path: str
     n_gpu_layers: int = 0
     n_ctx: int = DEFAULT_N_CTX
-    n_threads: int | None = None  # None: llama-cpp-python's default (half the cores)
-    n_threads_batch: int | None = None
+    n_threads: int | None = None  # None/0: auto, one per physical core (core/cpu_threads.py)
+    n_threads_batch: int | None = None  # the prompt batch; None/0: auto, as n_threads
     n_batch: int = 512
+    flash_attn: str = "auto"  # auto (llama.cpp decides per device) | on | off
+    kv_type: str = "f16"  # the KV cache's type: f16 | q8_0 | q4_0 (quantized needs flash attention)
+    adaptive_threads: bool = True  # fewer decode threads while another process holds a core
+    prompt_lookup: bool = False  # prompt-lookup decoding (drafts from the prompt: code, edits)
+    tensor_split: list[float] = field(default_factory=list)  # each GPU's share (the fitter's, several GPUs)
     use_mmap: bool = True
     model_id: str | None = None
     plan: str | None = None  # the fitter's verdict: gpu / partial / cpu / too_large (for the UI)
@@ -61,6 +66,22 @@ class LoadConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def validate(self) -> None:
+        """A clear one-line error for an engine option llama.cpp would refuse or misread."""
+        from desktop_app.core.cpu_threads import FLASH_ATTN_MODES, KV_TYPES
+
+        if self.flash_attn not in FLASH_ATTN_MODES:
+            raise AtelierError(f"Flash attention must be one of {', '.join(FLASH_ATTN_MODES)}, not {self.flash_attn!r}.")
+        if self.kv_type not in KV_TYPES:
+            raise AtelierError(f"The KV cache type must be one of {', '.join(KV_TYPES)}, not {self.kv_type!r}.")
+        if self.kv_type != "f16" and self.flash_attn == "off":
+            raise AtelierError(f"A {self.kv_type} KV cache needs flash attention: set it to auto or on, "
+                               "or use an f16 KV cache.")
+        for name in ("n_threads", "n_threads_batch"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int) and 0 <= v <= 512):
+                raise AtelierError(f"{name} must be 0 (auto) or a thread count up to 512, not {v!r}.")
 
     @classmethod
     def from_dict(cls, d: dict) -> "LoadConfig":
@@ -87,6 +108,7 @@ class LoadConfig:
             model_path=str(model_path),
             n_gpu_layers=int(get("n_gpu_layers") or 0),
             n_ctx=int(get("n_ctx") or DEFAULT_N_CTX),
+            tensor_split=list(get("tensor_split") or []),
             plan=verdict,
             plan_note=str(note),
         )
@@ -96,13 +118,20 @@ class LoadConfig:
         return cfg
 
     @classmethod
-    def for_model(cls, model_path: str | Path, n_ctx: int | None = None, hw: Any = None, **overrides: Any) -> "LoadConfig":
-        """The fitter's plan for this machine (``n_ctx`` overrides the context). A malformed file
-        raises its ModelFormatError; a fitter bug loads safely on the CPU instead of stopping the chat."""
+    def for_model(cls, model_path: str | Path, n_ctx: int | None = None, hw: Any = None, settings: Any = None,
+                  **overrides: Any) -> "LoadConfig":
+        """The fitter's plan for this machine (``n_ctx`` overrides the context) with the engine
+        options of ``settings`` (a Settings or dict; None: the user's settings file). A malformed
+        file raises its ModelFormatError; a fitter bug loads safely on the CPU instead of stopping
+        the chat."""
         from desktop_app.core import fitting
 
+        overrides = {**engine_options(settings), **{k: v for k, v in overrides.items() if v is not None}}
         try:
-            plan = fitting.plan_llm(Path(model_path), hw, n_ctx=n_ctx)
+            plan = fitting.plan_llm(Path(model_path), hw, n_ctx=n_ctx, kv_type=overrides.get("kv_type", "f16"),
+                                    flash_attn=overrides.get("flash_attn", "auto") != "off",
+                                    threads=overrides.get("n_threads") or None,
+                                    prompt_lookup=bool(overrides.get("prompt_lookup")))
         except AtelierError:
             raise  # a malformed file: say so
         except Exception:  # noqa: BLE001 - a fitter bug must not stop the chat
@@ -114,6 +143,27 @@ class LoadConfig:
                     setattr(cfg, k, v)
             return cfg
         return cls.from_plan(model_path, plan, **overrides)
+
+
+ENGINE_SETTINGS = {  # settings key -> LoadConfig field (core/settings.py describes them)
+    "chat_threads": "n_threads", "chat_batch_threads": "n_threads_batch", "chat_flash_attn": "flash_attn",
+    "chat_kv_cache": "kv_type", "chat_adaptive_threads": "adaptive_threads", "chat_prompt_lookup": "prompt_lookup",
+}
+
+
+def engine_options(settings: Any = None) -> dict:
+    """The chat engine options the user chose (Settings, a dict, or None: the settings file)."""
+    if settings is None:
+        from desktop_app.core.settings import Settings
+
+        settings = Settings()
+    get = settings.get
+    out = {}
+    for key, name in ENGINE_SETTINGS.items():
+        v = get(key)
+        if v is not None:
+            out[name] = v
+    return out
 
 
 @dataclass
@@ -204,6 +254,7 @@ class ChatStats:
     truncation: dict | None = None
     template_fallback: bool = False
     template_error: str = ""
+    threads: list | None = None  # adaptive threads: [token index, decode threads] at each change
 
     def to_dict(self, with_text: bool = False) -> dict:
         d = asdict(self)

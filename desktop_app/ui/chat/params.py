@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QPlainTextEdit,
     QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
+from desktop_app.ui.chat.engine_panel import EnginePanel
 from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class ParamsPanel(QWidget):
         lay.addLayout(form)
         self.reset_button = named(QPushButton("Defaults"), "chatParamsDefaults", "Reset parameters to defaults")
         lay.addWidget(self.reset_button)
+        self.engine = EnginePanel()  # load-time options of this machine, not of the conversation
+        lay.addWidget(self.engine)
         lay.addStretch(1)
 
         self._loading = False

@@ -123,7 +123,7 @@ class ChatTab(QWidget):
         self._wire_controller()
         sb = self.sidebar
         sb.new_requested.connect(self._on_new)
-        sb.private_toggled.connect(self._on_private_toggled)
+        sb.private_toggled.connect(self.set_private)
         sb.search_changed.connect(self.conv_model.set_search)
         sb.open_requested.connect(lambda cid: self.open_conversation(cid) if cid != self.conversation_id else None)
         sb.rename_requested.connect(self.rename_conversation)
@@ -134,11 +134,13 @@ class ChatTab(QWidget):
         self.header.export_requested.connect(self._export)
         self.params_button.toggled.connect(self.params.setVisible)
         self.params.changed.connect(self._on_params_changed)
+        self.params.engine.set_values(self.ctx.settings)
+        self.params.engine.changed.connect(self._on_engine_changed)
         self.view.action.connect(self._on_message_action)
         self.input.send_requested.connect(self._on_send_or_stop)
         self.input.stop_requested.connect(self.stop)
         self.send_button.clicked.connect(self._on_send_or_stop)
-        self.status_row.cancel_load_requested.connect(self.cancel_load)
+        self.status_row.cancel_load_requested.connect(self.controller.cancel_load)
         for seq, slot in ((QKeySequence("Ctrl+N"), self._on_new), (QKeySequence("Esc"), self.stop)):
             sc = QShortcut(seq, self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -213,10 +215,6 @@ class ChatTab(QWidget):
         self.stores.set_private(on, in_use=self.controller.reply_store)
         self.sidebar.show_private(on, history_saved=self.store is not None)
         self.new_conversation()
-
-    @Slot(bool)
-    def _on_private_toggled(self, on: bool) -> None:
-        self.set_private(on)
 
     # ================================================================== conversations
     @Slot()
@@ -333,16 +331,12 @@ class ChatTab(QWidget):
             return
         lib, hw = self.ctx.library, self.ctx.hardware
         self._badge_op = self.ctx.background.run(lambda _t: list_chat_models(lib, hw), self._on_models_listed,
-                                                 self._on_models_failed)
+                                                 lambda exc: log.warning("could not list chat models: %s", exc))
 
     @Slot(object)
     def _on_models_listed(self, models: list) -> None:
         if not self._shut:
             self.header.set_models(models)
-
-    @Slot(object)
-    def _on_models_failed(self, exc) -> None:
-        log.warning("could not list chat models: %s", exc)
 
     @property
     def chosen_model(self) -> str:
@@ -363,17 +357,10 @@ class ChatTab(QWidget):
         self.status_label.setText("Loading model…")
         return handle
 
-    @Slot()
-    def cancel_load(self) -> None:
-        self.controller.cancel_load()
-
     # ================================================================== sending
     @Slot()
     def _on_send_or_stop(self) -> None:
-        if self.generating:
-            self.stop()
-        else:
-            self.send()
+        self.stop() if self.generating else self.send()
 
     @property
     def generating(self) -> bool:
@@ -490,6 +477,14 @@ class ChatTab(QWidget):
         return True
 
     # ================================================================== params
+    def _on_engine_changed(self, values: dict) -> None:
+        """Engine options are the user's settings; an idle loaded model is loaded again with them."""
+        for key, value in values.items():
+            self.ctx.settings.set(key, value)
+        c = self.controller
+        if c.loaded_model and not c.generating and not c.loading:
+            self.load_model(c.loaded_model)
+
     @Slot()
     def _on_params_changed(self) -> None:
         if self.conversation_id is not None and self.active_store is not None:
@@ -542,6 +537,7 @@ class ChatTab(QWidget):
         self.status_row.hide_loading()
         where = where_text(info.get("plan"), info.get("n_gpu_layers", 0))
         self.ctx.set_loaded("chat", f"{info.get('name', 'chat model')} ({where})")
+        self.params.engine.show_in_use(info)
         self.status_row.set_context(0, info.get("n_ctx", 0))
         if not self.generating:
             self.status_label.setText("Ready")
