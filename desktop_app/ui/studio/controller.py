@@ -184,7 +184,11 @@ class StudioController(QObject):
             return None
         self._forget_loaded()
         handle = self._submit(jobs.restart_job(self.engine_provider), "Restarting the image engine", "load")
-        return self.load(rec) if rec is not None else handle
+        if rec is None:
+            return handle
+        # queued behind the restart (jobs run in order), not replacing it: load() would cancel it
+        return self._submit(jobs.load_job(self.spec_for(rec), self.engine_provider), "Loading the image model",
+                            "load")
 
     def postprocess(self, op: str, source: Path, params: dict | None, rec, out: Path) -> JobHandle | None:
         from desktop_app.ui.studio.postprocess import OPERATIONS, postprocess_job
