@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterator
 
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
 from desktop_app.engines.base import CancelToken
+from desktop_app.engines.chat_stream import stream_reply
 from desktop_app.engines.chat_template import TemplateLimitError, bounded_formatter, library_templates_deferred
 from desktop_app.engines.think import ANSWER, RECLASSIFY, THINKING, ThinkParser, strip_thinking
 
@@ -366,14 +367,15 @@ class ChatEngine:
         """The prompt text the model sees for these messages (template + generation prompt)."""
         self._require()
         try:
-            return self._formatter(messages=messages).prompt
+            self._last_formatted = self._formatter(messages=messages)
         except TemplateLimitError as exc:
             if self.template_fallback:
                 raise
             self._use_fallback(str(exc))  # this conversation made it loop or explode: never again
-            return self._formatter(messages=messages).prompt
+            self._last_formatted = self._formatter(messages=messages)
         except Exception as exc:  # jinja2 errors, raise_exception() in templates
             raise AtelierError(f"The model's chat template refused this conversation: {exc}") from None
+        return self._last_formatted.prompt
 
     def count_tokens(self, messages: list[dict]) -> int:
         """Prompt tokens for these (already cleaned) messages, as llama.cpp will see them."""
@@ -512,32 +514,29 @@ class ChatEngine:
             if gov is not None:
                 gov.new_reply()
             if not token.cancelled:
+                # the lean token loop (chat_stream.py): same prompt, sampling and text as the library's
+                stream = stream_reply(llm, self._last_formatted, params.llama_kwargs(), token, self._stop_ids)
+            while stream is not None:
                 try:
-                    stream = llm.create_chat_completion(msgs, stream=True, **params.llama_kwargs())
-                except ValueError as exc:
-                    raise AtelierError(f"llama.cpp refused the prompt: {exc}") from None
-            while True:
-                if token.cancelled:
-                    finish = "cancelled"
-                    break
-                try:
-                    chunk = next(stream)
+                    text, fin = next(stream)
                 except StopIteration:
                     break
-                choice = chunk["choices"][0]
-                text = (choice.get("delta") or {}).get("content") or ""
-                if text:
-                    now = time.perf_counter()
-                    if t_first is None:
-                        t_first = now
-                    elif gov is not None:
-                        gov.token(now - t_last)
-                    t_last = now
-                    n += 1
-                    for kind, seg in parser.feed(text):
-                        yield ChatEvent(kind, seg)
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
+                except ValueError as exc:
+                    raise AtelierError(f"llama.cpp refused the prompt: {exc}") from None
+                if fin is not None:
+                    finish = fin
+                    break
+                now = time.perf_counter()
+                if t_first is None:
+                    t_first = now
+                elif gov is not None:
+                    gov.token(now - t_last)
+                t_last = now
+                n += 1
+                for kind, seg in parser.feed(text):
+                    yield ChatEvent(kind, seg)
+            if token.cancelled:
+                finish = "cancelled"
             for kind, seg in parser.finish():
                 yield ChatEvent(kind, seg)
             t_end = time.perf_counter()
