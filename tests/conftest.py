@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Image tests compare pixels exactly: float32 on every CPU (the bfloat16 path has its own tests).
+os.environ.setdefault("ATELIER_IMAGE_CPU_DTYPE", "float32")
 # Nothing in the tests reaches a real hub; tests that need one start their own and set HF_ENDPOINT.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # Tests never touch the developer's real OS keyring (tokens then go to the 0600 file fallback).

@@ -135,6 +135,9 @@ def render_text(r: dict) -> str:
     if "supports_gpu_offload" in rt:
         llama += f" (llama-cpp-python {rt.get('version')}, GPU offload {'yes' if rt['supports_gpu_offload'] else 'no'})"
     lines.append(f"  llama.cpp: {llama}")
+    variant = llama_cpu_variant(rt.get("system_info", ""), r.get("cpu", {}).get("flags") or [])
+    if variant:
+        lines.append(f"             CPU code: {variant}")
     t = b.get("torch") or {}
     if t.get("installed"):
         build = f"CUDA {t['cuda']}" if t.get("cuda") else f"ROCm {t['hip']}" if t.get("hip") else "MPS" if t.get("mps") else "CPU"
@@ -179,3 +182,20 @@ def cmd_doctor(args) -> int:
     else:
         print(render_text(report))
     return 0
+
+
+def llama_cpu_variant(system_info: str, cpu_flags: list[str]) -> str:
+    """Which x86/ARM instruction sets the installed llama.cpp build uses, from its system info
+    (``AVX2 = 1 | …``), and what this CPU has beyond them (a portable build leaves AVX-512 unused)."""
+    import re
+
+    used = [name for name, on in re.findall(r"([A-Z0-9_]+) = (\d)", system_info.split("CPU :")[-1]) if on == "1"
+            and name not in ("LLAMAFILE", "OPENMP", "REPACK", "KLEIDIAI")]
+    if not used:
+        return ""
+    names = {"avx512f": "AVX512", "avx512_bf16": "AVX512_BF16", "avx512_vnni": "AVX512_VNNI", "amx_tile": "AMX_INT8"}
+    extra = [f for f, name in names.items() if f in cpu_flags and name not in used]
+    text = " ".join(used)
+    if extra:
+        text += f" (portable build; this CPU also has {', '.join(extra)}, unused)"
+    return text

@@ -37,6 +37,7 @@ OPTIONS: dict[str, Option] = {
     "chat_flash_attn": Option("auto", "Flash attention for chat models: auto (llama.cpp decides per device), on or off."),
     "chat_kv_cache": Option("f16", "KV cache type: f16, q8_0 (half the memory) or q4_0 (a quarter); long contexts."),
     "chat_adaptive_threads": Option(True, "Use fewer decode threads while another program keeps a core busy."),
+    "image_cpu_dtype": Option("auto", "Image models on the CPU: auto, float32 or bfloat16 (CPUs with native bfloat16)."),
     "chat_prompt_lookup": Option(False, "Prompt-lookup decoding: faster replies that repeat the prompt (code, edits)."),
 }
 

@@ -43,6 +43,7 @@ class ThreadGovernor:
         self._just_dropped = False
         self._hold_until = 0
         self._set(self.full)
+        self.changes = []  # this reply's
 
     def _set(self, n: int) -> None:
         if n != self.n:

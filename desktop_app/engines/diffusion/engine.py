@@ -60,6 +60,7 @@ class Engine:
         self.placement = "cpu"
         self.device = "cpu"
         self.dtype_name = "float32"
+        self.cpu_tuning: dict = {}  # threads and layout of a CPU placement (cpu_tuning.py)
         self.loads = 0
         self.vae_decodes = 0
         self.loras: dict[str, str] = {}   # path -> adapter name
@@ -177,7 +178,13 @@ class Engine:
                                    "Install the CUDA build of torch to use the GPU.")
                 placement, device, dtype = "cpu", "cpu", "float32"
         if placement.startswith("cpu"):
-            device, dtype = "cpu", "float32"  # fp16 on CPU crashes (LayerNorm 'Half')
+            from desktop_app.engines.diffusion.cpu_tuning import cpu_dtype
+
+            # fp16 on CPU crashes (LayerNorm 'Half'); bfloat16 where the CPU has it natively, if asked
+            dtype, note = cpu_dtype()
+            device = "cpu"
+            if note:
+                self._emit(job, P.NOTICE, kind="cpu_dtype", message=note)
         return placement, device, dtype
 
     def _place(self, pipe, placement: str) -> None:
@@ -200,6 +207,10 @@ class Engine:
             pipe.vae.enable_tiling()
         else:
             pipe.to("cpu")
+        if placement.startswith("cpu"):
+            from desktop_app.engines.diffusion.cpu_tuning import tune_cpu_pipeline
+
+            self.cpu_tuning = tune_cpu_pipeline(pipe, self.dtype_name)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -231,41 +242,12 @@ class Engine:
                    max_size=model.max_size, source=model.source, seconds=round(time.perf_counter() - t0, 3),
                    placement_text=PLACEMENT_TEXT.get(placement, placement), size_multiple=model.size_multiple,
                    default_steps=model.default_steps, default_guidance=model.default_guidance,
-                   schedulers=list(model.schedulers), modes=list(model.modes))
+                   schedulers=list(model.schedulers), modes=list(model.modes), cpu=dict(self.cpu_tuning))
 
     def _load_taesd(self, folder: str, pipe, device: str, job: str) -> None:
-        """Load a local AutoencoderTiny folder for the live previews; say whether it is used.
+        from desktop_app.engines.diffusion.preview import load_taesd
 
-        Emits a ``notice`` kind ``taesd`` either way: ``active`` True (previews decoded by it) or
-        False with the reason (previews fall back to the latent projection).
-        """
-        from pathlib import Path
-
-        name = Path(folder).expanduser().name
-        try:
-            from diffusers import AutoencoderTiny
-
-            taesd = AutoencoderTiny.from_pretrained(str(Path(folder).expanduser()), local_files_only=True)
-        except Exception as exc:  # noqa: BLE001 - previews fall back to the latent projection
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self._emit(job, P.NOTICE, kind="taesd", active=False, folder=folder,
-                       message=f"TAESD previews unavailable ({name} is not a loadable AutoencoderTiny folder: "
-                               f"{first}); using the approximate latent previews.")
-            return
-        want = int(getattr(pipe.vae.config, "latent_channels", 4))
-        have = int(getattr(taesd.config, "latent_channels", 4))
-        if want != have:
-            self._emit(job, P.NOTICE, kind="taesd", active=False, folder=folder,
-                       message=f"TAESD previews unavailable: {name} decodes {have}-channel latents, this "
-                               f"{self.model.family} model makes {want}-channel ones (use taesd for SD 1.x, taesdxl "
-                               "for SDXL, taesd3 for SD 3, taef1 for FLUX); using the approximate latent previews.")
-            return
-        import torch
-
-        dt = getattr(torch, self.dtype_name, torch.float32) if device != "cpu" else torch.float32
-        self.taesd = taesd.to(device=device, dtype=dt).eval()
-        self._emit(job, P.NOTICE, kind="taesd", active=True, folder=folder,
-                   message=f"Live previews decoded by TAESD ({name}).")
+        load_taesd(self, folder, pipe, device, job)
 
     def _base_mode(self) -> str:
         return "inpaint" if self.model.family.endswith("inpainting") else "txt2img"

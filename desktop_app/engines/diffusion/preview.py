@@ -96,3 +96,41 @@ def taesd_preview(taesd, latents, image_size: tuple[int, int], max_side: int = M
     tw, th = _target_size(img.width, img.height, image_size[0], image_size[1], max_side)
     img = img.resize((tw, th), Image.BILINEAR)
     return _encode(img), tw, th
+
+
+def load_taesd(engine, folder: str, pipe, device: str, job: str) -> None:
+    """Load a local AutoencoderTiny folder into ``engine.taesd`` for the live previews; say
+    whether it is used.
+
+    Emits a ``notice`` kind ``taesd`` either way: ``active`` True (previews decoded by it) or
+    False with the reason (previews fall back to the latent projection).
+    """
+    from desktop_app.engines.diffusion import protocol as P
+
+    from pathlib import Path
+
+    name = Path(folder).expanduser().name
+    try:
+        from diffusers import AutoencoderTiny
+
+        taesd = AutoencoderTiny.from_pretrained(str(Path(folder).expanduser()), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - previews fall back to the latent projection
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        engine._emit(job, P.NOTICE, kind="taesd", active=False, folder=folder,
+                   message=f"TAESD previews unavailable ({name} is not a loadable AutoencoderTiny folder: "
+                           f"{first}); using the approximate latent previews.")
+        return
+    want = int(getattr(pipe.vae.config, "latent_channels", 4))
+    have = int(getattr(taesd.config, "latent_channels", 4))
+    if want != have:
+        engine._emit(job, P.NOTICE, kind="taesd", active=False, folder=folder,
+                   message=f"TAESD previews unavailable: {name} decodes {have}-channel latents, this "
+                           f"{engine.model.family} model makes {want}-channel ones (use taesd for SD 1.x, taesdxl "
+                           "for SDXL, taesd3 for SD 3, taef1 for FLUX); using the approximate latent previews.")
+        return
+    import torch
+
+    dt = getattr(torch, engine.dtype_name, torch.float32) if device != "cpu" else torch.float32
+    engine.taesd = taesd.to(device=device, dtype=dt).eval()
+    engine._emit(job, P.NOTICE, kind="taesd", active=True, folder=folder,
+               message=f"Live previews decoded by TAESD ({name}).")
