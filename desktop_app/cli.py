@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=None)
     r.add_argument("--temperature", type=float, default=None)
     r.add_argument("--ctx", type=int, default=None)
+    r.add_argument("--threads", type=int, default=None, help="decode threads (0: auto, one per physical core)")
+    r.add_argument("--flash-attn", choices=["auto", "on", "off"], default=None)
+    r.add_argument("--kv-cache", choices=["f16", "q8_0", "q4_0"], default=None, help="KV cache type")
+    r.add_argument("--prompt-lookup", action="store_true", default=None, help="prompt-lookup decoding")
     r.add_argument("--json", action="store_true")
 
     g = sub.add_parser("imagine", help="generate or edit an image")

@@ -47,7 +47,11 @@ def cmd_run(args) -> int:
     err = sys.stderr
 
     rec = _resolve_model(getattr(args, "model", None))
-    cfg = LoadConfig.for_model(rec.path, n_ctx=getattr(args, "ctx", None), model_id=rec.id)
+    # the engine options: the user's settings, overridden by the command line
+    cfg = LoadConfig.for_model(rec.path, n_ctx=getattr(args, "ctx", None), model_id=rec.id,
+                               n_threads=getattr(args, "threads", None), flash_attn=getattr(args, "flash_attn", None),
+                               kv_type=getattr(args, "kv_cache", None), prompt_lookup=getattr(args, "prompt_lookup", None))
+    cfg.validate()
     if cfg.plan and cfg.plan != "gpu" and cfg.plan_note:
         print(f"atelier: {cfg.plan_note}", file=err)
 
@@ -70,6 +74,7 @@ def cmd_run(args) -> int:
     try:
         engine.load(token=token)
         load_s = time.perf_counter() - t0
+        info = engine.info()
         for ev in engine.chat(messages, params, token):
             if ev.type == "answer":
                 if in_thought:
@@ -106,6 +111,8 @@ def cmd_run(args) -> int:
             n_gpu_layers=cfg.n_gpu_layers,
             seed=params.seed,
             temperature=params.temperature,
+            engine={k: info.get(k) for k in ("n_threads", "n_threads_batch", "flash_attn", "kv_type",
+                                             "adaptive_threads", "prompt_lookup")},
         )
         emit_json(d)
     return 0

@@ -102,3 +102,15 @@ def test_doctor_says_which_cpu_code_llama_cpp_runs():
     both = "CPU : AVX2 = 1 | AVX512 = 1 | AVX512_BF16 = 1 |"
     assert llama_cpu_variant(both, ["avx512f", "avx512_bf16"]) == "AVX2 AVX512 AVX512_BF16"
     assert llama_cpu_variant("", []) == ""
+
+
+@pytest.mark.slow
+def test_cli_run_takes_the_engine_options_and_refuses_a_bad_pair(starter_model):
+    from tests.unit.test_cli_doctor_fit import one_json, run_cli
+
+    d = one_json(run_cli("run", "--prompt", "Say hi.", "--max-tokens", "4", "--seed", "1", "--kv-cache", "q8_0",
+                         "--threads", "1", "--json"))
+    assert d["engine"]["kv_type"] == "q8_0" and d["engine"]["n_threads"] == 1 and d["engine"]["flash_attn"] == "on"
+    bad = run_cli("run", "--prompt", "Say hi.", "--kv-cache", "q4_0", "--flash-attn", "off")
+    assert bad.returncode != 0 and "needs flash attention" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
