@@ -27,10 +27,10 @@ _BUFFER = re.compile(r"(\S+)\s+(model|KV|compute|output) buffer size\s*=\s*([\d.
 _LOAD = """
 import sys
 from llama_cpp import Llama
-from desktop_app.engines.chat_native import llama_kwargs, native_load
+from desktop_app.engines.chat_native import flash_request, llama_kwargs, native_load
 from desktop_app.engines.chat_types import LoadConfig
-cfg = LoadConfig(sys.argv[1])
-with native_load(cfg.flash_attn):
+cfg = LoadConfig(sys.argv[1], n_gpu_layers=-1)
+with native_load(flash_request(cfg)):
     m = Llama(sys.argv[1], n_ctx=int(sys.argv[2]), n_gpu_layers=-1, verbose=True, **llama_kwargs(cfg))
 sys.stderr.flush()
 m.close()

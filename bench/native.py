@@ -95,9 +95,10 @@ def llama_bench(sdist: str | None = None) -> Path:
 
 
 # ------------------------------------------------------------------------------------ the three sides
-def bench_llama(exe: Path, model: Path, threads: int, tokens: int) -> dict:
-    """llama-bench pp512, tg<tokens> at depth 0 and tg at depth 2048, flash attention on."""
-    out = subprocess.run([str(exe), "-m", str(model), "-t", str(threads), "-fa", "1", "-p", str(PROMPT_TOKENS),
+def bench_llama(exe: Path, model: Path, threads: int, tokens: int, flash: bool) -> dict:
+    """llama-bench pp512, tg<tokens> at depth 0 and tg at depth 2048, flash attention as the app's."""
+    out = subprocess.run([str(exe), "-m", str(model), "-t", str(threads), "-fa", "1" if flash else "0",
+                          "-p", str(PROMPT_TOKENS),
                           "-n", str(tokens), "-d", f"0,{LONG_DEPTH}", "-r", "1", "-o", "json"],
                          capture_output=True, text=True, check=True, timeout=600)
     res = {}
@@ -162,6 +163,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--sdist", default=None, help="a llama_cpp_python-<version>.tar.gz instead of downloading it")
     ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("--round1-defaults", action="store_true",
+                    help="the app's engine as round 1 loaded it (llama-cpp-python's defaults: half the logical "
+                         "CPUs for decoding, flash attention off): the 'before' figure; llama-bench keeps all cores")
     args = ap.parse_args(argv)
 
     exe = llama_bench(args.sdist)
@@ -170,6 +174,7 @@ def main(argv=None) -> int:
         return 0
     from llama_cpp import Llama
 
+    from desktop_app.core.cpu_threads import auto_threads
     from desktop_app.core.starter import starter_model_path
     from desktop_app.engines.chat_client import ChatEngineProcess
     from desktop_app.engines.chat_native import llama_kwargs, native_load
@@ -177,12 +182,16 @@ def main(argv=None) -> int:
 
     model = starter_model_path()
     cfg = LoadConfig.for_model(model, n_ctx=LONG_DEPTH + 512, settings={})
+    threads = cfg.n_threads or auto_threads()
+    if args.round1_defaults:
+        cfg.n_threads, cfg.n_threads_batch = max(os.cpu_count() // 2, 1), os.cpu_count()
+        cfg.flash_attn, cfg.adaptive_threads = "off", False
     engine = ChatEngineProcess()
     engine.load(cfg)
     info = engine.info()
-    threads = info["n_threads"]
-    raw_cfg = LoadConfig(str(model), n_ctx=cfg.n_ctx, flash_attn="on")
-    with native_load("on"):
+    flash = info["flash_attn"] == "on"  # all three sides run as the app's engine does
+    raw_cfg = LoadConfig(str(model), n_ctx=cfg.n_ctx, flash_attn=info["flash_attn"], n_threads=info["n_threads"])
+    with native_load(info["flash_attn"]):
         llm = Llama(str(model), n_ctx=cfg.n_ctx, verbose=False, **llama_kwargs(raw_cfg))
     sides: dict[str, list[dict]] = {"llama_bench": [], "raw": [], "app": []}
     order = list(sides)
@@ -191,7 +200,8 @@ def main(argv=None) -> int:
         for r in range(args.rounds):
             for side in (order if r % 2 == 0 else order[::-1]):
                 if side == "llama_bench":
-                    sides[side].append(bench_llama(exe, model, threads, args.tokens))
+                    # llama-bench at llama.cpp's own thread count (with --round1-defaults the app has fewer)
+                    sides[side].append(bench_llama(exe, model, threads, args.tokens, flash))
                 elif side == "raw":
                     sides[side].append(bench_raw(llm, args.tokens))
                 else:
@@ -204,7 +214,8 @@ def main(argv=None) -> int:
     def med(side, key):
         return round(statistics.median(x[key] for x in sides[side]), 2)
 
-    res = {"bench": "native", "model": model.name, "threads": threads, "flash_attn": info["flash_attn"],
+    res = {"bench": "native", "model": model.name, "threads": threads, "app_threads": info["n_threads"],
+           "flash_attn": info["flash_attn"], "round1_defaults": args.round1_defaults,
            "rounds": args.rounds, "tokens": args.tokens, "llama_bench": str(exe)}
     for key in ("tg", "pp", "tg_long"):
         for side in sides:

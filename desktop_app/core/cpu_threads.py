@@ -43,6 +43,21 @@ def auto_threads() -> int:
     return max(1, min(phys, allowed))
 
 
+def flash_attn_request(setting: str, n_gpu_layers: int, kv_type: str = "f16") -> str:
+    """What to ask llama.cpp for: "on", "off", or "auto" (llama.cpp decides per device).
+
+    ``auto`` is llama.cpp's own auto, except on a CPU-only load with an f16 KV cache: there the
+    portable build decodes faster without flash attention once the chat holds a few hundred
+    tokens (llama-bench here, 2 threads: 169 vs 185 tok/s at depth 0, but 149 vs 112 at 256, 102 vs
+    93 at 1024, 91 vs 66 at 2048), while flash attention only wins on the prompt (10-25 %) and the
+    first ~200 tokens. A quantized KV cache needs it, so it stays llama.cpp's auto then."""
+    if setting != "auto":
+        return setting
+    if kv_type == "f16" and not n_gpu_layers:
+        return "off"
+    return "auto"
+
+
 def resolve_threads(n_threads: int | None, n_threads_batch: int | None) -> tuple[int, int]:
     """(decode, batch) threads: a positive setting as given, 0/None for auto."""
     auto = auto_threads()

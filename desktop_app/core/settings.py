@@ -34,7 +34,7 @@ OPTIONS: dict[str, Option] = {
     "vram_reserve_mib": Option(512, "Free VRAM kept in reserve per GPU when planning a model load."),
     "chat_threads": Option(0, "Decode threads for chat models (0: auto, one per physical core)."),
     "chat_batch_threads": Option(0, "Threads for reading the prompt (0: auto, one per physical core)."),
-    "chat_flash_attn": Option("auto", "Flash attention for chat models: auto (llama.cpp decides per device), on or off."),
+    "chat_flash_attn": Option("auto", "Flash attention for chat models: auto (GPUs: llama.cpp decides; CPU: off, faster decoding), on or off."),
     "chat_kv_cache": Option("f16", "KV cache type: f16, q8_0 (half the memory) or q4_0 (a quarter); long contexts."),
     "chat_adaptive_threads": Option(True, "Use fewer decode threads while another program keeps a core busy."),
     "image_cpu_dtype": Option("auto", "Image models on the CPU: auto, float32 or bfloat16 (CPUs with native bfloat16)."),

@@ -212,8 +212,9 @@ class ChatEngine:
             kwargs["tensor_split"] = list(cfg.tensor_split)
         t0 = time.perf_counter()
         try:
+            fa = chat_native.flash_request(cfg)
             with _progress_hook(progress), library_templates_deferred(), \
-                    chat_native.native_load(cfg.flash_attn) as llama_log:
+                    chat_native.native_load(fa) as llama_log:
                 llm = Llama(str(path), **kwargs)
         except ValueError as exc:
             gc.collect()
@@ -231,7 +232,7 @@ class ChatEngine:
             raise Cancelled("Model loading cancelled")
         self.llm = llm
         self.native = {"n_threads": kwargs["n_threads"], "n_threads_batch": kwargs["n_threads_batch"],
-                       "flash_attn": chat_native.effective_flash_attn(cfg.flash_attn, llama_log, cfg.kv_type),
+                       "flash_attn": chat_native.effective_flash_attn(fa, llama_log, cfg.kv_type),
                        "flash_attn_setting": cfg.flash_attn, "kv_type": cfg.kv_type,
                        "threads_auto": not cfg.n_threads, "adaptive_threads": bool(cfg.adaptive_threads),
                        "prompt_lookup": bool(cfg.prompt_lookup)}

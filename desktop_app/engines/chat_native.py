@@ -3,7 +3,8 @@ tools choose them, flash attention ``auto``, the KV cache type, prompt-lookup de
 changes on the live context. Imported in the engine's child only (llama_cpp is imported lazily).
 
 Flash attention ``auto``: llama.cpp decides per device when it creates the context (on where the
-backend has the kernels, the measured win here: 69 → 80 tok/s on the starter). llama-cpp-python
+backend has the kernels), except on CPU-only loads with an f16 KV cache, where decoding is faster
+without it past a few hundred tokens (``cpu_threads.flash_attn_request``). llama-cpp-python
 0.3.x only passes enabled/disabled, from a bool; for ``auto`` the constant it reads for "enabled"
 is made to read AUTO while ``Llama()`` builds its context parameters (one load at a time: a lock),
 and what llama.cpp chose is read from its log ("Flash Attention enabled").
@@ -17,21 +18,26 @@ import logging
 import threading
 from typing import Any, Iterator
 
-from desktop_app.core.cpu_threads import resolve_threads
+from desktop_app.core.cpu_threads import flash_attn_request, resolve_threads
 
 log = logging.getLogger(__name__)
 
 GGML_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}  # ggml_type values (llama_cpp.GGML_TYPE_*)
-PROMPT_LOOKUP_TOKENS = 4  # drafted tokens per step: the library's advice is 10 on a GPU, 2 on a CPU
+PROMPT_LOOKUP_TOKENS = 2  # drafted tokens per step: the library's advice for a CPU (10 on a GPU)
 _LOCK = threading.Lock()
 _keep: list = []  # ctypes callbacks must outlive their registration
+
+
+def flash_request(cfg: Any) -> str:
+    """The flash attention a LoadConfig asks llama.cpp for (``cpu_threads.flash_attn_request``)."""
+    return flash_attn_request(cfg.flash_attn, cfg.n_gpu_layers, cfg.kv_type)
 
 
 def llama_kwargs(cfg: Any) -> dict:
     """``Llama()`` keyword arguments for a LoadConfig's engine options."""
     n_threads, n_threads_batch = resolve_threads(cfg.n_threads, cfg.n_threads_batch)
     kw: dict[str, Any] = {"n_threads": n_threads, "n_threads_batch": n_threads_batch,
-                          "flash_attn": cfg.flash_attn != "off"}
+                          "flash_attn": flash_request(cfg) != "off"}
     if cfg.kv_type != "f16":
         kw["type_k"] = kw["type_v"] = GGML_TYPES[cfg.kv_type]
     if cfg.prompt_lookup:

@@ -54,7 +54,7 @@ class LoadConfig:
     n_threads: int | None = None  # None/0: auto, one per physical core (core/cpu_threads.py)
     n_threads_batch: int | None = None  # the prompt batch; None/0: auto, as n_threads
     n_batch: int = 512
-    flash_attn: str = "auto"  # auto (llama.cpp decides per device) | on | off
+    flash_attn: str = "auto"  # auto (cpu_threads.flash_attn_request) | on | off
     kv_type: str = "f16"  # the KV cache's type: f16 | q8_0 | q4_0 (quantized needs flash attention)
     adaptive_threads: bool = True  # fewer decode threads while another process holds a core
     prompt_lookup: bool = False  # prompt-lookup decoding (drafts from the prompt: code, edits)
@@ -125,13 +125,19 @@ class LoadConfig:
         file raises its ModelFormatError; a fitter bug loads safely on the CPU instead of stopping
         the chat."""
         from desktop_app.core import fitting
+        from desktop_app.core.cpu_threads import flash_attn_request
 
         overrides = {**engine_options(settings), **{k: v for k, v in overrides.items() if v is not None}}
+        fa, kv = overrides.get("flash_attn", "auto"), overrides.get("kv_type", "f16")
         try:
-            plan = fitting.plan_llm(Path(model_path), hw, n_ctx=n_ctx, kv_type=overrides.get("kv_type", "f16"),
-                                    flash_attn=overrides.get("flash_attn", "auto") != "off",
-                                    threads=overrides.get("n_threads") or None,
-                                    prompt_lookup=bool(overrides.get("prompt_lookup")))
+            def plan_with(flash: bool):
+                return fitting.plan_llm(Path(model_path), hw, n_ctx=n_ctx, kv_type=kv, flash_attn=flash,
+                                        threads=overrides.get("n_threads") or None,
+                                        prompt_lookup=bool(overrides.get("prompt_lookup")))
+
+            plan = plan_with(fa != "off")
+            if flash_attn_request(fa, plan.n_gpu_layers, kv) == "off" and plan.flash_attn:
+                plan = plan_with(False)  # auto on a CPU-only load: planned as it will run
         except AtelierError:
             raise  # a malformed file: say so
         except Exception:  # noqa: BLE001 - a fitter bug must not stop the chat

@@ -20,10 +20,10 @@ pytestmark = pytest.mark.slow
 _LOAD = """
 import sys
 from llama_cpp import Llama
-from desktop_app.engines.chat_native import llama_kwargs, native_load
+from desktop_app.engines.chat_native import flash_request, llama_kwargs, native_load
 from desktop_app.engines.chat_types import LoadConfig
-cfg = LoadConfig(sys.argv[1], flash_attn=sys.argv[4], kv_type=sys.argv[5])
-with native_load(cfg.flash_attn):  # the options as the app's engine passes them
+cfg = LoadConfig(sys.argv[1], n_gpu_layers=int(sys.argv[3]), flash_attn=sys.argv[4], kv_type=sys.argv[5])
+with native_load(flash_request(cfg)):  # the options as the app's engine passes them
     m = Llama(sys.argv[1], n_ctx=int(sys.argv[2]), n_gpu_layers=int(sys.argv[3]), verbose=True, **llama_kwargs(cfg))
 sys.stderr.flush()
 m.close()
@@ -48,7 +48,11 @@ def llama_buffers(path, n_ctx: int, n_gpu_layers: int, flash_attn: str = "auto",
 
 
 def check(path, n_ctx=None, flash_attn="auto", kv_type="f16"):
+    from desktop_app.core.cpu_threads import flash_attn_request
+
     plan = plan_llm(path, n_ctx=n_ctx, vram_reserve_mib=512, kv_type=kv_type, flash_attn=flash_attn != "off")
+    if flash_attn_request(flash_attn, plan.llama_n_gpu_layers, kv_type) == "off":  # as LoadConfig.for_model
+        plan = plan_llm(path, n_ctx=n_ctx, vram_reserve_mib=512, kv_type=kv_type, flash_attn=False)
     measured = llama_buffers(path, plan.n_ctx, plan.llama_n_gpu_layers, flash_attn, kv_type)
     total = sum(measured.values())
     figures = (f"{path.name} n_ctx={plan.n_ctx}: estimated {plan.estimated_bytes / 2**20:.1f} MiB "
@@ -83,5 +87,6 @@ def test_starter_model_without_flash_attention_and_with_quantized_kv(starter_mod
     """Issue 11: the estimate follows the engine's options: flash attention off (the attention
     scores are materialised), and a q8_0 / q4_0 KV cache (ggml's block sizes)."""
     check(starter_model, n_ctx=4096, flash_attn="off")
+    check(starter_model, n_ctx=4096, flash_attn="on")
     check(starter_model, n_ctx=4096, kv_type="q8_0")
     check(starter_model, n_ctx=4096, kv_type="q4_0")

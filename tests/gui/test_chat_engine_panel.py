@@ -27,7 +27,7 @@ def test_engine_settings_in_use_and_changed(qtbot, starter_model):
         tab.load_model(tab.chosen_model)
     assert loaded.args[0]["n_threads"] == auto_threads()
     text = panel.in_use.text()
-    assert f"{auto_threads()} threads (auto)" in text and "flash attention on (auto)" in text and "KV f16" in text
+    assert f"{auto_threads()} threads (auto)" in text and "flash attention off (auto)" in text and "KV f16" in text
     assert panel.threads.text().startswith("auto") and panel.flash_attn.currentText() == "auto"
 
     # a quantized KV cache: saved as the user's setting, the idle model is loaded again with it

@@ -114,3 +114,17 @@ def test_cli_run_takes_the_engine_options_and_refuses_a_bad_pair(starter_model):
     bad = run_cli("run", "--prompt", "Say hi.", "--kv-cache", "q4_0", "--flash-attn", "off")
     assert bad.returncode != 0 and "needs flash attention" in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_flash_attention_auto_is_off_on_a_cpu_only_load_with_an_f16_cache(starter_model):
+    from desktop_app.core.cpu_threads import flash_attn_request
+
+    assert flash_attn_request("auto", 0, "f16") == "off"
+    assert flash_attn_request("auto", 0, "q8_0") == "auto"  # a quantized V cache needs it
+    assert flash_attn_request("auto", 33, "f16") == "auto"  # on a GPU llama.cpp decides
+    assert flash_attn_request("on", 0, "f16") == "on" and flash_attn_request("off", 33, "f16") == "off"
+    hw = hw_of("cpu_only_8gb")
+    auto = LoadConfig.for_model(starter_model, n_ctx=8192, hw=hw, settings={})
+    on = LoadConfig.for_model(starter_model, n_ctx=8192, hw=hw, settings={}, flash_attn="on")
+    plan_auto = plan_llm(starter_model, hw, n_ctx=8192, flash_attn=False)
+    assert auto.plan == on.plan == "cpu" and plan_auto.compute_bytes > plan_llm(starter_model, hw, n_ctx=8192).compute_bytes

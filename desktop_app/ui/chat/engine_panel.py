@@ -45,7 +45,8 @@ class EnginePanel(QGroupBox):
             w.setRange(0, 512)
             w.setSpecialValueText(f"auto ({n})")
         self.flash_attn = named(QComboBox(), "chatFlashAttn", "Flash attention",
-                                "auto: llama.cpp uses it where the device has the kernels (faster, less memory)")
+                                "auto: on GPUs where llama.cpp has the kernels (faster, less memory); off on the CPU, "
+                                "where replies are faster without it once a chat is a few hundred tokens long")
         self.flash_attn.addItems(list(FLASH_ATTN_MODES))
         self.kv_type = named(QComboBox(), "chatKvCache", "KV cache type",
                              "q8_0 halves the context's memory, q4_0 quarters it (slightly less exact); "
@@ -54,7 +55,8 @@ class EnginePanel(QGroupBox):
         self.adaptive = named(QCheckBox("Adapt threads to a busy machine"), "chatAdaptiveThreads",
                               "Adaptive threads", "Use fewer threads while another program keeps a core busy")
         self.lookup = named(QCheckBox("Prompt-lookup decoding"), "chatPromptLookup", "Prompt-lookup decoding",
-                            "Faster replies that repeat the prompt (code, edits); keeps more memory")
+                            "Drafts the reply from the prompt (code, edits): for large models; it computes every "
+                            "position's logits, so small models on a CPU get slower (0.75x on the starter)")
         self.problem = named(QLabel(""), "chatEngineProblem")
         self.problem.setWordWrap(True)
         self.problem.hide()
