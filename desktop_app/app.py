@@ -85,8 +85,23 @@ def create_app(argv: list[str] | None = None):
     app.setApplicationDisplayName("Atelier")
     app.setOrganizationName("Atelier")
     app.setDesktopFileName("atelier")
+    app.setWindowIcon(app_icon())  # every window and dialog
     apply_theme(app)
     return app
+
+
+def app_icon():
+    """Atelier's icon: the SVG plus the rendered PNGs (16-512 px) for platforms without SVG."""
+    from PySide6.QtGui import QIcon
+
+    from desktop_app.resources import resource
+
+    icon = QIcon(str(resource("icons", "atelier.svg")))
+    for size in (16, 24, 32, 48, 64, 128, 256, 512):
+        png = resource("icons", f"atelier-{size}.png")
+        if png.exists():
+            icon.addFile(str(png))
+    return icon
 
 
 def run_gui() -> int:

@@ -28,6 +28,7 @@ HANDLERS = {
     "imagine": "imagine:cmd_imagine",
     "upscale": "postprocess:cmd_upscale",
     "remove-bg": "postprocess:cmd_remove_bg",
+    "desktop-install": "desktop:cmd_desktop_install",
     "gui": None,
 }
 
@@ -125,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mask", default=None)
     g.add_argument("--lora", action="append", default=[], help="PATH[:WEIGHT], repeatable")
     g.add_argument("--json", action="store_true")
+
+    di = sub.add_parser("desktop-install", help="put Atelier in this user's Linux applications menu")
+    di.add_argument("--uninstall", action="store_true", help="remove what desktop-install wrote")
+    di.add_argument("--json", action="store_true")
 
     u = sub.add_parser("upscale", help="super-resolution")
     u.add_argument("input")

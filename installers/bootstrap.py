@@ -6,7 +6,8 @@
     python3 installers/bootstrap.py --install-only
 
 What it does, in order:
-1. creates a virtual environment at ``.venv`` in the checkout (if missing);
+1. creates a virtual environment at ``.venv`` in the checkout (if missing); with --test, installs the
+   desktop-entry and AppStream validators with apt-get when they are missing (Debian/Ubuntu);
 2. installs torch (pinned, ``torch==2.13.0``; set ATELIER_TORCH_INDEX to a PyTorch wheel index URL to
    pick the CPU or CUDA build explicitly);
 3. builds llama-cpp-python for this machine's backend: CUDA when an NVIDIA GPU and the CUDA toolkit
@@ -134,8 +135,34 @@ def ensure_venv() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
 
 
+TEST_TOOLS = (("desktop-file-validate", "desktop-file-utils"), ("appstreamcli", "appstream"))
+
+
+def ensure_test_tools() -> None:
+    """The validators the desktop-integration tests run (Debian/Ubuntu packages), when missing and
+    apt can install them (as root, or with password-less sudo). Never fails the set-up."""
+    need = [pkg for tool, pkg in TEST_TOOLS if not shutil.which(tool)]
+    if not need or not shutil.which("apt-get") or IS_WIN:
+        return
+    sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if sudo is None:
+        say(f"cannot install {' '.join(need)} (not root): their tests will be skipped")
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    say(f"installing the test tools {' '.join(need)} with apt-get")
+    cmd = sudo + ["apt-get", "install", "-y", "-q", "--no-install-recommends", *need]
+    ok = subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    if not ok:  # no package lists yet (a fresh container): fetch them once
+        subprocess.run(sudo + ["apt-get", "update", "-q"], env=env, capture_output=True)
+        ok = subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    if not ok:
+        say(f"apt-get could not install {' '.join(need)}: their tests will be skipped")
+
+
 def install(test: bool) -> None:
     ensure_venv()
+    if test:
+        ensure_test_tools()
     torch_args = ["install", f"torch=={TORCH_VERSION}"]
     if os.environ.get("ATELIER_TORCH_INDEX"):
         torch_args += ["--index-url", os.environ["ATELIER_TORCH_INDEX"]]

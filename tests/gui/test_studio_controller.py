@@ -3,7 +3,6 @@ post-process, restart, against the real engine child process and tiny random pip
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QApplication
