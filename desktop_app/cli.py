@@ -18,6 +18,7 @@ HANDLERS = {
     "models.list": "models:cmd_list",
     "models.pull": "models:cmd_pull",
     "models.import": "models:cmd_import",
+    "models.export": "models:cmd_export",
     "models.discover": "models:cmd_discover",
     "models.rm": "models:cmd_rm",
     "models.search": "models:cmd_search",
@@ -66,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--allow-unverified", action="store_true",
                     help="install files the hub/mirror gives no checksum for (marked unverified)")
     pl.add_argument("--json", action="store_true")
-    im = ms.add_parser("import", help="register a local file or folder")
+    ex = ms.add_parser("export", help="write models and a verifiable pack.json to a folder (a USB stick)")
+    ex.add_argument("ids", nargs="+")
+    ex.add_argument("--to", required=True, help="the folder to write the pack to")
+    ex.add_argument("--json", action="store_true")
+    im = ms.add_parser("import", help="register a local file or folder, or every model of a pack folder")
     im.add_argument("path")
     im.add_argument("--copy", action="store_true", help="copy into the models folder instead of using it in place")
     im.add_argument("--allow-pickle", action="store_true")

@@ -94,9 +94,34 @@ def cmd_pull(args) -> int:
     return 0
 
 
-def cmd_import(args) -> int:
-    from desktop_app.hub.importer import import_path
+def cmd_export(args) -> int:
+    from desktop_app.hub.packs import export_pack
 
+    pack = export_pack(args.ids, args.to, progress=lambda rel: print(f"copying {rel}", file=sys.stderr))
+    if args.json:
+        emit_json({"pack": str(args.to), "models": [m["id"] for m in pack["models"]],
+                   "files": sum(len(m["files"]) for m in pack["models"]),
+                   "bytes": sum(m["size_bytes"] for m in pack["models"])})
+    else:
+        print(f"Wrote {len(pack['models'])} model(s) and pack.json to {args.to} "
+              f"({_size(sum(m['size_bytes'] for m in pack['models']))}).")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from pathlib import Path
+
+    from desktop_app.hub.importer import import_path
+    from desktop_app.hub.packs import PACK_FILE, import_pack
+
+    if (Path(args.path).expanduser() / PACK_FILE).is_file():  # a model pack: verified whole, then all of it
+        recs = import_pack(args.path)
+        if args.json:
+            emit_json({"imported": [r.to_dict() for r in recs]})
+        else:
+            for r in recs:
+                print(f"Imported {r.id} ({r.task}, {r.format}, {_size(r.size_bytes)}) from the pack: verified.")
+        return 0
     rec = import_path(args.path, copy=args.copy, allow_pickle=True if args.allow_pickle else None)
     if args.json:
         emit_json(rec.to_dict())
