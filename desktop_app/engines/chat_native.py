@@ -86,7 +86,7 @@ def effective_flash_attn(requested: str, lines: list[str], kv_type: str = "f16")
     text = "".join(lines)
     if "Flash Attention enabled" in text or "enabling flash_attn" in text:
         return "on"
-    if "Flash Attention disabled" in text or "flash_attn = disabled" in text.replace("  ", " "):
+    if "Flash Attention disabled" in text:
         return "off"
     return "on" if kv_type != "f16" else "off"
 

@@ -35,6 +35,7 @@ from desktop_app.ui.studio import jobs
 log = logging.getLogger(__name__)
 
 POST_TASKS = ("upscale", "background_removal")
+JOB_ATTR = {"load": "load_job", "gen": "gen_job", "post": "post_job"}  # kind of job -> where its handle is
 
 
 def list_image_models(library, hardware) -> tuple[list, dict, dict]:
@@ -131,7 +132,7 @@ class StudioController(QObject):
 
     # ------------------------------------------------------------------ jobs
     def _submit(self, job, what: str, kind: str) -> JobHandle:
-        attr = {"load": "load_job", "gen": "gen_job", "post": "post_job"}[kind]
+        attr = JOB_ATTR[kind]
         handle = watch(self.thread.submit(job, what), lambda h: h is getattr(self, attr),
                        progress=lambda item: self._on_item(item, kind),
                        succeeded=lambda _r: self._on_ended(kind, None),
@@ -145,10 +146,16 @@ class StudioController(QObject):
         is cancelled first."""
         if self._shut or self.busy:
             return None
-        if self.load_job is not None:
-            self.thread.cancel(self.load_job)
+        self._cancel_load()
+        return self._submit_load(rec)
+
+    def _submit_load(self, rec) -> JobHandle:
         return self._submit(jobs.load_job(self.spec_for(rec), self.engine_provider), "Loading the image model",
                             "load")
+
+    def _cancel_load(self) -> None:
+        if self.load_job is not None:
+            self.thread.cancel(self.load_job)
 
     def generate(self, rec, p: dict, init, mask) -> JobHandle | None:
         """Run the view's params ``p`` on ``rec``; ``init`` / ``mask`` are QImage copies (encoded
@@ -172,8 +179,7 @@ class StudioController(QObject):
             )
             return jobs.generate_job(req, provider)(state, token)
 
-        if self.load_job is not None:
-            self.thread.cancel(self.load_job)
+        self._cancel_load()
         self._results = 0
         self._job_error = False
         return self._submit(job, "The image generation", "gen")
@@ -186,9 +192,7 @@ class StudioController(QObject):
         handle = self._submit(jobs.restart_job(self.engine_provider), "Restarting the image engine", "load")
         if rec is None:
             return handle
-        # queued behind the restart (jobs run in order), not replacing it: load() would cancel it
-        return self._submit(jobs.load_job(self.spec_for(rec), self.engine_provider), "Loading the image model",
-                            "load")
+        return self._submit_load(rec)  # queued behind the restart (jobs run in order), not cancelling it
 
     def postprocess(self, op: str, source: Path, params: dict | None, rec, out: Path) -> JobHandle | None:
         from desktop_app.ui.studio.postprocess import OPERATIONS, postprocess_job
@@ -254,7 +258,7 @@ class StudioController(QObject):
 
     def _on_ended(self, kind: str, outcome) -> None:
         """``outcome``: None (the job ran to its end), "cancelled", or the exception it raised."""
-        setattr(self, {"load": "load_job", "gen": "gen_job", "post": "post_job"}[kind], None)
+        setattr(self, JOB_ATTR[kind], None)
         if outcome is not None and outcome != "cancelled":
             self._engine_error("internal", str(outcome) or type(outcome).__name__)
         if kind == "load":
