@@ -16,10 +16,10 @@ what this import registered.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -36,15 +36,18 @@ MAX_PACK_JSON = 4 * 2**20
 KEPT = ("name", "task", "format", "family", "quantization", "repo_id", "filename", "revision", "license")
 
 
-def _sha256(path: Path, cancel: CancelToken) -> str:
+def _sha256(path: Path, cancel: CancelToken, copy_to: Path | None = None) -> str:
+    """The file's sha256; with ``copy_to``, the file is copied there in the same pass (one read)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(path, "rb") as f, (open(copy_to, "wb") if copy_to is not None else contextlib.nullcontext()) as out:
         while True:
             cancel.raise_if_cancelled()
             b = f.read(4 * 2**20)
             if not b:
                 return h.hexdigest()
             h.update(b)
+            if out is not None:
+                out.write(b)
 
 
 def _files_of(path: Path) -> list[Path]:
@@ -79,8 +82,8 @@ def export_pack(ids: list[str], dest: str | Path, library: Library | None = None
                 out.parent.mkdir(parents=True, exist_ok=True)
                 if progress:
                     progress(str(rel))
-                shutil.copyfile(f, out)
-                files.append({"path": rel.as_posix(), "size": out.stat().st_size, "sha256": _sha256(out, cancel)})
+                digest = _sha256(f, cancel, copy_to=out)  # the copy is hashed as it is written
+                files.append({"path": rel.as_posix(), "size": out.stat().st_size, "sha256": digest})
             entries.append({"id": rec.id, **{k: getattr(rec, k) for k in KEPT}, "path": base.as_posix(),
                             "size_bytes": sum(x["size"] for x in files), "files": files})
         pack = {"format": FORMAT, "version": 1, "app_version": __version__, "created": time.time(),
