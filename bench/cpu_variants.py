@@ -27,66 +27,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def write_q4_model(path: Path, n_layers: int, n_embd: int = 2048, n_ff: int = 5632, n_head: int = 32,
-                   n_head_kv: int = 4, n_vocab: int = 32000) -> Path:
-    import gguf
-    from gguf import GGMLQuantizationType as Q
-    from gguf.quants import quantize
+def write_q4_model(path: Path, n_layers: int) -> Path:
+    """A 1.1 B-parameter-shaped llama (TinyLlama's shapes) with random Q4_0 weights."""
+    from tests.helpers import write_tiny_llama_gguf
 
-    rng = np.random.default_rng(0)
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_name("random-q4_0")
-    w.add_context_length(4096)
-    w.add_embedding_length(n_embd)
-    w.add_block_count(n_layers)
-    w.add_feed_forward_length(n_ff)
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_head_kv)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_dimension_count(n_embd // n_head)
-    w.add_file_type(2)  # MOSTLY_Q4_0
-    tokens = [b"<unk>", b"<s>", b"</s>"] + [f"<0x{i:02X}>".encode() for i in range(256)]
-    tokens += [f"\u2581t{i}".encode() for i in range(n_vocab - len(tokens))]
-    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL] + \
-        [gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * (n_vocab - 259)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(tokens)
-    w.add_token_scores([0.0] * n_vocab)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    cache: dict[tuple, np.ndarray] = {}
-
-    def q(name: str, rows: int, cols: int) -> None:
-        if (rows, cols) not in cache:  # one random matrix per shape: the values do not change the speed
-            cache[(rows, cols)] = quantize((rng.standard_normal((rows, cols)) * 0.02).astype(np.float32), Q.Q4_0)
-        w.add_tensor(name, cache[(rows, cols)], raw_dtype=Q.Q4_0)  # shape from the bytes per row
-
-    head = n_embd // n_head
-    q("token_embd.weight", n_vocab, n_embd)
-    w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
-    q("output.weight", n_vocab, n_embd)
-    for i in range(n_layers):
-        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
-        q(f"blk.{i}.attn_q.weight", n_embd, n_embd)
-        q(f"blk.{i}.attn_k.weight", head * n_head_kv, n_embd)
-        q(f"blk.{i}.attn_v.weight", head * n_head_kv, n_embd)
-        q(f"blk.{i}.attn_output.weight", n_embd, n_embd)
-        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
-        q(f"blk.{i}.ffn_gate.weight", n_ff, n_embd)
-        q(f"blk.{i}.ffn_up.weight", n_ff, n_embd)
-        q(f"blk.{i}.ffn_down.weight", n_embd, n_ff)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return write_tiny_llama_gguf(path, n_layers=n_layers, n_embd=2048, n_head=32, n_head_kv=4, n_ff=5632,
+                                 n_ctx=4096, n_vocab_words=32000 - 259, weights="q4_0")
 
 
 def run(exe: str, model: Path, threads: int) -> dict:

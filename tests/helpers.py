@@ -22,8 +22,12 @@ def write_tiny_llama_gguf(
     rms_eps: float = 1e-5,
     header_block_count: int | None = None,
     norm_dtype=np.float32,
+    weights: str = "f32",
 ) -> Path:
     """A random llama-architecture GGUF (f32 tensors) that llama.cpp loads and generates with.
+
+    ``weights="q4_0"``: the matrices quantised to Q4_0 instead, one random matrix per shape (for
+    speed benchmarks of larger shapes, bench/cpu_variants.py: the values do not change the speed).
 
     Mutants for the hardening tests: ``rms_eps`` (NaN, negative), ``header_block_count`` (a
     layer count in the header that the tensors do not have), ``norm_dtype`` (the type of
@@ -42,7 +46,7 @@ def write_tiny_llama_gguf(
     w.add_head_count_kv(n_head_kv)
     w.add_layer_norm_rms_eps(rms_eps)
     w.add_rope_dimension_count(n_embd // n_head)
-    w.add_file_type(0)  # ALL_F32
+    w.add_file_type(2 if weights == "q4_0" else 0)  # MOSTLY_Q4_0 / ALL_F32
     tokens: list[bytes] = [b"<unk>", b"<s>", b"</s>"]
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
     for i in range(256):
@@ -61,8 +65,18 @@ def write_tiny_llama_gguf(
     if chat_template:
         w.add_chat_template(chat_template)
 
+    quantised: dict[tuple, np.ndarray] = {}
+
     def t(name: str, *shape: int) -> None:
-        w.add_tensor(name, (rng.standard_normal(shape) * 0.02).astype(np.float32))
+        if weights != "q4_0":
+            w.add_tensor(name, (rng.standard_normal(shape) * 0.02).astype(np.float32))
+            return
+        from gguf.quants import quantize
+
+        if shape not in quantised:
+            quantised[shape] = quantize((rng.standard_normal(shape) * 0.02).astype(np.float32),
+                                        gguf.GGMLQuantizationType.Q4_0)
+        w.add_tensor(name, quantised[shape], raw_dtype=gguf.GGMLQuantizationType.Q4_0)  # shape from the bytes
 
     t("token_embd.weight", n_vocab, n_embd)
     w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=norm_dtype))
