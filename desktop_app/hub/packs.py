@@ -33,6 +33,7 @@ from desktop_app.core.safepath import inside, validate_relpath
 PACK_FILE = "pack.json"
 FORMAT = "atelier-model-pack"
 MAX_PACK_JSON = 4 * 2**20
+MAX_FIELD = 300  # characters of a pack's id, name, licence … (they are shown in the app and in errors)
 KEPT = ("name", "task", "format", "family", "quantization", "repo_id", "filename", "revision", "license")
 
 
@@ -115,8 +116,11 @@ def read_pack(folder: Path) -> dict:
         raise AtelierError(f"{p} is not an Atelier model pack.")
     for m in pack["models"]:
         if not (isinstance(m, dict) and isinstance(m.get("id"), str) and isinstance(m.get("files"), list)
-                and isinstance(m.get("path"), str) and m["files"]):
+                and isinstance(m.get("path"), str) and m["files"] and 0 < len(m["id"]) <= MAX_FIELD):
             raise AtelierError(f"{p}: a model entry is malformed.")
+        for k in KEPT:
+            if m.get(k) is not None and not (isinstance(m[k], str) and len(m[k]) <= MAX_FIELD):
+                raise AtelierError(f"{p}: the {k} of {m['id']} is not a short text.")
         for f in m["files"]:
             if not (isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size"), int)
                     and isinstance(f.get("sha256"), str) and len(f["sha256"]) == 64):

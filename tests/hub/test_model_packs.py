@@ -99,6 +99,13 @@ def test_a_tampered_missing_or_escaping_file_is_refused_and_nothing_registered(p
     (escaping / "pack.json").write_text(json.dumps(bad))
     _refused(tmp_path / "h3", escaping, "..")
 
+    huge = tmp_path / "huge"
+    shutil.copytree(out, huge)
+    bad = json.loads((huge / "pack.json").read_text())
+    bad["models"][0]["name"] = "x" * 100_000  # shown in the app: a pack cannot make it arbitrary
+    (huge / "pack.json").write_text(json.dumps(bad))
+    _refused(tmp_path / "h5", huge, "is not a short text")
+
     garbage = tmp_path / "garbage"
     garbage.mkdir()
     (garbage / "pack.json").write_text("{not json")
