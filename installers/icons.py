@@ -1,5 +1,6 @@
 """Render resources/icons/atelier.svg to the PNG sizes desktops ask for (16-512 px), into
-resources/icons/atelier-<size>.png. Run it after changing the SVG; the PNGs are committed, so
+resources/icons/atelier-<size>.png, plus ``atelier.ico`` (Windows shortcuts and the frozen .exe) and
+``atelier.icns`` (the macOS .app), made from those PNGs with Pillow. Run it after changing the SVG; the PNGs are committed, so
 installing needs no renderer.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python installers/icons.py
@@ -31,6 +32,12 @@ def main() -> int:
         painter.end()
         assert img.save(str(icons / f"atelier-{size}.png"))
     del app
+    from PIL import Image
+
+    with Image.open(icons / "atelier-256.png") as im:
+        im.save(icons / "atelier.ico", sizes=[(s, s) for s in SIZES if s <= 256])
+    with Image.open(icons / "atelier-512.png") as im:
+        im.save(icons / "atelier.icns")
     return 0
 
 
