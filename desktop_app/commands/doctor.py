@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 from desktop_app.commands import emit_json
+from desktop_app.core.runtime import python_argv
 
 GiB = 2**30
 
@@ -43,7 +43,7 @@ def probe_torch_runtime(timeout: float = 120.0) -> dict:
 
 def _probe(code: str, what: str, timeout: float) -> dict:
     try:
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(python_argv("-c", code), capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     if r.returncode != 0:

@@ -20,7 +20,6 @@ import queue
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from desktop_app.core.errors import AtelierError
+from desktop_app.core.runtime import python_argv
 from desktop_app.engines import wire as P
 from desktop_app.engines.base import CancelToken
 from desktop_app.engines.wire import Event
@@ -114,7 +114,7 @@ class EngineHost:
             if os.name == "nt":
                 kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", self.server_module],
+                python_argv("-m", self.server_module),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(REPO_ROOT),
                 close_fds=True, **kwargs,
             )

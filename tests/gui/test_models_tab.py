@@ -562,3 +562,62 @@ def test_gated_hub_repo_needs_licence_acceptance_then_downloads_with_token(make_
     assert finished[0].state == "done", finished[0].message
     rec = Library().get("gatedorg/Gated-GGUF/g-Q4_K_M.gguf")
     assert rec is not None and rec.license == "llama3.2"
+
+
+# --- model packs (issue 12) ------------------------------------------------------------------
+def test_library_exports_and_imports_model_packs(make_tab, qtbot, monkeypatch, tmp_path, tiny_gguf):
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    h = make_tab()
+    lib = h.tab.library
+    h.tab.sections.setCurrentWidget(lib)
+    second = tmp_path / "Second-Q8_0.gguf"
+    second.write_bytes(tiny_gguf.read_bytes() + b"\0" * 64)  # another file (GGUF ignores trailing bytes)
+    lib.import_path(tiny_gguf, copy=True)
+    qtbot.waitUntil(lambda: "Imported" in lib.message.text(), timeout=10000)
+    lib.import_path(second, copy=True)
+    qtbot.waitUntil(lambda: "Second" in lib.message.text() and len(lib.records()) >= 3, timeout=10000)
+    ids = [r.id for r in lib.records() if r.managed]
+    assert len(ids) == 2
+
+    # nothing selected: nothing to export; two selected: delete and open are off, export is on
+    lib.table.clearSelection()
+    assert not lib.export_pack_btn.isEnabled()
+    for mid in ids:
+        lib.select_model(mid)
+    lib.table.selectAll()
+    assert lib.export_pack_btn.isEnabled() and not lib.delete_btn.isEnabled() and not lib.open_btn.isEnabled()
+    assert len(lib.selected_rows()) == len(lib.records())
+    lib.select_model(ids[0])
+    assert len(lib.selected_rows()) == 1 and lib.delete_btn.isEnabled()
+
+    stick = tmp_path / "usb"
+    lib.export_pack(ids, stick)
+    qtbot.waitUntil(lambda: "pack.json" in lib.message.text(), timeout=10000)
+    assert "Wrote 2 model(s)" in lib.message.text() and (stick / "pack.json").is_file()
+    # exporting again into the same folder is refused, and says why
+    lib.export_pack(ids, stick)
+    qtbot.waitUntil(lambda: "already holds a model pack" in lib.message.text(), timeout=10000)
+
+    # on the other machine (here: after removing them), a pack with one altered byte is refused whole
+    from desktop_app.hub.importer import remove_model
+
+    for mid in ids:
+        remove_model(mid, Library())  # files too, as on a machine that never had them
+    h.ctx.library_changed.emit()
+    qtbot.waitUntil(lambda: not any(r.id in ids for r in lib.records()), timeout=10000)
+    victim = next(p for p in (stick / "models").rglob("*.gguf") if p.is_file() and "Second" in p.name)
+    original = victim.read_bytes()
+    victim.write_bytes(original[:-1] + b"\1")
+    lib.import_pack(stick)
+    qtbot.waitUntil(lambda: "does not match its checksum" in lib.message.text(), timeout=10000)
+    assert "Nothing was imported" in lib.message.text() and lib.import_pack_btn.isEnabled()
+    assert not any(r.id in ids for r in Library().list())
+
+    victim.write_bytes(original)
+    lib.import_pack(stick)
+    qtbot.waitUntil(lambda: "from the pack" in lib.message.text(), timeout=10000)
+    assert "Imported 2 model(s)" in lib.message.text()
+    qtbot.waitUntil(lambda: all(any(r.id == mid for r in lib.records()) for mid in ids), timeout=10000)
+    assert all(Library().get(mid).source == "pack" for mid in ids)
+    SHOTS.mkdir(exist_ok=True)
+    assert h.host.grab().save(str(SHOTS / "models_library_packs.png"))

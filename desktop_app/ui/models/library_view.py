@@ -1,6 +1,7 @@
 """Library view: every installed model with size, format, quantization, fit badge and location.
 
-Listing (with fit badges, which read file headers), deleting, importing and discovering all run
+Listing (with fit badges, which read file headers), deleting, importing, discovering and model packs
+(export the selected models to a folder or a USB stick, import a pack: hub/packs.py) all run
 off the GUI thread through ``ctx.background``; after a change the view emits
 ``ctx.library_changed`` and every view refreshes on it.
 """
@@ -182,7 +183,8 @@ class LibraryView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # several rows for "Export pack…"; delete and open act on one
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 10)
         self.table.setWordWrap(False)
@@ -211,8 +213,17 @@ class LibraryView(QWidget):
                                    self._on_discover_clicked)
         self.discover_btn.setToolTip("Scans the Hugging Face cache, LM Studio, Ollama and GPT4All folders and "
                                      "registers their models in place (nothing is copied).")
+        self.import_pack_btn = button("Import &pack…", "libraryImportPack",
+                                      "Import a model pack (a folder with pack.json)", self._on_import_pack_clicked)
+        self.import_pack_btn.setToolTip("Verifies every file of a pack (from a USB stick or a shared folder) "
+                                        "before anything is copied; a pack with one altered file is refused.")
+        self.export_pack_btn = button("E&xport pack…", "libraryExportPack",
+                                      "Export the selected models as a model pack", self._on_export_pack_clicked)
+        self.export_pack_btn.setToolTip("Copies the selected models and a pack.json with their checksums to a "
+                                        "folder, for machines with no network (Import pack… there).")
         self.delete_btn.setEnabled(False)
         self.open_btn.setEnabled(False)
+        self.export_pack_btn.setEnabled(False)
 
         self.message = named(QLabel(""), "libraryMessage")
         self.message.setWordWrap(True)
@@ -221,9 +232,11 @@ class LibraryView(QWidget):
         actions = QHBoxLayout()
         actions.addWidget(self.import_file_btn)
         actions.addWidget(self.import_dir_btn)
+        actions.addWidget(self.import_pack_btn)
         actions.addWidget(self.discover_btn)
         actions.addStretch(1)
         actions.addWidget(self.total_label)
+        actions.addWidget(self.export_pack_btn)
         actions.addWidget(self.open_btn)
         actions.addWidget(self.delete_btn)
         lay = QVBoxLayout(self)
@@ -270,9 +283,14 @@ class LibraryView(QWidget):
         return [r.record for r in self.model.rows]
 
     # selection -------------------------------------------------------------------------
+    def selected_rows(self) -> list[LibraryRow]:
+        idx = sorted(self.table.selectionModel().selectedRows(), key=lambda i: i.row())
+        return [self.proxy.data(i, ENTRY_ROLE) for i in idx]
+
     def selected_row(self) -> LibraryRow | None:
-        idx = self.table.selectionModel().selectedRows()
-        return self.proxy.data(idx[0], ENTRY_ROLE) if idx else None
+        """The selected row when exactly one is selected."""
+        rows = self.selected_rows()
+        return rows[0] if len(rows) == 1 else None
 
     def selected_record(self) -> ModelRecord | None:
         row = self.selected_row()
@@ -291,6 +309,7 @@ class LibraryView(QWidget):
         rec = self.selected_record()
         self.delete_btn.setEnabled(rec is not None)
         self.open_btn.setEnabled(rec is not None)
+        self.export_pack_btn.setEnabled(any(r.exists for r in self.selected_rows()))
         if rec is not None:
             self.delete_btn.setText("De&lete…" if rec.managed else "Un&register…")
 
@@ -419,6 +438,63 @@ class LibraryView(QWidget):
     @Slot(object)
     def _on_import_failed(self, exc) -> None:
         self.message.setText(f"Import refused: {error_text(exc)}")
+
+    # model packs -----------------------------------------------------------------------
+    @Slot()
+    def _on_import_pack_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Import a model pack (the folder with pack.json)")
+        if folder:
+            self.import_pack(Path(folder))
+
+    def import_pack(self, folder: Path):
+        from desktop_app.hub.packs import import_pack
+
+        library = self.ctx.library
+        self.import_pack_btn.setEnabled(False)
+        self.message.setText(f"Verifying every file of the pack in {folder}…")
+        op = self.ctx.background.run(lambda token: import_pack(folder, library, cancel=token),
+                                     on_success=self._on_pack_imported, on_failure=self._on_pack_failed)
+        self._ops.append(op)
+        return op
+
+    @Slot(object)
+    def _on_pack_imported(self, records) -> None:
+        self.import_pack_btn.setEnabled(True)
+        names = ", ".join(r.display_name for r in records[:8]) + (" …" if len(records) > 8 else "")
+        self.message.setText(f"Imported {len(records)} model(s) from the pack, every file verified: {names}.")
+        self.ctx.library_changed.emit()
+
+    @Slot(object)
+    def _on_pack_failed(self, exc) -> None:
+        self.import_pack_btn.setEnabled(True)
+        self.export_pack_btn.setEnabled(any(r.exists for r in self.selected_rows()))
+        self.message.setText(f"Model pack: {error_text(exc)}")
+
+    @Slot()
+    def _on_export_pack_clicked(self) -> None:
+        if self.selected_rows():
+            folder = QFileDialog.getExistingDirectory(self, "Export a model pack to an empty folder (a USB stick)")
+            if folder:
+                self.export_pack([r.record.id for r in self.selected_rows() if r.exists], Path(folder))
+
+    def export_pack(self, ids: list[str], folder: Path):
+        from desktop_app.hub.packs import export_pack
+
+        library = self.ctx.library
+        self.export_pack_btn.setEnabled(False)
+        self.message.setText(f"Writing {len(ids)} model(s) and their checksums to {folder}…")
+        op = self.ctx.background.run(lambda token: (export_pack(ids, folder, library, cancel=token), folder),
+                                     on_success=self._on_pack_exported, on_failure=self._on_pack_failed)
+        self._ops.append(op)
+        return op
+
+    @Slot(object)
+    def _on_pack_exported(self, result) -> None:
+        pack, folder = result
+        self.export_pack_btn.setEnabled(any(r.exists for r in self.selected_rows()))
+        size = human_size(sum(m["size_bytes"] for m in pack["models"]))
+        self.message.setText(f"Wrote {len(pack['models'])} model(s) ({size}) and pack.json to {folder}. "
+                             "On the other machine: Models › Library › Import pack….")
 
     # discover --------------------------------------------------------------------------
     @Slot()
