@@ -115,4 +115,14 @@ def run_gui() -> int:
     win = MainWindow()
     win.show()
     win.start()  # background start-up work begins after the window is shown
+    shot = os.environ.get("ATELIER_SELF_TEST_SHOT")
+    if shot:  # the packaging smoke test (installers/freeze): the window as a person sees it, then quit
+        from PySide6.QtCore import QTimer
+
+        def finish() -> None:
+            win.grab().save(shot)
+            win.close()
+            app.quit()
+
+        QTimer.singleShot(int(float(os.environ.get("ATELIER_SELF_TEST_S", "4")) * 1000), finish)
     return app.exec()
