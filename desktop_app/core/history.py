@@ -38,6 +38,7 @@ from desktop_app.core.history_recovery import aside_name, integrity_problem, sal
 from desktop_app.core.history_schema import (  # noqa: F401 - MIGRATIONS/SCHEMA_VERSION: read here at open
     DB_NAME, MIGRATIONS, ROLES, SCHEMA_VERSION, _fts5_trigram_available,
 )
+from desktop_app.core.markdown_text import close_open_fence
 
 log = logging.getLogger(__name__)
 
@@ -557,7 +558,8 @@ class HistoryStore:
                 secs = m.stats.get("thinking_s")
                 head = f"Thought for {secs:.0f} s" if isinstance(secs, (int, float)) else "Thought"
                 lines += ["<details>", f"<summary>{head}</summary>", "", m.thinking.strip(), "", "</details>", ""]
-            lines += [m.content, ""]
+            # a reply cut inside a code block: closed here, or the rest of the file renders as code
+            lines += [close_open_fence(m.content), ""]
         return "\n".join(lines).rstrip() + "\n"
 
     # ------------------------------------------------------------------ rows

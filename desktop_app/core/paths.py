@@ -113,3 +113,12 @@ def write_json_atomic(path: Path, data: Any, **dumps_kwargs: Any) -> None:
         except OSError:
             pass
         raise storage_error(exc, path, path.name) from None
+
+
+def documents_dir() -> Path:
+    """Where a user expects exported files: their Documents folder (the home folder when the
+    platform has none or it does not exist)."""
+    import platformdirs
+
+    docs = Path(platformdirs.user_documents_dir())
+    return docs if docs.is_dir() else Path.home()

@@ -138,3 +138,16 @@ def _show(value: object, limit: int = 80) -> str:
     """An untrusted value for an error message: repr (control characters escaped), bounded."""
     s = repr(value)
     return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def safe_filename(title: object, ext: str, fallback: str = "chat", limit: int = 80) -> str:
+    """A file name made from a title (a conversation's, a prompt) that every OS accepts:
+    ``/ \\ : * ? " < > |`` and control characters become spaces, no leading/trailing dots or
+    spaces (Windows drops them), no device name (``CON``, ``nul``), at most ``limit`` characters
+    before ``.ext``."""
+    text = str(title or "")
+    text = _BAD_CHARS.sub(" ", text.replace("/", " "))
+    text = " ".join(text.split())[:limit].strip(" .")
+    if not text or _WIN_RESERVED.match(text) or _WIN_RESERVED.match(text.split(".")[0]):
+        text = (text + " " + fallback).strip() if text else fallback
+    return f"{text}.{ext.lstrip('.')}"

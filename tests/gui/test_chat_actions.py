@@ -135,7 +135,10 @@ def test_export_markdown_and_json_from_the_menu(tab, qtbot, tmp_path, monkeypatc
     with qtbot.waitSignal(tab.ctx.status_message, timeout=2000) as blocker:
         actions["As Markdown…"].trigger()
     assert str(md) in blocker.args[0]
-    assert asked[-1][1] == "Adding numbers.md" and "*.md" in asked[-1][2]
+    from desktop_app.core.paths import documents_dir
+
+    # the default: a name every OS accepts, in the user's Documents folder
+    assert Path(asked[-1][1]) == documents_dir() / "Adding numbers.md" and "*.md" in asked[-1][2]
     text = md.read_text("utf-8")
     assert text.startswith("# Adding numbers")
     assert "Answer with code." in text  # the system prompt
@@ -147,7 +150,7 @@ def test_export_markdown_and_json_from_the_menu(tab, qtbot, tmp_path, monkeypatc
     target["path"] = str(js)
     with qtbot.waitSignal(tab.ctx.status_message, timeout=2000):  # written off the GUI thread
         actions["As JSON…"].trigger()
-    assert asked[-1][1] == "Adding numbers.json" and "*.json" in asked[-1][2]
+    assert Path(asked[-1][1]).name == "Adding numbers.json" and "*.json" in asked[-1][2]
     data = json.loads(js.read_text("utf-8"))
     assert data["format"] == "atelier-conversation"
     assert data["conversation"]["id"] == cid and data["conversation"]["title"] == "Adding numbers"
@@ -172,6 +175,18 @@ def test_export_to_a_folder_that_is_not_there_says_so(tab, qtbot, tmp_path, monk
     next(a for a in tab.export_button.menu().actions() if "Markdown" in a.text()).trigger()
     qtbot.waitUntil(lambda: "Could not export" in tab.notice.text(), timeout=3000)
     assert str(missing) in tab.notice.text() and not missing.exists()
+    assert "that folder does not exist" in tab.notice.text() and "\n" not in tab.notice.text()
+
+
+def test_export_default_name_of_a_title_with_reserved_characters(tab, qtbot, monkeypatch):
+    cid, _ids = _seed_conversation(tab)
+    tab.store.update_conversation(cid, title='Q: what is a/b? "x" <y> | z*')
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda _p, _c, default, *_a, **_k:
+                                                                       (asked.append(default), ("", ""))[1]))
+    tab.open_conversation(cid)
+    next(a for a in tab.export_button.menu().actions() if "Markdown" in a.text()).trigger()
+    assert Path(asked[0]).name == "Q what is a b x y z.md"
 
 
 def _answer_input_dialog(qtbot, text: str) -> list:

@@ -243,3 +243,79 @@ def test_single_newlines_in_prose_stay_line_breaks(qtbot):
     assert keep_line_breaks(table) == table
     assert keep_line_breaks("# Title\ntext") == "# Title\ntext"
     assert keep_line_breaks("one\n\ntwo") == "one\n\ntwo"
+
+
+# --- issue 13: text that looks like HTML, images and links, unclosed fences ---------------------
+def _shown(view: MarkdownView) -> str:
+    """What a person reads in the view's prose labels (their rich text, as plain text)."""
+    from PySide6.QtGui import QTextDocument
+
+    out = []
+    for w in view._widgets:
+        if not isinstance(w, CodeBlock):
+            doc = QTextDocument()
+            doc.setHtml(w.text())
+            out.append(doc.toPlainText())
+    return "\n".join(out)
+
+
+def test_text_that_looks_like_html_is_shown_as_typed(qtbot):
+    typed = "In HTML, what does the <div> tag do? Also is 3 < 5 and <b>bold</b>?"
+    view = MarkdownView(typed + "\n\nI typed <think>a thought</think> myself & <script>alert(1)</script>.")
+    qtbot.addWidget(view)
+    shown = _shown(view)
+    assert typed in shown
+    assert "<think>a thought</think>" in shown and "<script>alert(1)</script>" in shown and "&" in shown
+    # Markdown still renders: emphasis, lists, tables, and inline code keeps its brackets
+    view.set_text("**bold** and `<div>` in code\n\n- one\n- two")
+    shown = _shown(view)
+    assert "bold and <div> in code" in shown and "one" in shown and "**" not in shown
+
+
+def test_a_message_cannot_make_the_view_load_a_file_or_url(qtbot, tmp_path):
+    secret = tmp_path / "secret.png"
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(secret)
+    view = MarkdownView(f"look ![pic]({secret.as_uri()}) and ![remote](https://example.org/x.png) "
+                        f"<img src=\"{secret.as_uri()}\">")
+    qtbot.addWidget(view)
+    html = view._widgets[0].text()
+    assert "<img" not in html.lower()  # nothing for the label to load
+    shown = _shown(view)
+    assert f"[image: {secret.as_uri()}]" in shown and "[image: https://example.org/x.png]" in shown
+    assert '<img src="' in shown  # the raw tag is text
+
+
+def test_links_open_only_http_and_mailto_on_click():
+    from desktop_app.ui.chat.markdown import open_link
+
+    opened = []
+
+    def opener(url):  # QDesktopServices.openUrl in the app: the OS boundary
+        opened.append(url)
+        return True
+
+    assert open_link("https://example.org/docs", opener) is True
+    assert [u.toString() for u in opened] == ["https://example.org/docs"]
+    for bad in ("file:///etc/passwd", "javascript:alert(1)", "smb://host/share", "/etc/passwd", "atelier:x"):
+        assert open_link(bad, opener) is False
+    assert len(opened) == 1
+    assert open_link("mailto:a@b.c", opener) and opened[-1].scheme() == "mailto"
+
+
+def test_a_reply_that_ends_inside_a_code_fence_says_so_once_finished(qtbot):
+    from desktop_app.ui.chat.message import MessageWidget
+
+    cut = "Here:\n\n```python\ndef f():\n    return 1"
+    w = MessageWidget(1, "assistant")
+    qtbot.addWidget(w)
+    w.set_content(cut, streaming=True)
+    block = w.body.code_blocks()[0]
+    assert block.lang_label.text() == "python"  # still streaming: it may yet close
+    w.set_content(cut, streaming=False, stats={"tokens": 12, "finish_reason": "length"})
+    block = w.body.code_blocks()[0]
+    assert "not closed" in block.lang_label.text()
+    assert "color" not in block.code_label.text()  # shown plain, not highlighted as a finished block
+    w.set_content(cut + "\n```", streaming=False)
+    assert w.body.code_blocks()[0].lang_label.text() == "python"

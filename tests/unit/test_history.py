@@ -268,3 +268,35 @@ def test_text_never_reaches_the_log(caplog):
             h.delete_all()
     assert caplog.records  # the store does log (ids, counts) ...
     assert secret not in caplog.text  # ... but never the text
+
+
+def test_an_export_closes_a_code_fence_a_reply_left_open():
+    from desktop_app.core.markdown_text import close_open_fence, open_fence
+
+    assert open_fence("```py\nx = 1") == "```" and open_fence("~~~~\nraw\n```\n") == "~~~~"
+    assert open_fence("```\nx\n```") is None and open_fence("plain") is None
+    assert close_open_fence("```py\nx = 1\n") == "```py\nx = 1\n```"
+    assert close_open_fence("~~~~\nraw\n```") == "~~~~\nraw\n```\n~~~~"  # a shorter other fence does not close it
+    with HistoryStore() as h:
+        c = h.create_conversation("Cut")
+        h.add_message(c.id, "assistant", "Start:\n```python\nprint(1)", stats={"finish_reason": "length"})
+        h.add_message(c.id, "user", "Thanks")
+        md = h.export_markdown(c.id)
+        assert "```python\nprint(1)\n```\n\n## User\n\nThanks" in md
+        # the stored reply is unchanged
+        assert h.messages(c.id)[0].content == "Start:\n```python\nprint(1)"
+
+
+@pytest.mark.parametrize("title, name", [
+    ('a/b\\c:d*e?f"g<h>i|j', "a b c d e f g h i j.md"),
+    ("  ..hidden. ", "hidden.md"),
+    ("CON", "CON chat.md"),
+    ("nul.txt", "nul.txt chat.md"),
+    ("", "chat.md"),
+    ("line\nbreak\ttab\x00nul", "line break tab nul.md"),
+    ("x" * 300, "x" * 80 + ".md"),
+])
+def test_export_file_names_are_valid_on_every_os(title, name):
+    from desktop_app.core.safepath import safe_filename
+
+    assert safe_filename(title, "md") == name

@@ -1,6 +1,10 @@
 """Markdown for chat messages: prose through Qt's Markdown (md4c: headings, lists, tables, links),
 fenced code blocks highlighted with pygments, each in its own frame with a Copy button.
 
+User and model text is Markdown, never HTML (model output is untrusted): raw HTML is parsed as
+text (md4c's NoHTML), so a typed ``<div>`` or ``<think>`` shows as typed; an image is shown as its
+address, never loaded; a link opens in the browser only when clicked, and only http(s) or mailto.
+
 A message is cut into segments (prose / code). While a reply streams only the segments that
 changed are re-rendered (in practice: the last one), so appending tokens never re-renders the
 whole message, let alone the conversation.
@@ -10,57 +14,14 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 
-from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QGuiApplication, QPalette
+from PySide6.QtCore import Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
+from desktop_app.core.markdown_text import Segment, split_segments  # noqa: F401 - re-exported
 from desktop_app.ui.widgets.named import named
-
-_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^\n]*$")
-
-
-@dataclass(frozen=True)
-class Segment:
-    kind: str  # "prose" | "code"
-    text: str
-    lang: str = ""
-    closed: bool = True  # a code block still streaming has no closing fence yet
-
-
-def split_segments(text: str) -> list[Segment]:
-    """Cut Markdown into prose and fenced-code segments (an unclosed fence runs to the end)."""
-    out: list[Segment] = []
-    prose: list[str] = []
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        m = _FENCE_RE.match(lines[i])
-        if not m:
-            prose.append(lines[i])
-            i += 1
-            continue
-        fence, lang = m.group(1), m.group(2)
-        if prose and any(p.strip() for p in prose):
-            out.append(Segment("prose", "\n".join(prose).strip("\n")))
-        prose = []
-        code: list[str] = []
-        i += 1
-        closed = False
-        while i < len(lines):
-            s = lines[i].strip()
-            if s.startswith(fence[0] * len(fence)) and set(s) == {fence[0]}:
-                closed = True
-                i += 1
-                break
-            code.append(lines[i])
-            i += 1
-        out.append(Segment("code", "\n".join(code), lang.lower(), closed))
-    if prose and any(p.strip() for p in prose):
-        out.append(Segment("prose", "\n".join(prose).strip("\n")))
-    return out
 
 
 def small_label(label: QLabel) -> QLabel:
@@ -143,13 +104,47 @@ def keep_line_breaks(text: str) -> str:
     return "\n".join(out)
 
 
+_FEATURES = QTextDocument.MarkdownFeature.MarkdownDialectGitHub | QTextDocument.MarkdownFeature.MarkdownNoHTML
+SAFE_LINK_SCHEMES = ("http", "https", "mailto")
+
+
+def safe_markdown_html(text: str) -> str:
+    """Markdown as Qt rich text with nothing in it that loads a file or a URL: raw HTML stays
+    text, and every image becomes "[image: ADDRESS]" (Qt would read a ``file:`` image from disk)."""
+    doc = QTextDocument()
+    doc.setMarkdown(text, _FEATURES)
+    images = []
+    block = doc.begin()
+    while block.isValid():
+        for it in block:
+            frag = it.fragment()
+            if frag.isValid() and frag.charFormat().isImageFormat():
+                images.append((frag.position(), frag.length(), frag.charFormat().toImageFormat().name()))
+        block = block.next()
+    for pos, length, name in reversed(images):
+        cur = QTextCursor(doc)
+        cur.setPosition(pos)
+        cur.setPosition(pos + length, QTextCursor.MoveMode.KeepAnchor)
+        cur.insertText(f"[image: {name[:300]}]", QTextCharFormat())
+    return doc.toHtml()
+
+
+def open_link(url: str, opener=QDesktopServices.openUrl) -> bool:
+    """Open a clicked link in the browser: http(s) and mailto only (never a file or a custom scheme)."""
+    q = QUrl(url)
+    if q.scheme().lower() not in SAFE_LINK_SCHEMES:
+        return False
+    return bool(opener(q))
+
+
 class _Prose(QLabel):
     def __init__(self, text: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("chatProse")
-        self.setTextFormat(Qt.TextFormat.MarkdownText)
+        self.setTextFormat(Qt.TextFormat.RichText)
         self.setWordWrap(True)
-        self.setOpenExternalLinks(True)
+        self.setOpenExternalLinks(False)
+        self.linkActivated.connect(open_link)
         self.setTextInteractionFlags(
             Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.LinksAccessibleByMouse
             | Qt.TextInteractionFlag.LinksAccessibleByKeyboard
@@ -162,7 +157,7 @@ class _Prose(QLabel):
     def set_source(self, text: str) -> None:
         if text != self.source:
             self.source = text
-            self.setText(keep_line_breaks(text))
+            self.setText(safe_markdown_html(keep_line_breaks(text)))
 
 
 class CodeBlock(QFrame):
@@ -170,7 +165,7 @@ class CodeBlock(QFrame):
 
     copied = Signal(str)
 
-    def __init__(self, seg: Segment, parent: QWidget | None = None) -> None:
+    def __init__(self, seg: Segment, streaming: bool = False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("chatCodeBlock")
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -198,17 +193,21 @@ class CodeBlock(QFrame):
         self.code_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         lay.addWidget(self.code_label)
         self.segment: Segment | None = None
-        self.set_segment(seg)
+        self.streaming = False
+        self.set_segment(seg, streaming)
 
     @property
     def code(self) -> str:
         return self.segment.text if self.segment else ""
 
-    def set_segment(self, seg: Segment) -> None:
-        if seg == self.segment:
+    def set_segment(self, seg: Segment, streaming: bool = False) -> None:
+        if seg == self.segment and streaming == self.streaming:
             return
-        self.segment = seg
-        self.lang_label.setText(seg.lang or "code")
+        self.segment, self.streaming = seg, streaming
+        lang = seg.lang or "code"
+        # A finished reply that ended inside this block (its token limit, a stop) says so: it is not
+        # shown as a complete block.
+        self.lang_label.setText(lang if seg.closed or streaming else f"{lang} · not closed: the reply ended inside it")
         # While the block streams it is shown plain (escaped only); highlighted once, when it closes.
         fast = not seg.closed
         self.code_label.setText(code_html(seg.text, seg.lang, _is_dark(self.palette()), fast))
@@ -232,26 +231,29 @@ class MarkdownView(QWidget):
         self._segments: list[Segment] = []
         self.renders = 0  # segment widgets (re)rendered: tests check streaming stays incremental
         self.text = ""
+        self.streaming = False
         self.set_text(text)
 
     def code_blocks(self) -> list[CodeBlock]:
         return [w for w in self._widgets if isinstance(w, CodeBlock)]
 
-    def set_text(self, text: str) -> None:
-        if text == self.text and self._widgets:
+    def set_text(self, text: str, streaming: bool = False) -> None:
+        if text == self.text and self._widgets and streaming == self.streaming:
             return
-        self.text = text
+        self.text, self.streaming = text, streaming
         segs = split_segments(text) if text.strip() else []
         for i, seg in enumerate(segs):
-            if i < len(self._segments) and self._segments[i] == seg:
-                continue
             w = self._widgets[i] if i < len(self._widgets) else None
+            if i < len(self._segments) and self._segments[i] == seg:
+                if isinstance(w, CodeBlock):
+                    w.set_segment(seg, streaming)  # only its header, when streaming ended
+                continue
             if w is not None and seg.kind == "prose" and isinstance(w, _Prose):
                 w.set_source(seg.text)
             elif w is not None and seg.kind == "code" and isinstance(w, CodeBlock):
-                w.set_segment(seg)
+                w.set_segment(seg, streaming)
             else:
-                nw = _Prose(seg.text) if seg.kind == "prose" else CodeBlock(seg)
+                nw = _Prose(seg.text) if seg.kind == "prose" else CodeBlock(seg, streaming)
                 if w is not None:
                     self._lay.replaceWidget(w, nw)
                     w.deleteLater()

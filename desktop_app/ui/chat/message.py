@@ -149,10 +149,10 @@ class MessageWidget(QFrame):
             if content and self._auto_opened:
                 self._auto_opened = False
                 self.think_button.setChecked(False)  # the answer started: fold the thought away
-        if content != self.content or not self.body.text:
+        if content != self.content or not self.body.text or streaming != self.body.streaming:
             self.content = content
             shown, hidden = display_text(content)
-            self.body.set_text(shown if content or not streaming else "")
+            self.body.set_text(shown if content or not streaming else "", streaming)
             self.clipped_label.setText(
                 f"… {hidden:,} more characters not shown here (Copy copies the whole message; "
                 "Export saves it)." if hidden else "")

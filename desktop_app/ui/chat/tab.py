@@ -8,18 +8,17 @@ it grows; the user's message is committed when it is sent.
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, QTimer, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QFileDialog, QHBoxLayout, QInputDialog, QMessageBox, QPushButton, QSizePolicy, QSplitter, QVBoxLayout, QWidget,
+    QHBoxLayout, QInputDialog, QMessageBox, QPushButton, QSizePolicy, QSplitter, QVBoxLayout, QWidget,
 )
 
 from desktop_app.core.history import HistoryStore
 from desktop_app.ui.chat.controller import ChatController
+from desktop_app.ui.chat.export import export_conversation
 from desktop_app.ui.chat.session import ChatStores, title_from
 from desktop_app.ui.chat.header import ChatHeader, list_chat_models
 from desktop_app.ui.chat.status import ChatNotices, ChatStatusRow, truncation_text
@@ -285,19 +284,8 @@ class ChatTab(QWidget):
         if cid is None or store is None:
             self.notices.show_notice("Nothing to export yet: send a message first.")
             return
-        conv = store.get_conversation(cid)
-        default = f"{(conv.title if conv else 'chat')[:40].strip() or 'chat'}.{fmt}"
-        path, _ = QFileDialog.getSaveFileName(self, "Export conversation", default,
-                                              "Markdown (*.md)" if fmt == "md" else "JSON (*.json)")
-        if not path:
-            return
-
-        def write(_token):  # off the GUI thread: a long chat, a slow or full disk
-            text = store.export_markdown(cid) if fmt == "md" else json.dumps(store.export_json(cid), indent=1)
-            Path(path).write_text(text, "utf-8")
-
-        self.ctx.background.run(write, lambda _r: self.ctx.status_message.emit(f"Conversation exported to {path}"),
-                                lambda exc: self.notices.show_notice(f"Could not export to {path}: {exc}", error=True))
+        export_conversation(self, store, cid, fmt, self.ctx.background, self.ctx.status_message.emit,
+                            lambda text: self.notices.show_notice(text, error=True))
 
     def delete_all_history(self) -> None:
         """Delete every saved conversation (VACUUM in the background so the text is really gone)."""
