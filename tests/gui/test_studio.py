@@ -201,6 +201,90 @@ def test_gallery_lazy_thumbnails_and_actions(studio, qtbot):
     assert not path.exists() and model.rowCount() == 2
 
 
+def test_the_preview_shows_the_clicked_image_and_forgets_a_deleted_one(studio, qtbot):
+    d = images_dir()
+    colors = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+    for i, c in enumerate(colors):
+        (d / f"2026020{i}-img.png").write_bytes(png_bytes(size=(80 + 8 * i, 64), color=c, params=dict(PARAMS, seed=i)))
+        os.utime(d / f"2026020{i}-img.png", (1_700_000_000 + i, 1_700_000_000 + i))
+    model = studio.gallery_model
+    studio.refresh_gallery()
+    qtbot.waitUntil(lambda: model.rowCount() == 3, timeout=5000)
+    studio.view_tabs.setCurrentWidget(studio.canvas_page)
+    for row in (2, 0, 1):
+        rect = studio.gallery.visualRect(model.index(row))
+        qtbot.mouseClick(studio.gallery.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+        it = model.item(row)
+        qtbot.waitUntil(lambda: studio.follower.path == it.path, timeout=5000)
+        shown = studio.preview.image()
+        want = QImage(str(it.path))
+        assert shown.size() == want.size() and shown.pixelColor(5, 5) == want.pixelColor(5, 5)
+        assert studio.gallery_panel.selected_item() is it  # what the toolbar acts on is what is shown
+        assert f"seed {it.params['seed']}" in studio.preview.caption
+    assert studio.view_tabs.currentWidget() is studio.preview  # a picked image comes to the front
+    shot(studio, "preview_follows_selection")
+    # deleting the shown image clears it from the preview
+    studio.gallery_panel.delete_rows([1])
+    assert studio.preview.image().isNull() and studio.follower.path is None and model.rowCount() == 2
+
+
+def test_selected_thumbnails_keep_their_colours(studio, qtbot):
+    from PySide6.QtGui import QIcon
+
+    (images_dir() / "20260301-img.png").write_bytes(png_bytes(size=(128, 128), color=(250, 200, 20)))
+    model = studio.gallery_model
+    studio.refresh_gallery()
+    qtbot.waitUntil(lambda: model.rowCount() == 1 and model.item(0).loaded, timeout=5000)
+    icon = model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
+    assert isinstance(icon, QIcon)
+    normal = icon.pixmap(128, 128, QIcon.Mode.Normal).toImage()
+    selected = icon.pixmap(128, 128, QIcon.Mode.Selected).toImage()
+    assert selected == normal  # Qt would tint it with the highlight colour otherwise
+    studio.gallery_panel.select_row(0)
+    img = studio.gallery.viewport().grab().toImage()
+    rect = studio.gallery.visualRect(model.index(0))
+    px = img.pixelColor(rect.center().x(), rect.top() + 30)
+    assert (px.red(), px.green(), px.blue()) == (250, 200, 20)
+
+
+def test_the_footer_follows_the_library_and_sizes_follow_the_model(qtbot, tmp_path):
+    from desktop_app.ui.studio.tab import NO_MODELS
+
+    ctx = AppContext()
+    tab = StudioTab(ctx)
+    qtbot.addWidget(tab)
+    with qtbot.waitSignal(tab.models_listed, timeout=10000):
+        tab.start()
+    assert tab.status_label.text() == NO_MODELS
+    folder = tmp_path / "xl"
+    folder.mkdir()
+    xl = ModelRecord(id="some-xl", task="image", format="diffusers", path=str(folder), size_bytes=1000,
+                     name="Some XL", family="sdxl")
+    ctx.library.add(xl)
+    with qtbot.waitSignal(tab.models_listed, timeout=10000):
+        ctx.library_changed.emit()  # an import in the Models tab: no restart
+    assert tab.current_model_id() == "some-xl" and "No image model" not in tab.status_label.text()
+    p = tab.params.get_params()
+    assert (p["width"], p["height"]) == (1024, 1024)  # SDXL's native size, before any load
+    tab.params.width_box.setValue(832)
+    tab.params.height_box.setValue(1216)
+    tab.params.steps.setValue(14)
+    tab.controller.remember_params(xl, tab.params.get_params())  # what a generation does
+    tab.shutdown()
+    ctx.shutdown()
+
+    ctx2 = AppContext()  # a restart: the same settings file
+    tab2 = StudioTab(ctx2)
+    qtbot.addWidget(tab2)
+    with qtbot.waitSignal(tab2.models_listed, timeout=10000):
+        tab2.start()
+    p = tab2.params.get_params()
+    assert (p["width"], p["height"], p["steps"]) == (832, 1216, 14)
+    tab2.shutdown()
+    ctx2.shutdown()
+    assert not running_qthreads()
+
+
 def test_dropping_a_png_restores_its_parameters(studio, qtbot, tmp_path):
     a1111 = ("a castle on a hill, \"oil painting\"\nNegative prompt: lowres\n"
              "Steps: 12, Sampler: Euler a, CFG scale: 6.5, Seed: 987654321, Size: 640x448, Model: v1-5")
@@ -303,6 +387,10 @@ def test_generate_shows_previews_and_adds_results_to_the_gallery(engine_studio, 
     assert Path(results[0]).parent == images_dir()
     assert "Done" in tab.progress.format() and tab.generate_button.isEnabled()
     assert not tab.preview.image().isNull()
+    # the newest result is the selected one, and the preview shows that very file
+    assert tab.gallery_panel.selected_item().path == Path(results[-1]) == tab.follower.path
+    # its size and steps are remembered for this model (restored at the next start)
+    assert tab.ctx.settings.get("studio_model_params")["tiny-sd15"]["steps"] == 6
     shot(tab, "generated")
 
 

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 POST_TASKS = ("upscale", "background_removal")
 JOB_ATTR = {"load": "load_job", "gen": "gen_job", "post": "post_job"}  # kind of job -> where its handle is
+FAMILY_SIZES = {"sd15": 512, "sd2": 768, "sdxl": 1024, "sd3": 1024, "flux": 1024}  # trained-for sizes
 
 
 def list_image_models(library, hardware) -> tuple[list, dict, dict]:
@@ -156,6 +157,29 @@ class StudioController(QObject):
     def _cancel_load(self) -> None:
         if self.load_job is not None:
             self.thread.cancel(self.load_job)
+
+    # size and steps: the model's native ones, or what was last used with it (across restarts)
+    def start_params(self, rec, loaded: dict | None = None) -> dict:
+        """{width, height, steps} to start with for ``rec``: remembered ones first, else the loaded
+        engine's native size and default steps, else its family's usual size."""
+        remembered = (self.ctx.settings.get("studio_model_params") or {}).get(rec.id)
+        if isinstance(remembered, dict) and all(isinstance(remembered.get(k), int) for k in ("width", "height", "steps")):
+            return {k: remembered[k] for k in ("width", "height", "steps")}
+        if loaded and loaded.get("native_size"):
+            n = int(loaded["native_size"])
+            return {"width": n, "height": n, "steps": int(loaded.get("default_steps") or 20)}
+        n = FAMILY_SIZES.get((rec.family or "").split("-")[0], 512)
+        return {"width": n, "height": n, "steps": 4 if (rec.family or "") == "flux-schnell" else 25}
+
+    def remember_params(self, rec, p: dict) -> None:
+        stored = dict(self.ctx.settings.get("studio_model_params") or {})
+        stored[rec.id] = {"width": int(p["width"]), "height": int(p["height"]), "steps": int(p["steps"])}
+        if len(stored) > 200:  # bounded: the oldest entries go
+            stored = dict(list(stored.items())[-200:])
+        try:
+            self.ctx.settings.set("studio_model_params", stored)
+        except Exception:  # noqa: BLE001 - a read-only settings file must not stop a generation
+            log.warning("could not remember the Studio's size and steps", exc_info=True)
 
     def generate(self, rec, p: dict, init, mask) -> JobHandle | None:
         """Run the view's params ``p`` on ``rec``; ``init`` / ``mask`` are QImage copies (encoded

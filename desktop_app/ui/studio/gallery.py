@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPalette, QPixmap
+from PySide6.QtGui import QColor, QIcon, QImage, QImageReader, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QWidget
 
 from desktop_app.ui.widgets.throttle import Coalescer
@@ -98,6 +98,17 @@ class GalleryItem:
         return self.path.stem
 
 
+def thumb_icon(it: GalleryItem) -> QIcon:
+    """The thumbnail as an icon whose selected look is the same picture: Qt tints a selected icon
+    with the highlight colour otherwise, which changes the colours of the image shown."""
+    if it.extra.get("icon_of") is not it.thumb:
+        icon = QIcon()
+        icon.addPixmap(it.thumb, QIcon.Mode.Normal)
+        icon.addPixmap(it.thumb, QIcon.Mode.Selected)
+        it.extra["icon"], it.extra["icon_of"] = icon, it.thumb
+    return it.extra["icon"]
+
+
 class GalleryModel(QAbstractListModel):
     """Rows of GalleryItem; DecorationRole asks for a thumbnail that arrives later."""
 
@@ -131,7 +142,7 @@ class GalleryModel(QAbstractListModel):
             if it.thumb is None:
                 self._request(it.path)
                 return self._placeholder_pixmap()
-            return it.thumb
+            return thumb_icon(it)
         if role == Qt.ItemDataRole.ToolTipRole:
             p = it.params or {}
             text = p.get("prompt") or it.path.name

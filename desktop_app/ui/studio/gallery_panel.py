@@ -4,7 +4,10 @@ before / after), and the two dialogs it opens. It does the file work that needs 
 the tab for the rest:
 
   reuse_requested(dict)          send_requested(str path, str mode)     postprocess_requested(str op)
-  status(str)                    error(str kind, str message)
+  status(str)                    error(str kind, str message)           deleted(list of Path)
+
+``PreviewFollower`` keeps the Studio's preview on the truth: the image clicked in the gallery is the
+one shown (and the one the toolbar acts on), a deleted image leaves the preview.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal, Slot
+from PySide6.QtCore import QItemSelectionModel, QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QDialog, QDialogButtonBox, QFileDialog, QLabel, QMessageBox, QToolBar, QVBoxLayout, QWidget,
@@ -54,6 +57,7 @@ class GalleryPanel(QWidget):
     postprocess_requested = Signal(str)
     status = Signal(str)
     error = Signal(str, str)
+    deleted = Signal(object)  # the paths of the images whose files were deleted
 
     def __init__(self, background, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -218,6 +222,7 @@ class GalleryPanel(QWidget):
             self.delete_rows(rows)
 
     def delete_rows(self, rows: list[int]) -> None:
+        gone = []
         for r in sorted(rows, reverse=True):
             it = self.gallery_model.item(r)
             try:
@@ -226,4 +231,60 @@ class GalleryPanel(QWidget):
                 self.error.emit("internal", f"Could not delete {it.path}: {exc}")
                 continue
             self.gallery_model.remove_row(r)
+            gone.append(it.path)
         self.update_actions()
+        if gone:
+            self.deleted.emit(gone)
+
+
+def read_params(path: Path) -> dict | None:
+    from desktop_app.engines.diffusion.metadata import parse_parameters
+
+    try:
+        return parse_parameters(path)
+    except Exception:  # noqa: BLE001 - an image without (or with broken) metadata still shows
+        return None
+
+
+def caption_of(params: dict | None, image: QImage) -> str:
+    p = params or {}
+    size = f"{image.width()}×{image.height()}"
+    return f"{p['operation']} · {size}" if p.get("operation") else (
+        f"seed {p.get('seed')} · {size}" if p.get("seed") is not None else size)
+
+
+class PreviewFollower(QObject):
+    """The preview shows the gallery's selected image (read off the GUI thread); results and step
+    previews go through ``show``; a deleted image is cleared from the preview."""
+
+    def __init__(self, panel: GalleryPanel, preview: ImageView, background, reveal=None) -> None:
+        super().__init__(panel)
+        self.panel, self.preview, self.background = panel, preview, background
+        self.reveal = reveal  # brings the preview to the front when a picked image is shown
+        self.path: Path | None = None  # the gallery file the preview shows (None: a step preview or nothing)
+        panel.gallery.selectionModel().selectionChanged.connect(self._on_selection)
+        panel.deleted.connect(self._on_deleted)
+
+    def show(self, image: QImage | None, caption: str, path: Path | None = None) -> None:
+        self.path = path
+        self.preview.set_image(image, caption)
+
+    @Slot()
+    def _on_selection(self, *_a) -> None:
+        it = self.panel.selected_item()
+        if it is None or it.path == self.path:
+            return
+        path, known = it.path, it.params
+        self.background.run(lambda _t: (QImage(str(path)), known if known is not None else read_params(path)),
+                            on_success=lambda result: self._loaded(it, *result))
+
+    def _loaded(self, it, image: QImage, params: dict | None) -> None:
+        if self.panel.selected_item() is it and not image.isNull():  # still the one selected
+            self.show(image, caption_of(params, image), it.path)
+            if self.reveal is not None:
+                self.reveal()
+
+    @Slot(object)
+    def _on_deleted(self, paths) -> None:
+        if self.path is not None and self.path in paths:
+            self.show(None, "")

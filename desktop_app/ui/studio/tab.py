@@ -25,7 +25,7 @@ from desktop_app.ui.studio.banner import StudioBanner
 from desktop_app.ui.studio.canvas_page import CanvasPage
 from desktop_app.ui.studio.controller import StudioController
 from desktop_app.ui.studio.gallery import new_image_path
-from desktop_app.ui.studio.gallery_panel import GalleryPanel
+from desktop_app.ui.studio.gallery_panel import GalleryPanel, PreviewFollower, caption_of
 from desktop_app.ui.studio.image_view import ImageView
 from desktop_app.ui.studio.params import ParamsPanel
 from desktop_app.ui.widgets.throttle import Coalescer
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 FLUSH_MS = 40
+NO_MODELS = "No image model installed: add one in the Models tab (a diffusers folder or a .safetensors checkpoint)."
 POST_VERBS = {"upscale": "Upscaling", "remove-bg": "Removing background"}
 
 
@@ -59,6 +60,7 @@ class StudioTab(QWidget):
         self._pending_progress = None
         self._pending_preview = None
         self._shut_down = False
+        self._sized_for: str | None = None  # the model whose start size and steps are in the panel
         self.last_error: tuple[str, str] | None = None
         self._build()
         self._wire()
@@ -150,6 +152,8 @@ class StudioTab(QWidget):
         right.addWidget(self.view_tabs)
         self.gallery_panel = GalleryPanel(self.ctx.background)
         self.gallery, self.gallery_model = self.gallery_panel.gallery, self.gallery_panel.gallery_model
+        self.follower = PreviewFollower(self.gallery_panel, self.preview, self.ctx.background,
+                                        reveal=lambda: self.view_tabs.setCurrentWidget(self.preview))
         right.addWidget(self.gallery_panel)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 2)
@@ -239,8 +243,9 @@ class StudioTab(QWidget):
         self.model_combo.blockSignals(False)
         self._on_model_index_changed(self.model_combo.currentIndex())
         if not recs:
-            self.status_label.setText("No image model installed: add one in the Models tab "
-                                      "(a diffusers folder or a .safetensors checkpoint).")
+            self.status_label.setText(NO_MODELS)
+        elif self.status_label.text() == NO_MODELS:  # a model was added: the footer follows at once
+            self.status_label.setText(f"{len(recs)} image model(s) installed: choose one, write a prompt, Generate.")
         self._update_actions()
         self.models_listed.emit(len(recs))
 
@@ -266,6 +271,8 @@ class StudioTab(QWidget):
     @Slot(int)
     def _on_model_index_changed(self, _i: int) -> None:
         rec = self.current_record()
+        if rec is not None and rec.id != self._sized_for and not self.busy:
+            self._apply_start_params(rec)
         badge = self.controller.badges.get(rec.id) if rec is not None else None
         if rec is None:
             self.badge_label.setText("")
@@ -284,6 +291,13 @@ class StudioTab(QWidget):
         self.progress.setRange(0, 0)  # busy indicator
         self.controller.load(rec)
         self._update_actions()
+
+    def _apply_start_params(self, rec, loaded: dict | None = None) -> None:
+        sp = self.controller.start_params(rec, loaded)
+        self._sized_for = rec.id
+        self.params.width_box.setValue(sp["width"])
+        self.params.height_box.setValue(sp["height"])
+        self.params.steps.setValue(sp["steps"])
 
     # ------------------------------------------------------------------------------ generate
     def build_request_parts(self) -> tuple[dict, list[str]]:
@@ -312,6 +326,7 @@ class StudioTab(QWidget):
         init = self.canvas.image().copy() if p["mode"] != "txt2img" else None
         mask = self.canvas.mask_image() if p["mode"] == "inpaint" else None
         handle = self.controller.generate(rec, p, init, mask)
+        self.controller.remember_params(rec, p)
         self.progress.setRange(0, p["steps"])
         self.progress.setValue(0)
         self.progress.setFormat("Starting…")
@@ -348,21 +363,19 @@ class StudioTab(QWidget):
             self.progress.setFormat(f"Step {item.step}/{item.total}{speed}{img}")
         prev, self._pending_preview = self._pending_preview, None
         if prev is not None and self.busy:
-            self.preview.set_image(prev.image, f"Preview · step {prev.step}/{prev.total}")
+            self.follower.show(prev.image, f"Preview · step {prev.step}/{prev.total}")
             self.preview_shown.emit(prev.step)
 
     def _on_result(self, item: E.Result, source: str) -> None:
         if self._shut_down:
             return
         self.gallery_model.prepend(Path(item.path), item.params, item.image)
-        size = f"{item.image.width()}×{item.image.height()}"
         if source == "generate":
             self._pending_preview = None
-            self.preview.set_image(item.image, f"seed {item.params.get('seed')} · {size}")
         else:
-            self.preview.set_image(item.image, f"{item.params.get('operation')} · {size}")
             self.view_tabs.setCurrentWidget(self.preview)
-            self.gallery_panel.select_row(0)
+        self.follower.show(item.image, caption_of(item.params, item.image), Path(item.path))
+        self.gallery_panel.select_row(0)  # the new result is the selected one (the toolbar acts on it)
         self.result_added.emit(str(item.path))
 
     def _on_engine_loaded(self, data: dict) -> None:
@@ -370,11 +383,11 @@ class StudioTab(QWidget):
         self.params.set_max_size(data.get("max_size"))
         self.params.set_model_limits(data.get("schedulers"), data.get("size_multiple"))
         native = data.get("native_size")
+        rec = self.current_record()
         if native and native != self.controller.loaded_native:
             self.controller.loaded_native = native
-            if not self.busy:
-                self.params.width_box.setValue(int(native))
-                self.params.height_box.setValue(int(native))
+            if rec is not None and not self.busy:
+                self._apply_start_params(rec, data)
         where = data.get("placement_text") or f"{data.get('device', 'cpu')}"
         self.status_label.setText(f"Loaded {name} {where} in {data.get('seconds', 0):.1f} s.")
         self.model_loaded.emit(data)
