@@ -35,6 +35,9 @@ def parse_lora(text: str):
     p = Path(path).expanduser()
     if not p.is_file():
         raise AtelierError(f"LoRA file not found: {p}")
+    from desktop_app.core.model_files import check_lora_file
+
+    check_lora_file(p)  # a checkpoint or a VAE given as --lora: refused before the engine starts
     return LoraSpec(path=str(p.resolve()), weight=weight)
 
 

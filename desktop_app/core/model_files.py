@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -134,6 +135,29 @@ def read_safetensors_header(path: Path) -> dict:
         if b0 < a1:
             raise bad(f"the tensors {an} and {bn} overlap")
     return header
+
+
+# Tensor names of LoRA / LyCORIS adapters in the layouts diffusers loads: kohya ("lora_unet_…
+# .lora_down.weight", "lora_te1_…"), diffusers/peft ("….lora_A.weight", "….lora.down.weight"),
+# LoHa ("hada_w1_a") and LoKr ("lokr_w1").
+_LORA_KEY = re.compile(r"(^|[._])(lora[._](up|down|a|b)\b|lora_(unet|te\d?|transformer)_|lora_[ab]\.|hada_w[12]_|lokr_w[12])",
+                       re.IGNORECASE)
+
+
+def check_lora_file(path: Path) -> int:
+    """Refuse, with one clear line, a file that is not a LoRA adapter (a whole checkpoint, a VAE, an
+    upscaler): only the header is read. Returns how many adapter tensors it has."""
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise ModelFormatError(f"{path.name} is not a LoRA: only .safetensors adapters are used.")
+    header = read_safetensors_header(path)
+    keys = [k for k in header if k != "__metadata__"]
+    n = sum(1 for k in keys if _LORA_KEY.search(k))
+    if n == 0:
+        what = "an image model checkpoint" if guess_safetensors_task(header) == "image" else "another kind of model"
+        raise ModelFormatError(f"{path.name} is not a LoRA adapter (it looks like {what}: none of its "
+                               f"{len(keys)} tensors are LoRA weights). Add it as a model instead (Models tab, or atelier models import).")
+    return n
 
 
 def guess_safetensors_task(header: dict) -> str:

@@ -285,6 +285,30 @@ def test_the_footer_follows_the_library_and_sizes_follow_the_model(qtbot, tmp_pa
     assert not running_qthreads()
 
 
+def test_lora_files_are_checked_when_added(studio, qtbot, tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    lora = tmp_path / "style-lora.safetensors"
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": np.zeros((4, 8), np.float16),
+               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": np.zeros((8, 4), np.float16)}, str(lora))
+    ckpt = tmp_path / "v1-5-pruned.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": np.zeros((4, 4), np.float16)}, str(ckpt))
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json")
+    studio.params.add_lora_files([str(ckpt)])
+    qtbot.waitUntil(lambda: studio.last_error is not None, timeout=5000)
+    assert "v1-5-pruned.safetensors is not a LoRA adapter" in studio.last_error[1]
+    assert "image model checkpoint" in studio.last_error[1] and "\n" not in studio.last_error[1]
+    studio.last_error = None
+    studio.params.add_lora_files([str(broken)])
+    qtbot.waitUntil(lambda: studio.last_error is not None, timeout=5000)
+    assert "broken.safetensors is not a valid safetensors file" in studio.last_error[1]
+    studio.params.add_lora_files([str(lora)])
+    qtbot.waitUntil(lambda: studio.params.lora_table.rowCount() == 1, timeout=5000)
+    assert studio.params.loras() == [{"path": str(lora), "weight": 1.0}]
+
+
 def test_dropping_a_png_restores_its_parameters(studio, qtbot, tmp_path):
     a1111 = ("a castle on a hill, \"oil painting\"\nNegative prompt: lowres\n"
              "Steps: 12, Sampler: Euler a, CFG scale: 6.5, Seed: 987654321, Size: 640x448, Model: v1-5")

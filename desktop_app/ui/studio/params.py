@@ -45,10 +45,12 @@ class ParamsPanel(QWidget):
     """All generation settings. Emits ``mode_changed(str)`` when the mode switch moves."""
 
     mode_changed = Signal(str)
+    lora_refused = Signal(str)  # a file that is not a LoRA adapter, in one line
     changed = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, background=None) -> None:
         super().__init__(parent)
+        self.background = background  # ctx.background: LoRA headers are read off the GUI thread
         self.setObjectName("studioParams")
         self.max_size = 2048  # the loaded model's maximum (updated when a model is loaded)
         self.size_multiple = 8  # 16 for SD3/FLUX (updated when a model is loaded)
@@ -313,8 +315,25 @@ class ParamsPanel(QWidget):
     @Slot()
     def _on_add_lora_clicked(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Add LoRA adapters", "", "LoRA adapters (*.safetensors)")
+        self.add_lora_files(files)
+
+    def add_lora_files(self, files: list[str]) -> None:
+        """Check each file's header (a LoRA adapter, not a checkpoint or a VAE), then add it; a file
+        that is not one is refused with the reason (``lora_refused``)."""
+        from desktop_app.core.model_files import check_lora_file
+
         for f in files:
-            self.add_lora_row(f)
+            if self.background is None:
+                try:
+                    check_lora_file(Path(f))
+                except Exception as exc:  # noqa: BLE001 - ModelFormatError, OSError: the message says why
+                    self.lora_refused.emit(str(exc))
+                else:
+                    self.add_lora_row(f)
+                continue
+            self.background.run(lambda _t, f=f: check_lora_file(Path(f)),
+                                on_success=lambda _n, f=f: self.add_lora_row(f),
+                                on_failure=lambda exc: self.lora_refused.emit(str(exc)))
 
     @Slot()
     def _on_remove_lora(self) -> None:

@@ -103,8 +103,7 @@ class StudioTab(QWidget):
         self.badge_label.setWordWrap(True)
         lv.addWidget(self.badge_label)
 
-        self.params = ParamsPanel()
-        self.params.mode_changed.connect(self._on_mode_changed)
+        self.params = ParamsPanel(background=self.ctx.background)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -188,6 +187,7 @@ class StudioTab(QWidget):
         gp.error.connect(self.show_error)
         self.canvas_page.open_requested.connect(self._on_open_init_clicked)
         self.params.mode_changed.connect(self._on_mode_changed)
+        self.params.lora_refused.connect(lambda text: self.show_error("model_format", text))
         self._on_mode_changed(self.params.mode())
         self._update_actions()
 
