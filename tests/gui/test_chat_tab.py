@@ -118,6 +118,18 @@ def test_send_stream_stop_regenerate_edit_and_switch(window, qtbot):
     tab.conv_view.clicked.emit(tab.conv_model.index(row))
     assert tab.conversation_id == first_conv
     assert [m.content for m in tab.view.messages()][2] == "Name one fruit."
+    # the status row tells this chat's truth: not the other chat's speed and TTFT; its own context use
+    assert tab.status_label.text() == "" and tab.ttft_label.text() == ""
+    last = [m for m in tab.view.messages() if m.role == "assistant"][-1].stats
+    assert last["n_ctx"] > 0 and tab.ctx_meter.format() == f"context {last['context_used']}/{last['n_ctx']}"
+    # a reply still streaming when the user opens another chat: its figures do not land there
+    tab.params.max_tokens.setValue(400)
+    _send_by_keyboard(qtbot, tab, "Write a long story about a cat who sails.")
+    qtbot.waitUntil(lambda: tab.status_row.first_delta_at is not None, timeout=REPLY_TIMEOUT)
+    with qtbot.waitSignal(tab.reply_finished, timeout=10_000):
+        qtbot.keyClick(tab.input, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert tab.status_label.text() == "" and tab.ttft_label.text() == "" and tab.ctx_meter.format() == "context –"
+    tab.params.max_tokens.setValue(24)
 
     # search the list by text
     tab.conv_model.set_search("fruit")

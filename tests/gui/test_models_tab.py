@@ -232,8 +232,10 @@ def test_download_with_progress_pause_resume_from_fake_hub(make_tab, qtbot, fake
     assert "of" in row.status.text() and "ETA" in row.status.text() and "/s" in row.status.text()
     assert 0 < row.bar.value() < 1000
 
+    assert "Downloading testorg/Big-GGUF big-Q4_K_M.gguf" in dl.message.text()  # not "Queued …" any more
     dl.pause(job_id)
     qtbot.waitUntil(lambda: dl.queue.get(job_id).state == "paused", timeout=10000)
+    qtbot.waitUntil(lambda: dl.message.text().startswith("Paused testorg/Big-GGUF"), timeout=5000)
     assert not Library().get("testorg/Big-GGUF/big-Q4_K_M.gguf")  # an incomplete file is never installed
     qtbot.waitUntil(lambda: row.resume_btn.isVisible(), timeout=5000)
     SHOTS.mkdir(exist_ok=True)
@@ -405,6 +407,28 @@ def test_offline_the_whole_tab_opens_no_socket(make_tab, qtbot, monkeypatch, tmp
     qtbot.waitUntil(lambda: bool(tab.library.records()), timeout=10000)
     assert record_sockets == []
     assert [j.state for j in tab.downloads.queue.jobs()] == ["queued"]
+
+
+def test_download_messages_follow_the_truth(make_tab, qtbot, fake_hub, monkeypatch, tmp_path):  # noqa: F811
+    """The message line never keeps saying something that stopped being true: "Queued …" after a
+    cancel, "Offline mode is on" after offline was turned off."""
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    fake_hub.throttle_bps = 1_000_000
+    h = make_tab()
+    dl = h.tab.downloads
+    job_id = dl.add("testorg/Big-GGUF", "big-Q4_K_M.gguf")
+    assert dl.message.text() == "Queued testorg/Big-GGUF big-Q4_K_M.gguf."
+    dl.cancel(job_id)
+    qtbot.waitUntil(lambda: dl.queue.get(job_id).state == "cancelled", timeout=10000)
+    qtbot.waitUntil(lambda: "Cancelled testorg/Big-GGUF" in dl.message.text(), timeout=5000)
+
+    h.ctx.settings.set("offline", True)
+    h.tab._on_settings_saved({"offline"})
+    assert dl.add("testorg/Tiny-GGUF", "tiny-Q2_K.gguf") is None
+    assert "Offline mode is on" in dl.message.text()
+    h.ctx.settings.set("offline", False)
+    h.tab._on_settings_saved({"offline"})
+    assert "Offline" not in dl.message.text() and "Online again" in dl.message.text()
 
 
 # --- settings --------------------------------------------------------------------------------

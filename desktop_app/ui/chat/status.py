@@ -181,6 +181,16 @@ class ChatStatusRow(QWidget):
         if stats.get("n_ctx"):
             self.set_context(stats.get("context_used", 0), stats["n_ctx"])
 
+    def clear_reply(self, messages=()) -> None:
+        """Another chat is shown: no speed or TTFT of a reply it did not get; its context meter from
+        its last reply's figures when they are known ("context –" otherwise)."""
+        self.reply_stopped()
+        self.first_delta_at = None
+        self.status_label.setText("")
+        self.ttft_label.setText("")
+        last = next((m.stats for m in reversed(list(messages)) if m.role == "assistant" and m.stats), {})
+        self.set_context(int(last.get("context_used") or 0), int(last.get("n_ctx") or 0))
+
     def set_context(self, used: int, total: int) -> None:
         if total:
             self.ctx_meter.setRange(0, total)

@@ -230,7 +230,7 @@ class ChatTab(QWidget):
         self.view.clear()
         self.conv_view.clearSelection()
         self.notices.clear_notices()
-        self.status_row.set_context(0, 0)
+        self.status_row.clear_reply()
         self._focus_input()
 
     def open_conversation(self, conversation_id: int) -> None:
@@ -247,7 +247,7 @@ class ChatTab(QWidget):
         if conv.model_id:
             self.header.select_model(conv.model_id)
         self.notices.clear_notices()
-        self.status_row.set_context(0, 0)
+        self.status_row.clear_reply(self.view.messages())  # this chat's own context use, if known
         row = self.conv_model.row_of(conversation_id)
         if row >= 0 and not self.private:
             self.conv_view.selectionModel().setCurrentIndex(
@@ -552,7 +552,8 @@ class ChatTab(QWidget):
         if self._shut:  # late event after the window closed: the job already saved the reply
             return
         self._set_generating(False)
-        if self.view.streaming_id == reply_id:
+        shown = self.view.streaming_id == reply_id  # False when the user switched chats meanwhile
+        if shown:
             self.view.end_stream(content, thinking, stats)
         empty = not (content or thinking) and not any(
             m.content or m.thinking for m in self.view.messages() if m.id == reply_id)
@@ -563,9 +564,10 @@ class ChatTab(QWidget):
                 except Exception:  # noqa: BLE001
                     pass
             self.view.remove_message(reply_id)
-        self.status_row.reply_ended(stats)
+        if shown:  # another chat's speed, TTFT and context are not this one's
+            self.status_row.reply_ended(stats)
         fr = stats.get("finish_reason")
-        if fr == "length":
+        if fr == "length" and shown:
             self.notices.show_notice("The reply reached the maximum length (Max tokens in Parameters).")
         if stats.get("template_error"):  # the template hit a limit on this conversation
             self.notices.show_notice(stats["template_error"], error=True)

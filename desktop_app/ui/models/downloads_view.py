@@ -146,6 +146,12 @@ class DownloadRow(QFrame):
         self.view.remove(self.job_id)
 
 
+# What the message line says when the job it is about changes state ("Queued …" never stays).
+STATE_NEWS = {"running": "Downloading {name}…",
+              "paused": "Paused {name}: the part downloaded so far is kept; Resume continues it.",
+              "cancelled": "Cancelled {name}: its partial file was deleted."}
+
+
 class DownloadsView(QWidget):
     queue_changed = Signal(int)  # number of active jobs
     job_updated = Signal(object)  # DownloadJob snapshot (GUI thread, coalesced)
@@ -164,6 +170,8 @@ class DownloadsView(QWidget):
         self._bridge = _Bridge(self)
         self._bridge.poke.connect(self._on_poke, Qt.ConnectionType.QueuedConnection)
         self._flush_timer = Coalescer(100, self._flush, self)
+        self._offline_note = False  # the message says offline mode holds the downloads
+        self._told_job: str | None = None  # the job the message is about ("Queued …"): it follows its state
 
         self.message = QLabel("No downloads yet. Choose a model in the Catalog or in Hub search.")
         self.message.setObjectName("downloadsMessage")
@@ -197,10 +205,10 @@ class DownloadsView(QWidget):
         pending = [j for j in self.queue.jobs() if j.state == "queued"]
         self.start_runner()
         if pending and self.ctx.settings.offline:
-            self.message.setText(f"{len(pending)} download(s) waiting: offline mode is on, so they resume when you "
-                                 "turn it off in Settings.")
+            self.say(f"{len(pending)} download(s) waiting: offline mode is on, so they resume when you "
+                     "turn it off in Settings.", offline=True)
         elif pending:
-            self.message.setText(f"Resuming {len(pending)} download(s) left unfinished last time.")
+            self.say(f"Resuming {len(pending)} download(s) left unfinished last time.")
 
     def start_runner(self) -> bool:
         """Run the queue in the 'downloads' thread (not while offline: nothing may touch the network)."""
@@ -218,7 +226,7 @@ class DownloadsView(QWidget):
         if handle is self._runner_job:
             self._runner_job = None
             if exc is not None:
-                self.message.setText(f"The download queue stopped: {exc}")
+                self.say(f"The download queue stopped: {exc}")
 
     def _on_queue_event(self, job) -> None:
         """Called in the downloading thread: store the snapshot, wake the GUI once."""
@@ -251,14 +259,16 @@ class DownloadsView(QWidget):
             before = self._last_state.get(job.id)
             self._last_state[job.id] = job.state
             self.job_updated.emit(job)
+            if job.id == self._told_job and job.state != before and job.state in STATE_NEWS:
+                self.say(STATE_NEWS[job.state].format(name=f"{job.repo_id} {job.filename or ''}".strip()), job=job.id)
             if job.state != before and job.state in ("done", "failed", "cancelled"):
                 self.job_finished.emit(job)
                 if job.state == "done":
                     changed_library = True
-                    self.message.setText(f"{job.repo_id} {job.filename or ''}: downloaded, verified and added to "
+                    self.say(f"{job.repo_id} {job.filename or ''}: downloaded, verified and added to "
                                          "the library.")
                 elif job.state == "failed":
-                    self.message.setText(f"Download of {job.repo_id} {job.filename or ''} failed: {job.message}")
+                    self.say(f"Download of {job.repo_id} {job.filename or ''} failed: {job.message}")
         self.queue_changed.emit(sum(1 for s in self._last_state.values() if s in ACTIVE_STATES))
         if changed_library:
             self.ctx.library_changed.emit()
@@ -268,11 +278,24 @@ class DownloadsView(QWidget):
         if self.queue is not None:
             self.queue.hw = hw
 
+    # the message line ----------------------------------------------------------------------
+    def say(self, text: str, offline: bool = False, job: str | None = None) -> None:
+        """One line about the queue; it remembers what it is about, so it never goes stale."""
+        self.message.setText(text)
+        self._offline_note, self._told_job = offline, job
+
+    def offline_changed(self) -> None:
+        """Settings saved with another offline switch: an offline note goes when it is no longer true."""
+        if self._offline_note and not self.ctx.settings.offline:
+            waiting = sum(1 for s in self._last_state.values() if s == "queued")
+            self.say(f"Online again: {waiting} waiting download(s) resume now." if waiting else
+                     "Online again: downloads from the hub work.")
+
     # adding jobs ---------------------------------------------------------------------------
     def _offline_refusal(self) -> bool:
         if self.ctx.settings.offline:
-            self.message.setText("Offline mode is on, so nothing can be downloaded. Turn 'Offline' off in Settings "
-                                 "to use the hub.")
+            self.say("Offline mode is on, so nothing can be downloaded. Turn 'Offline' off in Settings "
+                     "to use the hub.", offline=True)
             return True
         return False
 
@@ -283,9 +306,9 @@ class DownloadsView(QWidget):
         queue = self.ensure_queue()
         job_id = queue.add(repo_id, filename or None, revision=revision or None, accept_license=accept_license,
                            allow_pickle=bool(self.ctx.settings.get("allow_pickle")))
+        self.say(f"Queued {repo_id} {filename or ''}.".replace(" .", "."), job=job_id)  # follows the job from here
         self._flush()  # the row appears at once (the queue's event is already pending)
         self.start_runner()
-        self.message.setText(f"Queued {repo_id} {filename or ''}.")
         return job_id
 
     def enqueue_catalog_entry(self, entry) -> str | None:
@@ -310,7 +333,7 @@ class DownloadsView(QWidget):
             box = self.licence_box(spec)
             box.exec()
             if box.clickedButton() is not box.property("accept_button"):
-                self.message.setText(f"Download of {spec.repo_id} cancelled: the licence was not accepted.")
+                self.say(f"Download of {spec.repo_id} cancelled: the licence was not accepted.")
                 return None
             accept = True
         return self.add(spec.repo_id, spec.filename or None, revision=spec.revision or None, accept_license=accept)

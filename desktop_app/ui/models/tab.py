@@ -116,8 +116,10 @@ class ModelsTab(QWidget):
         self.catalog.update_offline_state()
         if "extra_model_dirs" in changed and self.ctx.settings.get("extra_model_dirs"):
             self.library.register_folders(self.ctx.settings.get("extra_model_dirs"))
-        if "offline" in changed and not self.ctx.settings.offline:
-            self.downloads.start_runner()  # jobs that waited while offline resume now
+        if "offline" in changed:
+            self.downloads.offline_changed()  # an "offline" note goes when it is no longer true
+            if not self.ctx.settings.offline:
+                self.downloads.start_runner()  # jobs that waited while offline resume now
 
     def _update_offline_label(self) -> None:
         if self.ctx.settings.offline:
