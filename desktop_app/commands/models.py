@@ -115,14 +115,26 @@ def cmd_import(args) -> int:
     from desktop_app.hub.packs import PACK_FILE, import_pack
 
     if (Path(args.path).expanduser() / PACK_FILE).is_file():  # a model pack: verified whole, then all of it
-        recs = import_pack(args.path)
+        skipped: list = []
+        recs = import_pack(args.path, skipped=skipped)
         if args.json:
-            emit_json({"imported": [r.to_dict() for r in recs]})
+            emit_json({"imported": [r.to_dict() for r in recs], "already_installed": [e.record.id for e in skipped]})
         else:
             for r in recs:
                 print(f"Imported {r.id} ({r.task}, {r.format}, {_size(r.size_bytes)}) from the pack: verified.")
+            for e in skipped:
+                print(str(e))
         return 0
-    rec = import_path(args.path, copy=args.copy, allow_pickle=True if args.allow_pickle else None)
+    from desktop_app.core.errors import AlreadyInstalled
+
+    try:
+        rec = import_path(args.path, copy=args.copy, allow_pickle=True if args.allow_pickle else None)
+    except AlreadyInstalled as exc:  # not a failure: the model is there, once
+        if args.json:
+            emit_json({**exc.record.to_dict(), "already_installed": True})
+        else:
+            print(str(exc))
+        return 0
     if args.json:
         emit_json(rec.to_dict())
     else:

@@ -20,6 +20,15 @@ class Cancelled(AtelierError):
         super().__init__(message)
 
 
+class AlreadyInstalled(AtelierError):
+    """The model is already in the library (same file contents); ``record`` is that one."""
+
+    def __init__(self, record, what: str = "") -> None:
+        self.record = record
+        super().__init__(f"{what or 'This model'} is already in the library as {record.display_name} "
+                         f"({record.id}, same contents): nothing was added.")
+
+
 class StorageError(AtelierError):
     """A file could not be written: read-only folder, full disk, quota, permissions."""
 

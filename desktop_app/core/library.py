@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Container, Iterable
+from typing import Callable, Container, Iterable
 
 from desktop_app.core.errors import AtelierError
 from desktop_app.core.paths import get_paths, write_json_atomic
@@ -126,6 +126,25 @@ class Library:
         for r in self.list():
             if str(Path(r.path).resolve()) == p:
                 return r
+        return None
+
+    def same_contents(self, size_bytes: int, fmt: str, sha256: str = "",
+                      digest: Callable[[Path], str] | None = None) -> ModelRecord | None:
+        """A record whose single file has these contents: the same sha256, or (``digest`` given)
+        the same size and format and a file that hashes to it (computed only for such a record;
+        its sha256 is then kept). None when there is none."""
+        sha256 = (sha256 or "").lower()
+        for rec in self.list():
+            p = Path(rec.path)
+            if rec.format != fmt or rec.format == "diffusers" or rec.size_bytes != size_bytes or not p.is_file():
+                continue
+            if sha256 and rec.sha256 and rec.sha256.lower() == sha256:
+                return rec
+            if digest is not None and not rec.sha256 and sha256:
+                rec.sha256 = digest(p)
+                self.add(rec)
+                if rec.sha256 == sha256:
+                    return rec
         return None
 
     def resolve(self, id_or_path: str) -> ModelRecord:

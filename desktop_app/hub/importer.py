@@ -8,13 +8,14 @@ folder components; pickle refused unless allowed), then registers it in place
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from desktop_app.core.errors import AtelierError, Cancelled
+from desktop_app.core.errors import AlreadyInstalled, AtelierError, Cancelled
 from desktop_app.core.library import Library, ModelRecord, path_size, unique_id
 from desktop_app.core.model_files import check_diffusers_folder, record_for_path
 from desktop_app.core.safepath import is_strictly_inside, remove_inside
@@ -31,8 +32,20 @@ def _unique_id(library: Library, base: str, path: str) -> str:
     return unique_id(base, {r.id for r in library.list() if r.path != path})
 
 
+def file_sha256(path: Path, cancel: CancelToken | None = None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            b = f.read(CHUNK)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
 def _copy_file(src: Path, dst: Path, cancel: CancelToken, progress: Callable[[int, int], None] | None,
-               done0: int, total: int) -> int:
+               done0: int, total: int, hasher=None) -> int:
     part = dst.with_name(dst.name + ".part")
     done = done0
     try:
@@ -42,6 +55,8 @@ def _copy_file(src: Path, dst: Path, cancel: CancelToken, progress: Callable[[in
                 b = fi.read(CHUNK)
                 if not b:
                     break
+                if hasher is not None:
+                    hasher.update(b)
                 fo.write(b)
                 done += len(b)
                 if progress:
@@ -82,6 +97,13 @@ def import_path(
     existing = library.find_by_path(src)
     if existing and not copy:
         return existing
+    if src.is_file() and any(r.size_bytes == rec.size_bytes for r in library.list()):
+        # a file of the same size is installed: the same contents (downloaded, imported) show once
+        rec.sha256 = file_sha256(src, cancel)
+        dup = library.same_contents(rec.size_bytes, rec.format, rec.sha256, digest=lambda p: file_sha256(p, cancel))
+        if dup is not None:
+            raise AlreadyInstalled(dup, src.name)
+    hasher = hashlib.sha256() if src.is_file() else None
     if copy:
         dest_root = settings.models_dir / "imported"
         dest = dest_root / src.name
@@ -101,7 +123,8 @@ def import_path(
                     done = _copy_file(f, t, cancel, progress, done, total)
                 os.replace(staging, dest)
             else:
-                _copy_file(src, dest, cancel, progress, 0, total)
+                _copy_file(src, dest, cancel, progress, 0, total, hasher)
+                rec.sha256 = hasher.hexdigest()  # hashed as it was copied (one read)
         except Cancelled:
             if src.is_dir():
                 shutil.rmtree(dest_root / (src.name + ".partial"), ignore_errors=True)

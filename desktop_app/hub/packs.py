@@ -152,9 +152,12 @@ def verify_pack(folder: str | Path, cancel: CancelToken | None = None) -> dict:
     return pack
 
 
-def import_pack(folder: str | Path, library: Library | None = None, cancel: CancelToken | None = None
-                ) -> list[ModelRecord]:
-    """Verify the whole pack, then copy and register its models (all of them, or none)."""
+def import_pack(folder: str | Path, library: Library | None = None, cancel: CancelToken | None = None,
+                skipped: list | None = None) -> list[ModelRecord]:
+    """Verify the whole pack, then copy and register its models (all of them, or none). A model
+    whose contents are already in the library is not added twice: its AlreadyInstalled goes to
+    ``skipped`` (when given)."""
+    from desktop_app.core.errors import AlreadyInstalled
     from desktop_app.hub.importer import import_path, remove_model
 
     library = library or Library()
@@ -163,8 +166,13 @@ def import_pack(folder: str | Path, library: Library | None = None, cancel: Canc
     added: list[ModelRecord] = []
     try:
         for m in pack["models"]:
-            rec = import_path(folder / m["path"], copy=True, library=library, cancel=cancel,
-                              task=m.get("task") or None)
+            try:
+                rec = import_path(folder / m["path"], copy=True, library=library, cancel=cancel,
+                                  task=m.get("task") or None)
+            except AlreadyInstalled as exc:
+                if skipped is not None:
+                    skipped.append(exc)
+                continue
             for k in KEPT:
                 if isinstance(m.get(k), str) and m[k] and k not in ("task", "format"):
                     setattr(rec, k, m[k])

@@ -20,6 +20,7 @@ from desktop_app.core.safepath import inside, remove_inside, validate_relpath, v
 from desktop_app.core.settings import Settings
 from desktop_app.core.cancel import CancelToken
 from desktop_app.hub.client import HubClient, HubFile, RepoInfo, quantization_from_name, split_info
+from desktop_app.hub.importer import file_sha256
 
 from desktop_app.hub.licences import _licence_error, licence_requires_acceptance
 from desktop_app.hub.transfer import (
@@ -301,9 +302,14 @@ def pull_iter(
     plan = plan or plan_pull(repo_id, filename, revision=revision, accept_license=accept_license,
                              allow_pickle=allow_pickle, client=client, hw=hw, models_dir=models_dir)
     existing = library.get(plan.record_id)
+    if not (existing and Path(existing.path).exists()) and plan.kind != "diffusers" and len(plan.files) == 1:
+        f0 = plan.files[0]  # the same file imported or downloaded under another name: shown once
+        existing = library.same_contents(f0.size or -1, _format_of(f0.name), f0.sha256 or "",
+                                         digest=lambda p: file_sha256(p, control.cancel_token))
     if existing and Path(existing.path).exists():
         yield DownloadProgress(repo_id, filename or "", "done", existing.size_bytes, existing.size_bytes,
-                               message="already installed", record_id=existing.id, job_id=job_id)
+                               message=f"already installed as {existing.display_name}", record_id=existing.id,
+                               job_id=job_id)
         return existing
     total = plan.total_bytes
     if total is not None:  # the whole job must fit before the first byte is written
@@ -352,6 +358,10 @@ def pull_iter(
                            message=_unverified_warning(plan.repo_id, unverified) if unverified else "",
                            record_id=rec.id, job_id=job_id)
     return rec
+
+
+def _format_of(name: str) -> str:
+    return {".gguf": "gguf", ".safetensors": "safetensors", ".onnx": "onnx"}.get(Path(name).suffix.lower(), "")
 
 
 def _unverified_warning(repo_id: str, names: list[str]) -> str:

@@ -308,6 +308,22 @@ def test_hub_search_lists_files_with_sizes_and_badges_then_downloads(make_tab, q
 
 
 # --- library ---------------------------------------------------------------------------------
+def test_the_same_model_imported_twice_shows_once(make_tab, qtbot, monkeypatch, tmp_path, tiny_gguf):
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    h = make_tab()
+    lib = h.tab.library
+    lib.import_path(tiny_gguf, copy=True)
+    qtbot.waitUntil(lambda: "Imported" in lib.message.text(), timeout=10000)
+    usb = tmp_path / "usb" / "Same-Model.gguf"
+    usb.parent.mkdir()
+    usb.write_bytes(tiny_gguf.read_bytes())
+    lib.import_path(usb, copy=False)
+    qtbot.waitUntil(lambda: "already in the library" in lib.message.text(), timeout=10000)
+    assert "Same-Model.gguf is already in the library as tiny-llama" in lib.message.text()
+    assert len([r for r in Library().list() if r.format == "gguf" and r.source == "import"]) == 1
+    assert lib.selected_record() is not None and lib.selected_record().name == "tiny-llama"
+
+
 def test_library_import_delete_and_screenshot(make_tab, qtbot, monkeypatch, tmp_path, tiny_gguf):
     use_profile(monkeypatch, tmp_path, CPU_16GB)
     h = make_tab()
@@ -319,7 +335,7 @@ def test_library_import_delete_and_screenshot(make_tab, qtbot, monkeypatch, tmp_
     other_app = tmp_path / "lmstudio" / "models"
     other_app.mkdir(parents=True)
     in_place = other_app / "InPlace-Q4_K_M.gguf"
-    in_place.write_bytes(tiny_gguf.read_bytes())
+    in_place.write_bytes(tiny_gguf.read_bytes() + b"\0" * 8)  # another model (trailing bytes are ignored)
     lib.import_path(tiny_gguf, copy=True)
     qtbot.waitUntil(lambda: "Imported" in lib.message.text(), timeout=10000)
     lib.import_path(in_place, copy=False)
@@ -643,5 +659,10 @@ def test_library_exports_and_imports_model_packs(make_tab, qtbot, monkeypatch, t
     assert "Imported 2 model(s)" in lib.message.text()
     qtbot.waitUntil(lambda: all(any(r.id == mid for r in lib.records()) for mid in ids), timeout=10000)
     assert all(Library().get(mid).source == "pack" for mid in ids)
+    # the same pack again: nothing twice, and it says so
+    lib.import_pack(stick)
+    qtbot.waitUntil(lambda: "already in the library" in lib.message.text(), timeout=10000)
+    assert "Imported 0 model(s)" in lib.message.text() and "2 already in the library" in lib.message.text()
+    assert len([r for r in Library().list() if r.source == "pack"]) == 2
     SHOTS.mkdir(exist_ok=True)
     assert h.host.grab().save(str(SHOTS / "models_library_packs.png"))

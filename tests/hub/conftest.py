@@ -50,7 +50,7 @@ def fake_hub(monkeypatch, gguf_bytes):
         "tiny-Q2_K.gguf": gguf_bytes[: len(gguf_bytes)],
     }, tags=["gguf", "llama"], library_name="gguf", downloads=100)
     hub.add_repo("testorg/Big-GGUF", {"big-Q4_K_M.gguf": big}, tags=["gguf"], downloads=50)
-    hub.add_repo("gatedorg/Gated-GGUF", {"g-Q4_K_M.gguf": gguf_bytes}, gated=True, tags=["gguf"],
+    hub.add_repo("gatedorg/Gated-GGUF", {"g-Q4_K_M.gguf": gguf_bytes + b"\0" * 2000}, gated=True, tags=["gguf"],
                  license="llama3.2")
     st = safetensors_bytes()
     hub.add_repo("testorg/tiny-diffusers", {

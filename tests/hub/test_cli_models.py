@@ -89,9 +89,16 @@ def test_import_list_rm(fake_hub, tmp_path, gguf_bytes, starter_model):
     imp = json.loads(atelier("models", "import", str(src), "--json").stdout)
     assert imp["managed"] is False and imp["path"] == str(src) and imp["quantization"] == "Q5_K_M"
     cp_src = tmp_path / "outside" / "copy-me.gguf"
-    cp_src.write_bytes(gguf_bytes)
+    cp_src.write_bytes(gguf_bytes + b"\0" * 16)  # another model (GGUF readers ignore trailing bytes)
     cp = json.loads(atelier("models", "import", str(cp_src), "--copy", "--json").stdout)
     assert cp["managed"] is True and Path(cp["path"]).exists() and Path(cp["path"]) != cp_src
+    # the same bytes as the first one under another name: not a second model, and exit 0
+    same = tmp_path / "outside" / "same-as-first.gguf"
+    same.write_bytes(gguf_bytes)
+    dup = atelier("models", "import", str(same), "--copy")
+    assert dup.returncode == 0 and "already in the library as" in dup.stdout and imp["id"] in dup.stdout
+    dup = json.loads(atelier("models", "import", str(same), "--json").stdout)
+    assert dup["already_installed"] is True and dup["id"] == imp["id"]
 
     bad = tmp_path / "outside" / "model.ckpt"
     bad.write_bytes(b"pickle")
@@ -106,7 +113,7 @@ def test_import_list_rm(fake_hub, tmp_path, gguf_bytes, starter_model):
     assert "smollm2-135m-instruct.q4_1.gguf" in by_id  # list registers the starter model
 
     rm = atelier("models", "rm", cp["id"])
-    assert f"({len(gguf_bytes)} bytes) freed" in rm.stdout
+    assert f"({len(gguf_bytes) + 16} bytes) freed" in rm.stdout
     assert not Path(cp["path"]).exists() and cp_src.exists()
     rm2 = json.loads(atelier("models", "rm", imp["id"], "--json").stdout)
     assert rm2["deleted"] is False and rm2["bytes_freed"] == 0 and src.exists()

@@ -329,3 +329,51 @@ def test_licence_requires_acceptance_table(licence, kw, expected):
     from desktop_app.hub.downloads import licence_requires_acceptance
 
     assert licence_requires_acceptance(licence, **kw) is expected
+
+
+def test_the_same_file_downloaded_and_imported_shows_once(fake_hub, gguf_bytes, tmp_path):
+    """Issue 13: one model, one row: the same bytes downloaded under another name or imported from
+    another folder are recognised (sha256), not listed twice, and the user is told."""
+    from desktop_app.core.errors import AlreadyInstalled
+    from desktop_app.hub.importer import import_path
+
+    rec = pull("testorg/Tiny-GGUF", "tiny-Q4_K_M.gguf")
+    # the identical file under another name in the same repo: no second download, no second record
+    events = []
+    again = pull("testorg/Tiny-GGUF", "tiny-Q2_K.gguf", on_progress=events.append)
+    assert again.id == rec.id and events[-1].state == "done"
+    assert events[-1].message == f"already installed as {rec.display_name}"
+    assert not (hub_dir("testorg/Tiny-GGUF") / "tiny-Q2_K.gguf").exists()
+    # the same bytes imported from a USB stick: refused as a duplicate, named
+    usb = tmp_path / "usb" / "my-model.gguf"
+    usb.parent.mkdir()
+    usb.write_bytes(gguf_bytes)
+    for copy in (True, False):
+        with pytest.raises(AlreadyInstalled) as err:
+            import_path(usb, copy=copy)
+        assert err.value.record.id == rec.id and "my-model.gguf is already in the library" in str(err.value)
+    assert [r.id for r in Library().list() if r.format == "gguf" and r.source != "starter"] == [rec.id]
+    # a file of the same size with other bytes is another model
+    other = tmp_path / "usb" / "other.gguf"
+    data = bytearray(gguf_bytes)
+    data[-1] ^= 0xFF
+    other.write_bytes(bytes(data))
+    assert import_path(other, copy=True).sha256 == _sha(bytes(data))
+
+
+def test_a_model_imported_in_place_first_is_not_downloaded_again(fake_hub, gguf_bytes, tmp_path):
+    from desktop_app.hub.importer import import_path
+
+    local = tmp_path / "lmstudio" / "tiny.gguf"
+    local.parent.mkdir()
+    local.write_bytes(gguf_bytes)
+    imported = import_path(local, copy=False)
+    assert imported.sha256 == ""  # in place, not read whole at import
+    served = len(fake_hub.ranges()) if hasattr(fake_hub, "ranges") else None
+    events = []
+    rec = pull("testorg/Tiny-GGUF", "tiny-Q4_K_M.gguf", on_progress=events.append)
+    assert rec.id == imported.id and "already installed" in events[-1].message
+    assert Library().get(imported.id).sha256 == _sha(gguf_bytes)  # hashed once, when it mattered, and kept
+    assert Library().get("testorg/Tiny-GGUF/tiny-Q4_K_M.gguf") is None
+    if served is not None:
+        assert len(fake_hub.ranges()) == served  # no file bytes were fetched

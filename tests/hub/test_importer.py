@@ -69,9 +69,9 @@ def test_import_copy_cancel_leaves_nothing(tmp_path, gguf_bytes):
     with pytest.raises(Cancelled):
         import_path(src, copy=True, cancel=tok)
     assert not list((models_dir() / "imported").glob("*")) and Library().list() == []
-    # same file name twice in place: two ids, both kept
+    # same file name twice in place (other contents): two ids, both kept
     other = tmp_path / "b" / "m-Q4_K_M.gguf"
     other.parent.mkdir()
-    other.write_bytes(gguf_bytes)
+    other.write_bytes(gguf_bytes + b"\0" * 8)
     a, b = import_path(src), import_path(other)
     assert a.id != b.id and a.quantization == "Q4_K_M"

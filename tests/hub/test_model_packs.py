@@ -65,6 +65,12 @@ def test_export_then_import_on_another_machine(pack, tmp_path):
     assert got["repo_id"] == "acme/tiny-llama-GGUF" and got["license"] == "apache-2.0" and got["revision"] == "0123abcd"
     assert Path(got["path"]).is_file() and str(other) in got["path"]  # copied: the stick can go
     assert listed_ids(other) == [got["id"]]
+    # the same pack again: nothing is added twice, and the user is told
+    r = cli(other, "models", "import", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    again = json.loads(r.stdout.strip().splitlines()[-1])
+    assert again["imported"] == [] and again["already_installed"] == [got["id"]]
+    assert listed_ids(other) == [got["id"]]
 
 
 def _refused(home: Path, folder: Path, needle: str) -> None:

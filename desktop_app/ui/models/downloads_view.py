@@ -263,7 +263,9 @@ class DownloadsView(QWidget):
                 self.say(STATE_NEWS[job.state].format(name=f"{job.repo_id} {job.filename or ''}".strip()), job=job.id)
             if job.state != before and job.state in ("done", "failed", "cancelled"):
                 self.job_finished.emit(job)
-                if job.state == "done":
+                if job.state == "done" and (job.message or "").startswith("already installed"):
+                    self.say(f"{job.repo_id} {job.filename or ''}: {job.message}; nothing was downloaded.")
+                elif job.state == "done":
                     changed_library = True
                     self.say(f"{job.repo_id} {job.filename or ''}: downloaded, verified and added to "
                                          "the library.")

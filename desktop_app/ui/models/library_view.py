@@ -437,6 +437,12 @@ class LibraryView(QWidget):
 
     @Slot(object)
     def _on_import_failed(self, exc) -> None:
+        from desktop_app.core.errors import AlreadyInstalled
+
+        if isinstance(exc, AlreadyInstalled):  # shown once: point at the one that is there
+            self.message.setText(str(exc))
+            self.select_model(exc.record.id)
+            return
         self.message.setText(f"Import refused: {error_text(exc)}")
 
     # model packs -----------------------------------------------------------------------
@@ -452,7 +458,9 @@ class LibraryView(QWidget):
         library = self.ctx.library
         self.import_pack_btn.setEnabled(False)
         self.message.setText(f"Verifying every file of the pack in {folder}…")
-        op = self.ctx.background.run(lambda token: import_pack(folder, library, cancel=token),
+        skipped: list = []
+        self._pack_skipped = skipped
+        op = self.ctx.background.run(lambda token: import_pack(folder, library, cancel=token, skipped=skipped),
                                      on_success=self._on_pack_imported, on_failure=self._on_pack_failed)
         self._ops.append(op)
         return op
@@ -461,7 +469,11 @@ class LibraryView(QWidget):
     def _on_pack_imported(self, records) -> None:
         self.import_pack_btn.setEnabled(True)
         names = ", ".join(r.display_name for r in records[:8]) + (" …" if len(records) > 8 else "")
-        self.message.setText(f"Imported {len(records)} model(s) from the pack, every file verified: {names}.")
+        there = getattr(self, "_pack_skipped", [])
+        also = f" {len(there)} already in the library (not added twice): " + ", ".join(
+            e.record.display_name for e in there[:8]) + "." if there else ""
+        self.message.setText(f"Imported {len(records)} model(s) from the pack, every file verified"
+                             + (f": {names}." if records else ".") + also)
         self.ctx.library_changed.emit()
 
     @Slot(object)
