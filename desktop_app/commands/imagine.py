@@ -93,7 +93,7 @@ def cmd_imagine(args) -> int:
         model=model, prompt=args.prompt, negative=args.negative or "", mode=mode, steps=args.steps,
         guidance=args.guidance, width=width, height=height, seed=args.seed, scheduler=args.scheduler,
         strength=args.strength, loras=[parse_lora(x) for x in args.lora], init_image=init, mask=mask,
-        preview=False,
+        preview=False, private_metadata=not Settings().get("image_metadata_paths"),
     )
     req.validate()
     t0 = time.perf_counter()

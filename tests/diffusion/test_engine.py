@@ -121,7 +121,17 @@ def test_lora_changes_pixels_at_weight_one_not_zero(engine, tiny_models):
     assert png_pixels(on.image) != png_pixels(base.image)
     assert png_pixels(off.image) == png_pixels(base.image)
     assert png_pixels(none.image) == png_pixels(base.image)
-    assert on["params"]["loras"] == [{"path": lora, "weight": 1.0}]
+    # private metadata (the default): the LoRA and the model by name, never an absolute path
+    assert on["params"]["loras"] == [{"path": "tiny-lora.safetensors", "weight": 1.0}]
+    saved = parse_parameters(on.image)
+    assert "model_path" not in saved and saved["model"] == "tiny-sd15"
+    assert str(tiny_models["root"]) not in on.image.decode("latin-1")  # no folder of this machine in the file
+    full = results(run_job(engine, req(tiny_models["sd15"], seed=3, loras=[LoraSpec(lora, 1.0)],
+                                       private_metadata=False, model_sha256="ab" * 32)))[0]
+    saved = parse_parameters(full.image)
+    assert saved["model_path"] == str(tiny_models["sd15"]) and saved["loras"] == [{"path": lora, "weight": 1.0}]
+    assert saved["model_sha256"] == "ab" * 32
+    assert png_pixels(full.image) == png_pixels(on.image)
 
 
 def test_sdxl_txt2img_and_img2img(engine, tiny_models):

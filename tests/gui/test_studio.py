@@ -309,6 +309,25 @@ def test_lora_files_are_checked_when_added(studio, qtbot, tmp_path):
     assert studio.params.loras() == [{"path": str(lora), "weight": 1.0}]
 
 
+def test_reusing_a_private_image_finds_its_model_by_name(studio, qtbot, tmp_path):
+    """Saved PNGs keep names and hashes, not paths (privacy): reuse still finds the model, and
+    says which LoRA adapters are not on this machine."""
+    folder = tmp_path / "tiny-sd15"
+    folder.mkdir()
+    register(studio.ctx, folder)
+    other = tmp_path / "other-model"
+    other.mkdir()
+    studio.ctx.library.add(ModelRecord(id="other", task="image", format="diffusers", path=str(other),
+                                       size_bytes=1, name="Other", family="sd15"))
+    with qtbot.waitSignal(studio.models_listed, timeout=10000):
+        studio.start()
+    studio.select_model("other", load=False)
+    studio.reuse_parameters(dict(PARAMS, model="tiny-sd15", loras=[{"path": "gone-style.safetensors", "weight": 0.8}]))
+    assert studio.current_model_id() == "tiny-sd15"
+    assert "LoRA not found here: gone-style.safetensors" in studio.status_label.text()
+    assert studio.params.loras() == []
+
+
 def test_dropping_a_png_restores_its_parameters(studio, qtbot, tmp_path):
     a1111 = ("a castle on a hill, \"oil painting\"\nNegative prompt: lowres\n"
              "Steps: 12, Sampler: Euler a, CFG scale: 6.5, Seed: 987654321, Size: 640x448, Model: v1-5")

@@ -466,9 +466,14 @@ class Engine:
                 "prompt": req.prompt, "negative": req.negative, "mode": req.mode, "steps": steps,
                 "guidance": guidance, "width": width, "height": height, "seed": image_seed,
                 "scheduler": sched_name, "model": os.path.basename(os.path.normpath(req.model.path)),
-                "model_path": req.model.path, "family": model.family, "batch_index": index,
-                "loras": [{"path": x.path, "weight": x.weight} for x in req.loras], "app": "Atelier",
+                "family": model.family, "batch_index": index, "app": "Atelier",
+                "loras": [{"path": os.path.basename(x.path) if req.private_metadata else x.path, "weight": x.weight}
+                          for x in req.loras],
             }
+            if not req.private_metadata:
+                params["model_path"] = req.model.path
+            if req.model_sha256:
+                params["model_sha256"] = req.model_sha256
             if req.mode != "txt2img":
                 params["strength"] = req.strength
             from desktop_app.engines.diffusion.metadata import png_with_metadata

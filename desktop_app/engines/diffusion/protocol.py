@@ -126,6 +126,10 @@ class GenerateRequest:
     mask: bytes | None = None
     preview: bool = True
     preview_every: int = 1
+    # What the saved PNG says about the files used: private (the default) keeps only their names
+    # and the model's sha256, never an absolute path (it names the user, the machine's folders).
+    private_metadata: bool = True
+    model_sha256: str = ""
 
     def validate(self) -> None:
         """Checks that need no model (the engine checks the model's maximum size)."""

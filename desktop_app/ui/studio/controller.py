@@ -171,6 +171,17 @@ class StudioController(QObject):
         n = FAMILY_SIZES.get((rec.family or "").split("-")[0], 512)
         return {"width": n, "height": n, "steps": 4 if (rec.family or "") == "flux-schnell" else 25}
 
+    def record_for_params(self, params: dict) -> str | None:
+        """The library model an image was made with: by its path (images saved with paths), its
+        sha256, or its file or folder name (private images keep only those)."""
+        mp, sha, name = params.get("model_path"), params.get("model_sha256"), params.get("model")
+        for key in (lambda r: mp and str(r.path) == str(mp), lambda r: sha and r.sha256 == sha,
+                    lambda r: name and Path(str(r.path)).name == name):
+            mid = next((i for i, r in self.records.items() if key(r)), None)
+            if mid:
+                return mid
+        return None
+
     def remember_params(self, rec, p: dict) -> None:
         stored = dict(self.ctx.settings.get("studio_model_params") or {})
         stored[rec.id] = {"width": int(p["width"]), "height": int(p["height"]), "steps": int(p["steps"])}
@@ -189,6 +200,7 @@ class StudioController(QObject):
         from desktop_app.ui.studio.mask_canvas import qimage_to_png
 
         spec, provider = self.spec_for(rec), self.engine_provider
+        private = not self.ctx.settings.get("image_metadata_paths")
 
         def job(state, token):
             from desktop_app.engines.diffusion.protocol import GenerateRequest, LoraSpec
@@ -200,6 +212,7 @@ class StudioController(QObject):
                 loras=[LoraSpec(x["path"], x["weight"]) for x in p["loras"]],
                 init_image=qimage_to_png(init) if init is not None else None,
                 mask=qimage_to_png(mask) if mask is not None else None,
+                private_metadata=private, model_sha256=rec.sha256 or "",
             )
             return jobs.generate_job(req, provider)(state, token)
 

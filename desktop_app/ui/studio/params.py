@@ -51,6 +51,7 @@ class ParamsPanel(QWidget):
     def __init__(self, parent: QWidget | None = None, background=None) -> None:
         super().__init__(parent)
         self.background = background  # ctx.background: LoRA headers are read off the GUI thread
+        self.missing_loras: list[str] = []
         self.setObjectName("studioParams")
         self.max_size = 2048  # the loaded model's maximum (updated when a model is loaded)
         self.size_multiple = 8  # 16 for SD3/FLUX (updated when a model is loaded)
@@ -400,9 +401,13 @@ class ParamsPanel(QWidget):
             self.scheduler.setCurrentIndex(0)
         if isinstance(d.get("loras"), list):
             self.lora_table.setRowCount(0)
+            self.missing_loras = []  # named in the image, not on this machine (private images keep names only)
             for x in d["loras"]:
                 if isinstance(x, dict) and x.get("path"):
-                    self.add_lora_row(str(x["path"]), float(x.get("weight", 1.0)))
+                    if Path(str(x["path"])).is_file():
+                        self.add_lora_row(str(x["path"]), float(x.get("weight", 1.0)))
+                    else:
+                        self.missing_loras.append(Path(str(x["path"])).name)
             applied.append("loras")
         if include_mode and d.get("mode") in dict(MODES):
             self.set_mode(d["mode"])

@@ -492,11 +492,11 @@ class StudioTab(QWidget):
             self.show_error("invalid_request", "This image carries no generation parameters.")
             return []
         applied = self.params.set_params(params)
-        mp = params.get("model_path")
-        mid = next((i for i, r in self.controller.records.items() if mp and str(r.path) == str(mp)), None)
+        mid = self.controller.record_for_params(params)
         if mid:
             self.select_model(mid, load=False)
-        self.status_label.setText(f"Parameters restored from {source} (seed {params.get('seed', 'random')}).")
+        gone = f" LoRA not found here: {', '.join(self.params.missing_loras)}." if self.params.missing_loras else ""
+        self.status_label.setText(f"Parameters restored from {source} (seed {params.get('seed', 'random')}).{gone}")
         self.params_restored.emit(params)
         return applied
 
