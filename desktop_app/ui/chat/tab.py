@@ -493,6 +493,8 @@ class ChatTab(QWidget):
         c.reply_ended.connect(self._on_reply_ended)
 
     def _on_reply_delta(self, kind: str, text: str) -> None:
+        if self.view.streaming_id is None:  # a late token of a reply whose chat the user left
+            return
         self.status_row.delta()
         self.view.stream_delta(kind, text)
 
