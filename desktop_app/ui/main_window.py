@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self._started = False
+        self._ask_on_quit = False  # File › Quit asks like the window's close button
         self.tabs.currentChanged.connect(self._on_tab_changed)
 
         for i in range(3):
@@ -109,7 +110,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit")
         quit_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Quit))
-        quit_action.triggered.connect(self.close)
+        quit_action.triggered.connect(self.request_quit)
         help_menu = self.menuBar().addMenu("&Help")
         about = help_menu.addAction("&About Atelier")
         about.triggered.connect(self._on_about)
@@ -217,8 +218,40 @@ class MainWindow(QMainWindow):
     def _on_status_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 10000)
 
+    @Slot()
+    def request_quit(self) -> bool:
+        """File › Quit: the user's own close (asks first while downloads run). True if it closed."""
+        self._ask_on_quit = True
+        try:
+            return self.close()
+        finally:
+            self._ask_on_quit = False
+
+    def quit_box(self, n: int) -> QMessageBox:
+        """Quitting would interrupt downloads: ask first; "Keep downloading" is the default."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Quit Atelier?",
+                          f"{n} download(s) are not finished. Quitting pauses them: what was downloaded is kept, "
+                          "and they continue when you resume them in Models › Downloads.",
+                          QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("quitDuringDownloads")
+        quit_b = box.addButton("Quit and pause them", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep downloading", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.setProperty("quit_button", quit_b)
+        return box
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        """Closing mid-generation exits cleanly: tabs stop their work, then every thread is joined."""
+        """Closing mid-generation exits cleanly: tabs stop their work, then every thread is joined.
+        A close by the user (the window's button, Ctrl+Q) while downloads run asks first."""
+        models = self._slots[2].tab if len(self._slots) > 2 else None
+        n = models.downloads.active_count() if models is not None else 0
+        if n and (event.spontaneous() or self._ask_on_quit):
+            box = self.quit_box(n)
+            box.exec()
+            if box.clickedButton() is not box.property("quit_button"):
+                event.ignore()
+                return
         self._started = False  # no more deferred tab building
         for tab in self._built_tabs():
             try:

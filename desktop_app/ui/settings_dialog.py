@@ -157,6 +157,16 @@ class SettingsDialog(QDialog):
         self.pickle_check.setToolTip(OPTIONS["allow_pickle"].description)
         self.pickle_check.setChecked(bool(self.settings.get("allow_pickle")))
         form.addRow("Safety:", self.pickle_check)
+        self.resume_check = named(QCheckBox("Always &resume interrupted downloads when Atelier starts"),
+                                  "autoResumeCheck", "Always resume interrupted downloads",
+                                  OPTIONS["downloads_auto_resume"].description)
+        self.resume_check.setChecked(bool(self.settings.get("downloads_auto_resume")))
+        self.privacy_check = named(QCheckBox("Saved images name the model and LoRA files by their full &path"),
+                                   "imagePathsCheck", "Saved images include file paths",
+                                   OPTIONS["image_metadata_paths"].description)
+        self.privacy_check.setChecked(bool(self.settings.get("image_metadata_paths")))
+        form.addRow("Downloads:", self.resume_check)
+        form.addRow("Privacy:", self.privacy_check)
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         buttons.setObjectName("settingsButtons")
@@ -218,6 +228,8 @@ class SettingsDialog(QDialog):
             "hf_endpoint": self.endpoint_edit.text().strip().rstrip("/"),
             "proxy": self.proxy_edit.text().strip(),
             "allow_pickle": self.pickle_check.isChecked(),
+            "downloads_auto_resume": self.resume_check.isChecked(),
+            "image_metadata_paths": self.privacy_check.isChecked(),
         }
 
     def save(self) -> list[str]:

@@ -97,6 +97,20 @@ def make_tab(qtbot):
     detect_hardware(refresh=True)
 
 
+def click_in_dialog_text(text: str) -> None:
+    """Press the button labelled ``text`` of the next modal dialog once it is shown."""
+    from PySide6.QtWidgets import QAbstractButton
+
+    def press():
+        w = QApplication.activeModalWidget()
+        if w is None:
+            QTimer.singleShot(20, press)
+            return
+        next(b for b in w.findChildren(QAbstractButton) if b.text() == text).click()
+
+    QTimer.singleShot(0, press)
+
+
 def click_in_dialog(button_property: str) -> None:
     """Press a button of the next modal dialog (QMessageBox.exec) once it is shown."""
 
@@ -271,15 +285,63 @@ def test_hash_mismatch_is_a_clear_error_and_nothing_is_installed(make_tab, qtbot
     assert not [p for p in models.rglob("tiny-Q4_K_M.gguf*")]
 
 
-def test_pending_download_resumes_at_start(make_tab, qtbot, fake_hub, monkeypatch, tmp_path):  # noqa: F811
-    """A job left queued (the app was killed) is picked up by start() without any click."""
+def test_an_interrupted_download_waits_for_the_user(make_tab, qtbot, fake_hub, monkeypatch, tmp_path):  # noqa: F811
+    """A job that quitting (or a kill) interrupted is not resumed behind the user's back: no network
+    call they did not ask for now. It waits, paused, and Resume continues it."""
     use_profile(monkeypatch, tmp_path, CPU_16GB)
     from desktop_app.hub.downloads import DownloadQueue
 
+    job_id = DownloadQueue().add("testorg/Tiny-GGUF", "tiny-Q8_0.gguf")
+    h = make_tab()
+    dl = h.tab.downloads
+    qtbot.waitUntil(lambda: dl.row(job_id) is not None and dl.queue.get(job_id).state == "paused", timeout=5000)
+    assert "1 download(s) were interrupted" in dl.message.text()
+    qtbot.wait(300)
+    assert not [r for r in fake_hub.requests if "tiny-Q8_0" in str(r)]  # nothing fetched
+    assert Library().get("testorg/Tiny-GGUF/tiny-Q8_0.gguf") is None
+    h.tab.sections.setCurrentWidget(dl)
+    qtbot.waitUntil(lambda: dl.row(job_id).resume_btn.isVisible(), timeout=5000)
+    dl.row(job_id).resume_btn.click()
+    qtbot.waitUntil(lambda: Library().get("testorg/Tiny-GGUF/tiny-Q8_0.gguf") is not None, timeout=15000)
+
+
+def test_always_resume_picks_up_an_interrupted_download_at_start(make_tab, qtbot, fake_hub, monkeypatch,  # noqa: F811
+                                                                 tmp_path):
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    from desktop_app.core.settings import Settings
+    from desktop_app.hub.downloads import DownloadQueue
+
+    Settings().set("downloads_auto_resume", True)  # the user said "always resume"
     DownloadQueue().add("testorg/Tiny-GGUF", "tiny-Q8_0.gguf")
     h = make_tab()
     qtbot.waitUntil(lambda: Library().get("testorg/Tiny-GGUF/tiny-Q8_0.gguf") is not None, timeout=15000)
     assert "Resuming 1 download" in h.tab.downloads.message.text() or "downloaded" in h.tab.downloads.message.text()
+
+
+def test_quitting_during_a_download_asks_first(qtbot, fake_hub, monkeypatch, tmp_path):  # noqa: F811
+    from desktop_app.ui.main_window import MainWindow
+
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    fake_hub.throttle_bps = 300_000  # long enough to still run when the user quits
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    dl = win.models_tab.downloads
+    job_id = dl.add("testorg/Big-GGUF", "big-Q4_K_M.gguf")
+    qtbot.waitUntil(lambda: dl.queue.get(job_id).state == "running", timeout=10000)
+    box = win.quit_box(1)
+    assert box.defaultButton().text() == "Keep downloading"  # No is the default in a destructive dialog
+    box.deleteLater()
+    click_in_dialog_text("Keep downloading")
+    assert win.request_quit() is False
+    assert win.isVisible() and dl.queue.get(job_id).state == "running"
+    click_in_dialog("quit_button")
+    assert win.request_quit() is True
+    assert not win.isVisible()
+    from desktop_app.hub.downloads import DownloadQueue
+
+    assert DownloadQueue().get(job_id).state in ("queued", "paused")  # kept for the user to resume
 
 
 def test_hub_search_lists_files_with_sizes_and_badges_then_downloads(make_tab, qtbot, fake_hub, monkeypatch, tmp_path):  # noqa: F811
@@ -391,7 +453,10 @@ def test_offline_the_whole_tab_opens_no_socket(make_tab, qtbot, monkeypatch, tmp
     monkeypatch.setenv("ATELIER_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # would be refused, but must not even be tried
     use_profile(monkeypatch, tmp_path, CPU_16GB)
+    from desktop_app.core.settings import Settings
     from desktop_app.hub.downloads import DownloadQueue
+
+    Settings().set("downloads_auto_resume", True)  # even "always resume" waits while offline
 
     DownloadQueue().add("testorg/Tiny-GGUF", "tiny-Q4_K_M.gguf")  # a pending job from last time
     h = make_tab()
@@ -465,6 +530,8 @@ def test_settings_dialog_saves_options_and_token_masked(make_tab, qtbot, tmp_pat
     dlg.endpoint_edit.setText("http://mirror.internal:8080/")
     dlg.proxy_edit.setText("http://proxy:3128")
     dlg.pickle_check.setChecked(True)
+    assert not dlg.resume_check.isChecked() and not dlg.privacy_check.isChecked()  # the safe defaults
+    dlg.resume_check.setChecked(True)
     dlg.token_edit.setText("hf_secret_value_123")
     with caplog.at_level("DEBUG"):
         dlg.accept()
@@ -472,6 +539,7 @@ def test_settings_dialog_saves_options_and_token_masked(make_tab, qtbot, tmp_pat
     assert s.get("models_dir") == str(tmp_path / "mymodels")
     assert s.get("extra_model_dirs") == [str(tmp_path / "provisioned")]
     assert s.offline and s.get("allow_pickle") and s.get("proxy") == "http://proxy:3128"
+    assert s.get("downloads_auto_resume") is True and s.get("image_metadata_paths") is False
     assert s.hf_endpoint == "http://mirror.internal:8080"
     from desktop_app.hub import credentials
 

@@ -200,9 +200,19 @@ class DownloadsView(QWidget):
         return self.queue
 
     def start(self) -> None:
-        """Show persisted jobs and resume pending ones (unless offline)."""
+        """Show persisted jobs. Those that quitting interrupted wait, paused, until the user resumes
+        them (no network call the user did not ask for now), unless they chose "always resume"
+        (setting ``downloads_auto_resume``); then they resume, unless offline."""
         self.ensure_queue()
         pending = [j for j in self.queue.jobs() if j.state == "queued"]
+        if pending and not self.ctx.settings.get("downloads_auto_resume"):
+            for job in pending:
+                self.queue.pause(job.id)
+            self._flush()
+            self.say(f"{len(pending)} download(s) were interrupted when Atelier closed. They wait, paused, with what "
+                     "was downloaded kept: Resume continues each one.")
+            self.start_runner()  # idle until the user queues or resumes something
+            return
         self.start_runner()
         if pending and self.ctx.settings.offline:
             self.say(f"{len(pending)} download(s) waiting: offline mode is on, so they resume when you "
@@ -364,6 +374,12 @@ class DownloadsView(QWidget):
 
     def row(self, job_id: str) -> DownloadRow | None:
         return self._rows.get(job_id)
+
+    def active_count(self) -> int:
+        """Downloads running or waiting to run (quitting would interrupt them)."""
+        if self.queue is None:
+            return 0
+        return sum(1 for j in self.queue.jobs() if j.state in ("queued", "running"))
 
     def shutdown(self) -> None:
         """Pause running downloads (partials kept, resumed next start); the runner loop then returns."""
