@@ -26,6 +26,9 @@ def atelier_home(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setenv("ATELIER_HOME", str(home))
     monkeypatch.delenv("ATELIER_OFFLINE", raising=False)
     monkeypatch.delenv("ATELIER_HARDWARE", raising=False)
+    # a user who has seen the welcome page (tests/gui/test_welcome.py covers the first run)
+    (home / "config").mkdir()
+    (home / "config" / "settings.json").write_text('{"welcome_shown": true}')
     return home
 
 

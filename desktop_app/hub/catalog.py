@@ -113,6 +113,7 @@ class Fit:
     n_layers: int | None = None
     speed: str = ""  # CPU speed class: fast | ok | slow | very slow
     source: str = "estimate"  # "fitting" when desktop_app.core.fitting computed it
+    tokens_per_s: float = 0.0  # fitting's decode estimate (chat on a CPU), 0 when it has none
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,7 +154,8 @@ def _from_plan(plan: Any) -> Fit:
     """A catalog Fit from a core.fitting plan: the verdict, badge and speed words are fitting's own."""
     return Fit(plan=plan.plan, badge=plan.badge, fits=plan.fits, estimated_bytes=int(plan.estimated_bytes),
                n_gpu_layers=getattr(plan, "n_gpu_layers", None), n_layers=getattr(plan, "n_layers", None),
-               speed=getattr(plan, "speed", "") if plan.plan == "cpu" else "", source="fitting")
+               speed=getattr(plan, "speed", "") if plan.plan == "cpu" else "", source="fitting",
+               tokens_per_s=float(getattr(plan, "tokens_per_s", 0.0) or 0.0) if plan.plan == "cpu" else 0.0)
 
 
 def fit_llm_size(size_bytes: int, hw: Any = None, n_layers: int = 0, n_ctx: int = 4096) -> Fit:

@@ -112,6 +112,8 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Quit))
         quit_action.triggered.connect(self.request_quit)
         help_menu = self.menuBar().addMenu("&Help")
+        welcome = help_menu.addAction("&Welcome…")
+        welcome.triggered.connect(self.show_welcome)
         about = help_menu.addAction("&About Atelier")
         about.triggered.connect(self._on_about)
 
@@ -199,6 +201,8 @@ class MainWindow(QMainWindow):
         self.ctx.start()
         for tab in self._built_tabs():
             self._start_tab(tab)
+        if not self.ctx.settings.get("welcome_shown"):  # first run: somewhere to go from here
+            QTimer.singleShot(0, self.show_welcome)
         # the tabs are built once the event loop has painted the window
         QTimer.singleShot(0, self._build_remaining_tabs)
 
@@ -217,6 +221,33 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_status_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 10000)
+
+    # welcome ------------------------------------------------------------------------------
+    @Slot()
+    def show_welcome(self):
+        """The welcome page (modeless: the app stays usable behind it)."""
+        from desktop_app.ui.welcome import WelcomeDialog
+
+        if getattr(self, "welcome", None) is not None and self.welcome.isVisible():
+            self.welcome.raise_()
+            return self.welcome
+        dlg = self.welcome = WelcomeDialog(self.ctx, self)
+        dlg.chat_requested.connect(self._welcome_chat)
+        dlg.download_requested.connect(lambda entry: self._show_models("catalog").download_entry(entry))
+        dlg.import_requested.connect(lambda: self._show_models("library"))
+        dlg.mirror_requested.connect(lambda: self._show_models("catalog")._on_settings_clicked())
+        dlg.show()
+        return dlg
+
+    def _welcome_chat(self) -> None:
+        self.tabs.setCurrentIndex(0)
+        self.chat_tab.input.setFocus()
+
+    def _show_models(self, section: str):
+        self.tabs.setCurrentIndex(2)
+        tab = self.models_tab
+        tab.sections.setCurrentWidget(getattr(tab, section))
+        return tab
 
     @Slot()
     def request_quit(self) -> bool:
