@@ -38,38 +38,55 @@ def install_excepthook() -> None:
     sys.excepthook = hook
 
 
-def apply_theme(app) -> None:
-    """Follow the system's light/dark scheme (Fusion palette, updated live)."""
-    from PySide6.QtCore import Qt
+THEMES = ("system", "light", "dark")
+_theme = {"mode": "system", "hooked": False}
+
+
+def dark_palette():
     from PySide6.QtGui import QColor, QPalette
 
+    p = QPalette()
+    base, window, text = QColor(30, 30, 32), QColor(40, 40, 44), QColor(230, 230, 230)
+    for role, color in ((QPalette.ColorRole.Window, window), (QPalette.ColorRole.WindowText, text),
+                        (QPalette.ColorRole.Base, base), (QPalette.ColorRole.AlternateBase, window),
+                        (QPalette.ColorRole.Text, text), (QPalette.ColorRole.Button, window),
+                        (QPalette.ColorRole.ButtonText, text), (QPalette.ColorRole.ToolTipBase, base),
+                        (QPalette.ColorRole.ToolTipText, text), (QPalette.ColorRole.Highlight, QColor(64, 128, 214)),
+                        (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255)),
+                        (QPalette.ColorRole.Link, QColor(110, 170, 255)),
+                        (QPalette.ColorRole.PlaceholderText, QColor(150, 150, 150))):
+        p.setColor(role, color)
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor(120, 120, 120))
+    return p
+
+
+def apply_theme(app, mode: str | None = None) -> str:
+    """The light or dark theme (Fusion): ``mode`` system (follows the desktop's scheme, live),
+    light or dark; None reads the ``theme`` setting. Returns the mode in effect."""
+    from PySide6.QtCore import Qt
+
+    if mode is None:
+        try:
+            from desktop_app.core.settings import Settings
+
+            mode = Settings().get("theme")
+        except Exception:  # noqa: BLE001 - an unreadable settings file: the system's scheme
+            mode = "system"
+    _theme["mode"] = mode if mode in THEMES else "system"
     app.setStyle("Fusion")
     hints = app.styleHints()
 
     def update(*_args) -> None:
-        dark = hints.colorScheme() == Qt.ColorScheme.Dark
-        if not dark:
-            app.setPalette(app.style().standardPalette())
-            return
-        p = QPalette()
-        base, window, text = QColor(30, 30, 32), QColor(40, 40, 44), QColor(230, 230, 230)
-        p.setColor(QPalette.ColorRole.Window, window)
-        p.setColor(QPalette.ColorRole.WindowText, text)
-        p.setColor(QPalette.ColorRole.Base, base)
-        p.setColor(QPalette.ColorRole.AlternateBase, window)
-        p.setColor(QPalette.ColorRole.Text, text)
-        p.setColor(QPalette.ColorRole.Button, window)
-        p.setColor(QPalette.ColorRole.ButtonText, text)
-        p.setColor(QPalette.ColorRole.ToolTipBase, base)
-        p.setColor(QPalette.ColorRole.ToolTipText, text)
-        p.setColor(QPalette.ColorRole.Highlight, QColor(64, 128, 214))
-        p.setColor(QPalette.ColorRole.HighlightedText, QColor(255, 255, 255))
-        p.setColor(QPalette.ColorRole.Link, QColor(110, 170, 255))
-        p.setColor(QPalette.ColorRole.PlaceholderText, QColor(150, 150, 150))
-        app.setPalette(p)
+        m = _theme["mode"]
+        dark = m == "dark" or (m == "system" and hints.colorScheme() == Qt.ColorScheme.Dark)
+        app.setPalette(dark_palette() if dark else app.style().standardPalette())
 
     update()
-    hints.colorSchemeChanged.connect(update)
+    if not _theme["hooked"]:
+        hints.colorSchemeChanged.connect(update)
+        _theme["hooked"] = True
+    return _theme["mode"]
 
 
 def create_app(argv: list[str] | None = None):

@@ -38,6 +38,7 @@ OPTIONS: dict[str, Option] = {
     "chat_kv_cache": Option("f16", "KV cache type: f16, q8_0 (half the memory) or q4_0 (a quarter); long contexts."),
     "chat_adaptive_threads": Option(True, "Use fewer decode threads while another program keeps a core busy."),
     "image_cpu_dtype": Option("auto", "Image models on the CPU: auto, float32 or bfloat16 (CPUs with native bfloat16)."),
+    "theme": Option("system", "Colour theme: system (follows the desktop), light or dark."),
     "welcome_shown": Option(False, "The welcome page was seen (Help › Welcome shows it again)."),
     "downloads_auto_resume": Option(False, "Resume downloads that quitting interrupted as soon as Atelier starts (off: they wait, paused, until you resume them)."),
     "image_metadata_paths": Option(False, "Saved images name the model and LoRA files by their full path (off: names and hashes only, for privacy)."),

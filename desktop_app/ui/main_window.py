@@ -7,7 +7,7 @@ import logging
 import importlib
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Slot
-from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QIcon, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
 from desktop_app import __version__
@@ -111,6 +111,18 @@ class MainWindow(QMainWindow):
         quit_action = file_menu.addAction("&Quit")
         quit_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Quit))
         quit_action.triggered.connect(self.request_quit)
+        view_menu = self.menuBar().addMenu("&View")
+        theme_menu = view_menu.addMenu("&Theme")
+        self.theme_actions = {}
+        group = QActionGroup(self)
+        current = self.ctx.settings.get("theme")
+        for mode, text in (("system", "&System"), ("light", "&Light"), ("dark", "&Dark")):
+            act = theme_menu.addAction(text)
+            act.setCheckable(True)
+            act.setChecked(mode == current)
+            act.triggered.connect(lambda _=False, m=mode: self.set_theme(m))
+            group.addAction(act)
+            self.theme_actions[mode] = act
         help_menu = self.menuBar().addMenu("&Help")
         welcome = help_menu.addAction("&Welcome…")
         welcome.triggered.connect(self.show_welcome)
@@ -221,6 +233,19 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_status_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 10000)
+
+    def set_theme(self, mode: str) -> None:
+        """View › Theme: applied at once to every window, and remembered."""
+        from PySide6.QtWidgets import QApplication
+
+        from desktop_app.app import apply_theme
+
+        apply_theme(QApplication.instance(), mode)
+        self.theme_actions[mode].setChecked(True)
+        try:
+            self.ctx.settings.set("theme", mode)
+        except Exception:  # noqa: BLE001 - a read-only settings file: the theme holds for this session
+            log.warning("could not save the theme", exc_info=True)
 
     # welcome ------------------------------------------------------------------------------
     @Slot()

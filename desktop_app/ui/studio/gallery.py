@@ -297,6 +297,18 @@ class GalleryView(QListView):
         self.customContextMenuRequested.connect(self._on_context_menu)
         self.doubleClicked.connect(self._on_double_clicked)
 
+    EMPTY_TEXT = ("Your images appear here.\nWrite a prompt and press Generate, or drop a PNG made by Atelier "
+                  "or A1111 to reuse its settings.")
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().paintEvent(event)
+        if self.model() is not None and self.model().rowCount() == 0:  # an empty state that leads somewhere
+            p = QPainter(self.viewport())
+            p.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            p.drawText(self.viewport().rect().adjusted(20, 10, -20, -10),
+                       int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.EMPTY_TEXT)
+            p.end()
+
     def selected_rows(self) -> list[int]:
         return sorted({i.row() for i in self.selectionModel().selectedIndexes()}) if self.selectionModel() else []
 

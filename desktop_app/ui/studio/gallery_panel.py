@@ -71,8 +71,10 @@ class GalleryPanel(QWidget):
         self.gallery.activated_row.connect(lambda row: self.open_large(self.gallery_model.item(row).path))
         self.gallery.selectionModel().selectionChanged.connect(lambda *_a: self.update_actions())
         self.gallery_bar = named(QToolBar(), "studioGalleryBar", "Gallery actions")
+        self.gallery_bar2 = named(QToolBar(), "studioGalleryBar2", "Post-processing actions")
         self._make_actions()
         gv.addWidget(self.gallery_bar)
+        gv.addWidget(self.gallery_bar2)
         gv.addWidget(self.gallery, 1)
         self.post_models: dict[str, list] = {}
         self.post_busy = False
@@ -113,15 +115,23 @@ class GalleryPanel(QWidget):
                                 "Cut out the subject")
         self.act_compare = act("actCompare", "Before / after", one(self._compare_selected),
                                "Compare with the image it was made from")
+        # Two rows, so that every action stays in sight in a narrow window (a toolbar hides what does
+        # not fit behind an overflow button): the image's file and reuse actions; then post-processing.
+        bar, separators = self.gallery_bar, 0
         for a in self._menu_order(toolbar=True):
             if a is None:
-                self.gallery_bar.addSeparator()
+                separators += 1
+                if separators == 2:
+                    bar = self.gallery_bar2
+                else:
+                    bar.addSeparator()
             else:
-                self.gallery_bar.addAction(a)
-        for a in self.gallery_bar.actions():
-            w = self.gallery_bar.widgetForAction(a)
-            if w is not None and a.text():
-                w.setAccessibleName(a.toolTip().split(":")[0] if a.text() != a.toolTip() else a.text())
+                bar.addAction(a)
+        for tb in (self.gallery_bar, self.gallery_bar2):
+            for a in tb.actions():
+                w = tb.widgetForAction(a)
+                if w is not None and a.text():
+                    w.setAccessibleName(a.toolTip().split(":")[0] if a.text() != a.toolTip() else a.text())
 
     def _menu_order(self, toolbar: bool = False) -> list:
         if toolbar:
