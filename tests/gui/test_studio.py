@@ -18,7 +18,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from desktop_app.core.library import ModelRecord
 from desktop_app.qt.context import AppContext
 from desktop_app.qt.threads import running_qthreads
-from desktop_app.ui.studio.gallery import images_dir
+from desktop_app.ui.studio.gallery import images_dir, trash_dir
 from desktop_app.ui.studio.tab import StudioTab
 
 pytestmark = pytest.mark.gui
@@ -195,10 +195,25 @@ def test_gallery_lazy_thumbnails_and_actions(studio, qtbot):
     assert not studio.gallery_panel.act_removebg.isEnabled()
     shot(studio, "gallery")
 
-    # delete
-    path = model.item(0).path
-    studio.gallery_panel.delete_rows([0])
+    # delete: to the gallery's trash, no question asked, and Undo (Ctrl+Z) brings it back
+    path, params = model.item(0).path, model.item(0).params
+    from PySide6.QtGui import QKeySequence
+
+    gp = studio.gallery_panel
+    assert gp.act_delete.shortcut() == QKeySequence(QKeySequence.StandardKey.Delete)
+    assert gp.act_undo.shortcut() == QKeySequence(QKeySequence.StandardKey.Undo)
+    gp.select_row(0)
+    assert studio.gallery.selected_rows() == [0]
+    gp.act_delete.trigger()  # Delete
     assert not path.exists() and model.rowCount() == 2
+    assert "Undo delete" in studio.status_label.text() and gp.act_undo.isEnabled()
+    gp.act_undo.trigger()  # Ctrl+Z
+    assert path.exists() and model.rowCount() == 3 and model.item(0).path == path and model.item(0).params == params
+    assert "Restored 1 image" in studio.status_label.text() and not studio.gallery_panel.act_undo.isEnabled()
+    studio.gallery_panel.delete_rows([0])
+    assert not path.exists() and any(trash_dir().rglob(path.name))
+    studio.gallery_panel.purge_trash()  # what closing Atelier does
+    assert not trash_dir().exists() and model.rowCount() == 2
 
 
 def test_the_preview_shows_the_clicked_image_and_forgets_a_deleted_one(studio, qtbot):
@@ -326,6 +341,21 @@ def test_reusing_a_private_image_finds_its_model_by_name(studio, qtbot, tmp_path
     assert studio.current_model_id() == "tiny-sd15"
     assert "LoRA not found here: gone-style.safetensors" in studio.status_label.text()
     assert studio.params.loras() == []
+
+
+def test_a_crashed_sessions_trash_is_emptied_at_start(qtbot):
+    import time
+
+    old = trash_dir() / f"{time.time() - 100:.6f}"
+    old.mkdir(parents=True)
+    (old / "gone.png").write_bytes(png_bytes())
+    ctx = AppContext()
+    tab = StudioTab(ctx)
+    qtbot.addWidget(tab)
+    tab.start()
+    qtbot.waitUntil(lambda: not old.exists(), timeout=5000)
+    tab.shutdown()
+    ctx.shutdown()
 
 
 def test_dropping_a_png_restores_its_parameters(studio, qtbot, tmp_path):

@@ -108,8 +108,9 @@ class ConversationSidebar(QWidget):
         cid = idx.data(ConversationIdRole) if idx.isValid() else None
         if cid is None:
             return
-        if QMessageBox.question(self, "Delete chat", f"Delete “{idx.data()}”? This cannot be undone.") \
-                == QMessageBox.StandardButton.Yes:
+        if QMessageBox.question(self, "Delete chat", f"Delete “{idx.data()}”? This cannot be undone.",
+                                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                QMessageBox.StandardButton.No) == QMessageBox.StandardButton.Yes:  # No: the default
             self.delete_requested.emit(int(cid))
 
     @Slot()

@@ -29,6 +29,11 @@ def images_dir() -> Path:
     return d
 
 
+def trash_dir() -> Path:
+    """Deleted gallery images wait here until Atelier closes (Undo brings them back)."""
+    return images_dir() / ".trash"
+
+
 def new_image_path(stem: str = "") -> Path:
     """A fresh, unique file name in the images folder (time-ordered)."""
     d = images_dir()

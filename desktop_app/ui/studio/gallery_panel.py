@@ -12,16 +12,17 @@ one shown (and the one the toolbar acts on), a deleted image leaves the preview.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QFileDialog, QLabel, QMessageBox, QToolBar, QVBoxLayout, QWidget,
+    QDialog, QDialogButtonBox, QFileDialog, QLabel, QToolBar, QVBoxLayout, QWidget,
 )
 
-from desktop_app.ui.studio.gallery import GalleryModel, GalleryView, scan_images
+from desktop_app.ui.studio.gallery import GalleryModel, GalleryView, scan_images, trash_dir
 from desktop_app.ui.studio.image_view import CompareView, ImageView
 from desktop_app.ui.widgets.named import named
 
@@ -78,6 +79,7 @@ class GalleryPanel(QWidget):
         gv.addWidget(self.gallery, 1)
         self.post_models: dict[str, list] = {}
         self.post_busy = False
+        self._undo: list = []  # (file, where it waits in the trash, params) of the last delete
         self.update_actions()
 
     def _make_actions(self) -> None:
@@ -99,8 +101,12 @@ class GalleryPanel(QWidget):
         self.act_copy = act("actCopy", "Copy", one(self._copy), "Copy the image to the clipboard",
                             QKeySequence.StandardKey.Copy)
         self.act_save = act("actSave", "Save as…", one(self._ask_save_as), "Save a copy of the image")
-        self.act_delete = act("actDelete", "Delete", self._ask_delete, "Delete the image file",
+        self.act_delete = act("actDelete", "Delete", self._ask_delete,
+                              "Delete the image (Undo delete brings it back until Atelier closes)",
                               QKeySequence.StandardKey.Delete)
+        self.act_undo = act("actUndoDelete", "Undo delete", self.undo_delete, "Bring back the images just deleted",
+                            QKeySequence.StandardKey.Undo)
+        self.act_undo.setEnabled(False)
         self.act_reuse = act("actReuse", "Reuse parameters", one(lambda it: self.reuse_requested.emit(it.params)),
                              "Put this image's prompt, seed and settings back")
         self.act_img2img = act("actImg2img", "→ Img2img", one(lambda it: self.send_requested.emit(str(it.path),
@@ -135,7 +141,7 @@ class GalleryPanel(QWidget):
 
     def _menu_order(self, toolbar: bool = False) -> list:
         if toolbar:
-            return [self.act_open, self.act_copy, self.act_save, self.act_delete, None, self.act_reuse,
+            return [self.act_open, self.act_copy, self.act_save, self.act_delete, self.act_undo, None, self.act_reuse,
                     self.act_img2img, self.act_inpaint, None, self.act_upscale, self.act_removebg, self.act_compare]
         return [self.act_open, self.act_copy, self.act_save, None, self.act_reuse, self.act_img2img,
                 self.act_inpaint, None, self.act_upscale, self.act_removebg, self.act_compare, None, self.act_delete]
@@ -227,24 +233,68 @@ class GalleryPanel(QWidget):
 
     def _ask_delete(self) -> None:
         rows = self.gallery.selected_rows()
-        if rows and QMessageBox.question(self, "Delete images", f"Delete {len(rows)} image file(s) from the gallery?"
-                                         ) == QMessageBox.StandardButton.Yes:
+        if rows:  # no question: Undo (Ctrl+Z) brings them back until Atelier closes
             self.delete_rows(rows)
 
     def delete_rows(self, rows: list[int]) -> None:
-        gone = []
+        """Move the images to the gallery's trash (emptied when Atelier closes); Undo restores them."""
+        import time
+
+        gone, batch = [], []
+        trash = trash_dir() / f"{time.time():.6f}"
         for r in sorted(rows, reverse=True):
             it = self.gallery_model.item(r)
             try:
-                it.path.unlink(missing_ok=True)
+                trash.mkdir(parents=True, exist_ok=True)
+                dest = trash / it.path.name
+                if it.path.exists():
+                    os.replace(it.path, dest)
             except OSError as exc:
-                self.error.emit("internal", f"Could not delete {it.path}: {exc}")
+                self.error.emit("internal", f"Could not delete {it.path}: {exc.strerror or exc}")
                 continue
             self.gallery_model.remove_row(r)
             gone.append(it.path)
+            batch.append((it.path, dest, it.params))
         self.update_actions()
         if gone:
+            self._undo = batch
+            self.act_undo.setEnabled(True)
+            self.status.emit(f"Deleted {len(gone)} image(s). Undo delete (Ctrl+Z) brings them back.")
             self.deleted.emit(gone)
+
+    def undo_delete(self) -> int:
+        """Put the last deleted images back in the folder and the gallery."""
+        restored = 0
+        for path, held, params in reversed(self._undo):
+            try:
+                os.replace(held, path)
+            except OSError as exc:
+                self.error.emit("internal", f"Could not restore {path.name}: {exc.strerror or exc}")
+                continue
+            self.gallery_model.prepend(path, params)
+            restored += 1
+        self._undo = []
+        self.act_undo.setEnabled(False)
+        if restored:
+            self.status.emit(f"Restored {restored} image(s).")
+        return restored
+
+    def purge_trash(self) -> None:
+        """Deleted images leave for good when Atelier closes."""
+        shutil.rmtree(trash_dir(), ignore_errors=True)
+        self._undo = []
+
+
+def purge_old_trash(before: float, _token=None) -> None:
+    """What a session that did not close (a crash, a kill) left in the trash (runs in the background)."""
+    d = trash_dir()
+    for batch in (d.iterdir() if d.is_dir() else []):
+        try:
+            old = float(batch.name) < before
+        except ValueError:
+            old = True
+        if old:
+            shutil.rmtree(batch, ignore_errors=True)
 
 
 def read_params(path: Path) -> dict | None:

@@ -11,6 +11,7 @@ coalesced to one repaint per 40 ms, so the GUI thread never stalls.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, Qt, Signal, Slot
@@ -25,7 +26,7 @@ from desktop_app.ui.studio.banner import StudioBanner
 from desktop_app.ui.studio.canvas_page import CanvasPage
 from desktop_app.ui.studio.controller import StudioController
 from desktop_app.ui.studio.gallery import new_image_path
-from desktop_app.ui.studio.gallery_panel import GalleryPanel, PreviewFollower, caption_of
+from desktop_app.ui.studio.gallery_panel import GalleryPanel, PreviewFollower, caption_of, purge_old_trash
 from desktop_app.ui.studio.image_view import ImageView
 from desktop_app.ui.studio.params import ParamsPanel
 from desktop_app.ui.widgets.throttle import Coalescer
@@ -196,6 +197,7 @@ class StudioTab(QWidget):
         """Background work only: list the image models and the gallery's files."""
         self.refresh_models()
         self.refresh_gallery()
+        self.ctx.background.run(lambda t, now=time.time(): purge_old_trash(now, t))
 
     def shutdown(self) -> None:
         """Cancel generation; the context then shuts the threads (the engine child is stopped there)."""
@@ -204,6 +206,7 @@ class StudioTab(QWidget):
         self._shut_down = True
         self._flush_timer.stop()
         self.controller.shutdown()
+        self.gallery_panel.purge_trash()
 
     def image_thread(self):
         """The "image" model thread (the controller's): it owns the engine client."""
