@@ -35,6 +35,7 @@ class AppContext(QObject):
         self.network = BackgroundRunner("network", self, on_unhandled=self.status_message.emit)
         self._model_threads: dict[str, ModelThread] = {}
         self._loaded: dict[str, str] = {}
+        self._pids: dict[str, int | None] = {}
         self._shut_down = False
 
     # start-up work, all off the GUI thread ---------------------------------------------
@@ -84,12 +85,19 @@ class AppContext(QObject):
             self._model_threads[name] = t
         return t
 
-    def set_loaded(self, slot: str, description: str | None) -> None:
+    def set_loaded(self, slot: str, description: str | None, pid: int | None = None) -> None:
+        """What a slot (chat, image) has loaded, and the engine process holding it (for its memory)."""
         if description:
             self._loaded[slot] = description
+            self._pids[slot] = pid
         else:
             self._loaded.pop(slot, None)
+            self._pids.pop(slot, None)
         self.loaded_models_changed.emit(dict(self._loaded))
+
+    def loaded_slots(self) -> dict[str, tuple[str, int | None]]:
+        """{slot: (description, engine pid)} of what is loaded now."""
+        return {slot: (desc, self._pids.get(slot)) for slot, desc in self._loaded.items()}
 
     def shutdown(self) -> None:
         """Cancel all work, quit and wait for every thread. Safe to call twice."""

@@ -8,7 +8,7 @@ import importlib
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QIcon, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QToolButton, QVBoxLayout, QWidget
 
 from desktop_app import __version__
 from desktop_app.resources import resource
@@ -93,8 +93,14 @@ class MainWindow(QMainWindow):
 
         self.hardware_label = named(QLabel("Detecting hardware…"), "hardwareLabel", "Detected hardware")
         self.loaded_label = named(QLabel("No model loaded"), "loadedModelsLabel", "Loaded models")
+        self.resources_button = named(QToolButton(), "resourcesButton", "Resources: loaded models and memory")
+        self.resources_button.setText("Resources…")
+        self.resources_button.setAutoRaise(True)
+        self.resources_button.setToolTip("What is loaded, the memory each model holds, and Unload")
+        self.resources_button.clicked.connect(self.show_resources)
         self.statusBar().addWidget(self.hardware_label)
         self.statusBar().addPermanentWidget(self.loaded_label)
+        self.statusBar().addPermanentWidget(self.resources_button)
 
         self.ctx.hardware_ready.connect(self._on_hardware_ready)
         self.ctx.loaded_models_changed.connect(self._on_loaded_models)
@@ -246,6 +252,26 @@ class MainWindow(QMainWindow):
             self.ctx.settings.set("theme", mode)
         except Exception:  # noqa: BLE001 - a read-only settings file: the theme holds for this session
             log.warning("could not save the theme", exc_info=True)
+
+    # resources ----------------------------------------------------------------------------
+    @Slot()
+    def show_resources(self):
+        from desktop_app.ui.resources_panel import ResourcesPanel
+
+        if getattr(self, "resources", None) is None:
+            self.resources = ResourcesPanel(self.ctx, self)
+            self.resources.unload_requested.connect(self.unload_slot)
+        self.resources.show()
+        self.resources.raise_()
+        return self.resources
+
+    @Slot(str)
+    def unload_slot(self, slot: str) -> None:
+        if slot == "chat" and self._slots[0].tab is not None:
+            self.chat_tab.controller.unload()
+        elif slot == "image" and self._slots[1].tab is not None:
+            if self.studio_tab.controller.unload() is None:
+                self.ctx.status_message.emit("The Image Studio is busy: cancel the generation first, then unload.")
 
     # welcome ------------------------------------------------------------------------------
     @Slot()

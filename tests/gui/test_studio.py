@@ -465,6 +465,16 @@ def test_generate_shows_previews_and_adds_results_to_the_gallery(engine_studio, 
     # its size and steps are remembered for this model (restored at the next start)
     assert tab.ctx.settings.get("studio_model_params")["tiny-sd15"]["steps"] == 6
     shot(tab, "generated")
+    # Resources › Unload frees the pipeline in the engine process that holds it; the next run loads it again
+    desc, pid = tab.ctx.loaded_slots()["image"]
+    assert "Tiny SD 1.5" in desc and pid == tab.engine_provider()[0].pid
+    with qtbot.waitSignal(tab.controller.load_ended, timeout=60000):
+        assert tab.controller.unload() is not None
+    assert "image" not in tab.ctx.loaded_slots() and tab.engine_provider()[0].ping()["model"] is None
+    with qtbot.waitSignal(finished, timeout=120000) as blocker:
+        tab.params.batch.setValue(1)
+        assert tab.generate() is not None
+    assert blocker.args == ["done"] and "image" in tab.ctx.loaded_slots()
 
 
 @pytest.mark.slow

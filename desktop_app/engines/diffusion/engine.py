@@ -242,7 +242,8 @@ class Engine:
                    max_size=model.max_size, source=model.source, seconds=round(time.perf_counter() - t0, 3),
                    placement_text=PLACEMENT_TEXT.get(placement, placement), size_multiple=model.size_multiple,
                    default_steps=model.default_steps, default_guidance=model.default_guidance,
-                   schedulers=list(model.schedulers), modes=list(model.modes), cpu=dict(self.cpu_tuning))
+                   schedulers=list(model.schedulers), modes=list(model.modes), cpu=dict(self.cpu_tuning),
+                   pid=os.getpid())
 
     def _load_taesd(self, folder: str, pipe, device: str, job: str) -> None:
         from desktop_app.engines.diffusion.preview import load_taesd

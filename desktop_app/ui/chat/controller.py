@@ -51,6 +51,7 @@ class ChatController(QObject):
     loaded = Signal(dict)
     load_failed = Signal(str)
     load_cancelled = Signal()
+    unloaded = Signal()  # the model was freed on request (Resources › Unload)
     reply_delta = Signal(str, str)
     reply_truncated = Signal(dict)
     reply_ended = Signal(object)  # ReplyEnd
@@ -102,6 +103,23 @@ class ChatController(QObject):
         self.load_error = None
         return self._track("_load", load_job(model_id, self.ctx.hardware, n_ctx=n_ctx), "Loading the model",
                            self._on_load_item, self._on_loaded, self._on_load_failed, self._on_load_cancelled)
+
+    def unload(self) -> JobHandle:
+        """Stop any reply, then free the chat model's memory; the next message loads it again."""
+        self.stop()
+
+        def job(state, _token):
+            engine = state.pop("engine", None)
+            state.pop("close", None)
+            state.pop("model_id", None)
+            if engine is not None:
+                engine.unload()
+            return "unloaded"
+
+        self.loaded_model = None
+        h = self.thread.submit(job, "Unloading the chat model")
+        h.succeeded.connect(lambda _r: self.unloaded.emit())
+        return h
 
     def cancel_load(self) -> None:
         if self._load is not None:

@@ -491,6 +491,8 @@ class ChatTab(QWidget):
         c.reply_delta.connect(self._on_reply_delta)
         c.reply_truncated.connect(lambda v: self.notices.show_notice(truncation_text(v)))
         c.reply_ended.connect(self._on_reply_ended)
+        c.unloaded.connect(lambda: (self.ctx.set_loaded("chat", None), self.status_label.setText(
+            "Model unloaded: it loads again with your next message.")))
 
     def _on_reply_delta(self, kind: str, text: str) -> None:
         if self.view.streaming_id is None:  # a late token of a reply whose chat the user left
@@ -526,7 +528,7 @@ class ChatTab(QWidget):
     def _on_loaded(self, info: dict) -> None:
         self.status_row.hide_loading()
         where = where_text(info.get("plan"), info.get("n_gpu_layers", 0))
-        self.ctx.set_loaded("chat", f"{info.get('name', 'chat model')} ({where})")
+        self.ctx.set_loaded("chat", f"{info.get('name', 'chat model')} ({where})", info.get("engine_pid"))
         self.params.engine.show_in_use(info)
         self.status_row.set_context(0, info.get("n_ctx", 0))
         if not self.generating:

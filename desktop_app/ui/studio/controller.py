@@ -231,6 +231,13 @@ class StudioController(QObject):
             return handle
         return self._submit_load(rec)  # queued behind the restart (jobs run in order), not cancelling it
 
+    def unload(self) -> JobHandle | None:
+        """Free the image model's memory (Resources › Unload); the next generation loads it again."""
+        if self._shut or self.busy:
+            return None
+        self._forget_loaded()
+        return self._submit(jobs.unload_job(self.engine_provider), "Unloading the image model", "load")
+
     def postprocess(self, op: str, source: Path, params: dict | None, rec, out: Path) -> JobHandle | None:
         from desktop_app.ui.studio.postprocess import OPERATIONS, postprocess_job
 
@@ -279,7 +286,7 @@ class StudioController(QObject):
         self.loaded_path = data.get("model")
         rec = next((r for r in self.records.values() if str(r.path) == str(data.get("model"))), None)
         name = rec.display_name if rec else Path(str(data.get("model", ""))).name
-        self.ctx.set_loaded("image", f"{name} ({data.get('device', 'cpu')}, {data.get('dtype', '')})")
+        self.ctx.set_loaded("image", f"{name} ({data.get('device', 'cpu')}, {data.get('dtype', '')})", data.get("pid"))
         self.loaded.emit({**data, "name": name})
 
     def _forget_loaded(self) -> None:

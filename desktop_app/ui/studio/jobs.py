@@ -141,3 +141,15 @@ def restart_job(provider: EngineProvider | None = None):
         return "restarted"
 
     return job
+
+
+def unload_job(provider: EngineProvider | None = None):
+    """fn(state, token) that frees the loaded pipeline (the engine process stays, empty)."""
+
+    def job(state, token):
+        eng = engine_in(state, provider)
+        if getattr(eng, "alive", False):
+            yield from _run_events(eng.unload(), token)
+        return "unloaded"
+
+    return job
