@@ -204,6 +204,54 @@ def test_catalog_badges_follow_the_hardware_profile_and_screenshot(make_tab, qtb
     assert h.host.grab().save(str(SHOTS / "models_catalog.png"))
 
 
+RTX_4060 = {"cpu": {"name": "Test CPU", "cores": 8, "flags": ["avx2"]}, "ram_total_bytes": 32 * GiB,
+            "ram_available_bytes": 28 * GiB, "llama_backend": "cuda",
+            "gpus": [{"vendor": "nvidia", "name": "NVIDIA GeForce RTX 4060 Laptop GPU", "vram_total_bytes": 8 * GiB,
+                      "vram_free_bytes": 7 * GiB}]}
+
+
+@pytest.mark.parametrize("profile", [RTX_4060, CPU_16GB], ids=["rtx4060", "cpu16"])
+def test_model_cards_say_what_fits_here_and_sort_per_machine(make_tab, qtbot, monkeypatch, tmp_path, profile):
+    use_profile(monkeypatch, tmp_path, profile)
+    h = make_tab()
+    h.tab.sections.setCurrentWidget(h.tab.catalog)
+    view = h.tab.catalog
+    qtbot.waitUntil(lambda: catalog_ready(h), timeout=20000)
+    assert view.views.currentWidget() is view.cards  # cards by default; the table is the list view
+    from desktop_app.ui.models.cards import card_html
+
+    rows = view.visible_rows()
+    first = card_html(rows[0])
+    assert rows[0].entry.family in first and "licence" in first and rows[0].fit.badge in first
+    chat = [r for r in rows if r.entry.task == "chat"]
+    # per machine: nothing partial, slow or too large is listed above a model that runs all on the GPU
+    ranks = [{"gpu": 0, "partial": 1}.get(r.fit.plan, 2) if r.fit else 3 for r in chat]
+    assert ranks == sorted(ranks)
+    # "best" never stars a partial file when a full-GPU file of the same family exists
+    by_family: dict = {}
+    for r in chat:
+        by_family.setdefault(r.entry.family_id, []).append(r)
+    for fam in by_family.values():
+        starred = [r for r in fam if r.recommended]
+        if starred and any(r.fit.plan == "gpu" for r in fam):
+            assert starred[0].fit.plan == "gpu", starred[0].entry.id
+    if profile is RTX_4060:
+        assert any(r.fit.plan == "gpu" for r in chat) and any(r.fit.plan == "partial" for r in chat)
+        assert "every layer on the GPU" in card_html(next(r for r in chat if r.fit.plan == "gpu"))
+    else:
+        cpu = next(r for r in chat if r.fit.plan == "cpu" and r.fit.tokens_per_s)
+        assert "tokens per second" in card_html(cpu)
+    # a card and a table row are one selection: picking a card enables Download
+    view.cards.setCurrentIndex(view.proxy.index(0, 0))
+    assert view.selected_row() is rows[0] and view.download_btn.isEnabled() == (not rows[0].installed)
+    view.list_btn.click()
+    assert view.views.currentWidget() is view.table and view.proxy.rowCount() == len(rows)
+    assert view.table.selectionModel().isRowSelected(0)
+    view.cards_btn.click()
+    SHOTS.mkdir(exist_ok=True)
+    assert h.host.grab().save(str(SHOTS / f"model_cards_{'gpu' if profile is RTX_4060 else 'cpu'}.png"))
+
+
 def test_gated_catalog_entry_asks_for_the_licence_first(make_tab, qtbot, monkeypatch, tmp_path):
     monkeypatch.setenv("ATELIER_OFFLINE", "1")  # the download itself is then refused without a socket
     use_profile(monkeypatch, tmp_path, CPU_16GB)

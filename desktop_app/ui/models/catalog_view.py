@@ -1,4 +1,5 @@
-"""Catalog view: the curated catalog with fit badges for this machine, filters, download, refresh.
+"""Catalog view: the curated catalog with fit badges for this machine, filters, download, refresh;
+as model cards (ui/models/cards.py) or as the table (the list view), one filter and one selection.
 
 Data flow: the catalog JSON is read and every entry's fit is computed off the GUI thread
 (``ctx.background``) once ``ctx.hardware`` is known; the table model only holds the results.
@@ -10,6 +11,7 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal, Slot
+from PySide6.QtWidgets import QButtonGroup, QStackedWidget, QToolButton
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -36,11 +38,22 @@ from desktop_app.ui.models.common import (
     human_size,
     licence_box,
 )
+from desktop_app.ui.models.cards import CardView
 from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
 
 TASK_LABELS = {"chat": "Chat", "image": "Image", "upscale": "Upscale", "background_removal": "Background removal"}
+SPEED_ORDER = {"fast": 0, "ok": 1, "": 1, "slow": 2, "very slow": 3}
+
+
+def machine_order(v) -> tuple:
+    """Per machine: by task, then where it runs (all on the GPU first; partial, offloaded, slow and
+    too large below), this machine's best file of each family first, then by family and size."""
+    task = list(TASK_LABELS).index(v.entry.task) if v.entry.task in TASK_LABELS else 9
+    plan = getattr(v.fit, "plan", "")
+    return (task, -PLAN_ORDER.get(plan, -2), SPEED_ORDER.get(getattr(v.fit, "speed", ""), 1) if plan == "cpu" else 0,
+            not v.recommended, v.entry.family.lower(), v.entry.size_bytes)
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ENTRY_ROLE = Qt.ItemDataRole.UserRole + 2
 
@@ -231,6 +244,22 @@ class CatalogView(QWidget):
         hdr.setSectionResizeMode(CatalogTableModel.COL_NAME, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         self.table.doubleClicked.connect(self._on_download_clicked)
+        self.cards = CardView()
+        self.cards.setModel(self.proxy)
+        self.cards.setSelectionModel(self.table.selectionModel())  # one selection for both views
+        self.cards.doubleClicked.connect(self._on_download_clicked)
+        self.views = QStackedWidget()
+        self.views.addWidget(self.cards)
+        self.views.addWidget(self.table)
+        self.view_buttons = QButtonGroup(self)
+        self.cards_btn = named(QToolButton(), "catalogCardsView", "Show the catalog as cards")
+        self.list_btn = named(QToolButton(), "catalogListView", "Show the catalog as a list")
+        for i, (b, text) in enumerate(((self.cards_btn, "Cards"), (self.list_btn, "List"))):
+            b.setText(text)
+            b.setCheckable(True)
+            self.view_buttons.addButton(b, i)
+        self.cards_btn.setChecked(True)
+        self.view_buttons.idClicked.connect(self.views.setCurrentIndex)
 
         self.download_btn = named(QPushButton("&Download"), "catalogDownload", "Download the selected model")
         self.download_btn.setEnabled(False)
@@ -250,13 +279,15 @@ class CatalogView(QWidget):
         bar.addWidget(self.task_combo)
         bar.addWidget(self.search_edit, 1)
         bar.addWidget(self.fits_check)
+        bar.addWidget(self.cards_btn)
+        bar.addWidget(self.list_btn)
         actions = QHBoxLayout()
         actions.addWidget(self.details, 1)
         actions.addWidget(self.refresh_btn)
         actions.addWidget(self.download_btn)
         lay = QVBoxLayout(self)
         lay.addLayout(bar)
-        lay.addWidget(self.table, 1)
+        lay.addWidget(self.views, 1)
         lay.addLayout(actions)
         lay.addWidget(self.message)
 
@@ -283,7 +314,7 @@ class CatalogView(QWidget):
                 installed = set()
             if hw is None:
                 return cat, [CatalogRow(e, None, False, e.record_id in installed) for e in cat.entries]
-            views = cat.view(hw, installed_ids=installed)
+            views = sorted(cat.view(hw, installed_ids=installed), key=machine_order)
             token.raise_if_cancelled()
             return cat, [CatalogRow(v.entry, v.fit, v.recommended, v.installed) for v in views]
 
@@ -330,10 +361,10 @@ class CatalogView(QWidget):
 
     # selection / download ----------------------------------------------------------------
     def selected_row(self) -> CatalogRow | None:
-        idx = self.table.selectionModel().selectedRows()
+        idx = self.table.selectionModel().selectedIndexes()  # a card or a table row
         if not idx:
             return None
-        return self.proxy.data(idx[0], ENTRY_ROLE)
+        return self.proxy.data(self.proxy.index(idx[0].row(), 0), ENTRY_ROLE)
 
     def select_entry(self, entry_id: str) -> bool:
         for i in range(self.proxy.rowCount()):
