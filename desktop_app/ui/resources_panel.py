@@ -4,10 +4,11 @@ shown), the machine's totals, and an Unload button per model."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from desktop_app.ui.widgets.named import named
+from desktop_app.ui.widgets.throttle import Coalescer
 
 SLOT_NAMES = {"chat": "Chat", "image": "Image Studio"}
 REFRESH_MS = 1000  # never faster than 1 Hz
@@ -43,9 +44,7 @@ class ResourcesPanel(QDialog):
         close.clicked.connect(self.accept)
         foot.addWidget(close)
         v.addLayout(foot)
-        self._timer = QTimer(self)
-        self._timer.setInterval(REFRESH_MS)
-        self._timer.timeout.connect(self.refresh)
+        self._timer = Coalescer(REFRESH_MS, self.refresh, self, mode="repeat")
         ctx.loaded_models_changed.connect(lambda _d: self.refresh())
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API

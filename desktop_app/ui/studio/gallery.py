@@ -98,8 +98,9 @@ class GalleryItem:
         p = self.params or {}
         if p.get("operation"):
             return str(p["operation"])
-        if p.get("seed") is not None:
-            return f"seed {p['seed']}"
+        if p.get("seed") is not None:  # the caption: seed first (the grid elides the end), then the prompt
+            prompt = " ".join(str(p.get("prompt") or "").split())
+            return f"seed {p['seed']}" + (f" · {prompt}" if prompt else "")
         return self.path.stem
 
 

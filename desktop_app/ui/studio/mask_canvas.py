@@ -76,7 +76,13 @@ class MaskCanvas(QWidget):
         return self._brush
 
     def set_brush_size(self, px: int) -> None:
+        """The brush's diameter in screen pixels (what the user sees under the pointer)."""
         self._brush = max(1, int(px))
+
+    def brush_in_image(self) -> float:
+        """The brush's diameter in image pixels at the current zoom."""
+        s = self._scale()
+        return max(1.0, self._brush / s) if s > 0 else float(self._brush)
         self.update()
 
     def erase_mode(self) -> bool:
@@ -176,13 +182,14 @@ class MaskCanvas(QWidget):
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         if self._erasing_stroke:
             p.setCompositionMode(QPainter.CompositionMode.CompositionMode_Clear)
-        pen = QPen(QColor(255, 255, 255), self._brush, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
+        width = self.brush_in_image()  # the brush is sized on screen: the same dab at any zoom
+        pen = QPen(QColor(255, 255, 255), width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
                    Qt.PenJoinStyle.RoundJoin)
         p.setPen(pen)
         if a == b:
             p.setBrush(QColor(255, 255, 255))
             p.setPen(Qt.PenStyle.NoPen)
-            p.drawEllipse(a, self._brush / 2, self._brush / 2)
+            p.drawEllipse(a, width / 2, width / 2)
         else:
             p.drawLine(a, b)
         p.end()
@@ -250,7 +257,7 @@ class MaskCanvas(QWidget):
         if self.mask_enabled and not self._overlay.isNull():
             p.drawImage(r, self._overlay)
         if self.mask_enabled and self._hover is not None and r.contains(self._hover):
-            rad = self._brush * self._scale() / 2
+            rad = self._brush / 2  # screen pixels, as the slider says
             p.setRenderHint(QPainter.RenderHint.Antialiasing)
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.setPen(QPen(pal.color(QPalette.ColorRole.Highlight), 1.5))
