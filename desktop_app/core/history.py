@@ -38,7 +38,7 @@ from desktop_app.core.history_recovery import aside_name, integrity_problem, sal
 from desktop_app.core.history_schema import (  # noqa: F401 - MIGRATIONS/SCHEMA_VERSION: read here at open
     DB_NAME, MIGRATIONS, ROLES, SCHEMA_VERSION, _fts5_trigram_available,
 )
-from desktop_app.core.markdown_text import close_open_fence
+from desktop_app.core import history_export
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class Conversation:
     system_prompt: str | None = None
     params: dict = field(default_factory=dict)
     message_count: int = 0
+    snippet: str = ""  # listing with a search: the matching text of its first matching message
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -290,12 +291,21 @@ class HistoryStore:
         any message's text. Page with ``limit``/``offset``; ``count_conversations`` gives the total.
         ``message_count`` is left 0 here (cheap listing); ``get_conversation`` fills it."""
         where, args = self._where_search(search)
+        hit, hit_args = "", ()
+        if search:  # the first message that matches, for the list's search snippet (one page at a time)
+            hit = (", (SELECT m.content FROM messages m WHERE m.conversation_id = c.id AND m.content LIKE ? "
+                   "ESCAPE '\\' ORDER BY m.id LIMIT 1) AS hit")
+            hit_args = (f"%{_escape_like(search)}%",)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT c.* FROM conversations c{where} ORDER BY c.updated DESC, c.id DESC LIMIT ? OFFSET ?",
-                (*args, int(limit), int(offset)),
+                f"SELECT c.*{hit} FROM conversations c{where} ORDER BY c.updated DESC, c.id DESC LIMIT ? OFFSET ?",
+                (*hit_args, *args, int(limit), int(offset)),
             ).fetchall()
-        return [self._conv(r) for r in rows]
+        convs = [self._conv(r) for r in rows]
+        if search:
+            for c, r in zip(convs, rows):
+                c.snippet = history_export.snippet_around(r["hit"] or "", search)
+        return convs
 
     def count_conversations(self, search: str | None = None) -> int:
         where, args = self._where_search(search)
@@ -529,38 +539,12 @@ class HistoryStore:
                 raise
         return n
 
-    # ------------------------------------------------------------------ export
+    # ------------------------------------------------------------------ export (core/history_export.py)
     def export_json(self, conversation_id: int) -> dict:
-        conv = self.get_conversation(conversation_id)
-        if conv is None:
-            raise AtelierError(f"No conversation {conversation_id} in the history.")
-        return {
-            "format": "atelier-conversation",
-            "version": 1,
-            "conversation": conv.to_dict(),
-            "messages": [m.to_dict() for m in self.messages(conversation_id)],
-        }
+        return history_export.export_json(self, conversation_id)
 
     def export_markdown(self, conversation_id: int) -> str:
-        conv = self.get_conversation(conversation_id)
-        if conv is None:
-            raise AtelierError(f"No conversation {conversation_id} in the history.")
-        lines = [f"# {conv.title or 'Conversation'}", ""]
-        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(conv.created))
-        meta = f"*{stamp}*" + (f" · model `{conv.model_id}`" if conv.model_id else "")
-        lines += [meta, ""]
-        if conv.system_prompt:
-            lines += ["## System", "", conv.system_prompt, ""]
-        names = {"system": "System", "user": "User", "assistant": "Assistant"}
-        for m in self.messages(conversation_id):
-            lines += [f"## {names[m.role]}", ""]
-            if m.thinking:
-                secs = m.stats.get("thinking_s")
-                head = f"Thought for {secs:.0f} s" if isinstance(secs, (int, float)) else "Thought"
-                lines += ["<details>", f"<summary>{head}</summary>", "", m.thinking.strip(), "", "</details>", ""]
-            # a reply cut inside a code block: closed here, or the rest of the file renders as code
-            lines += [close_open_fence(m.content), ""]
-        return "\n".join(lines).rstrip() + "\n"
+        return history_export.export_markdown(self, conversation_id)
 
     # ------------------------------------------------------------------ rows
     @staticmethod

@@ -319,3 +319,33 @@ def test_a_reply_that_ends_inside_a_code_fence_says_so_once_finished(qtbot):
     assert "color" not in block.code_label.text()  # shown plain, not highlighted as a finished block
     w.set_content(cut + "\n```", streaming=False)
     assert w.body.code_blocks()[0].lang_label.text() == "python"
+
+
+def test_the_conversation_list_shows_dates_and_search_snippets(qtbot):
+    from desktop_app.ui.chat.conversations import ConversationDelegate, DetailRole
+
+    store = HistoryStore()
+    trip = store.create_conversation("Trip ideas")
+    store.add_message(trip.id, "user", "Where should I go in Portugal? I like beaches and old towns with tiles.")
+    store.add_message(trip.id, "assistant", "Try Lisbon first, then the Algarve coast for its beaches.")
+    store.create_conversation("Other")
+    model = ConversationListModel(store)
+    assert model.rowCount() == 2
+    import re
+
+    assert all(re.fullmatch(r"\d\d:\d\d", model.index(i, 0).data(DetailRole)) for i in range(2))  # used today
+    model.set_search("algarve")
+    assert model.rowCount() == 1 and model.index(0, 0).data() == "Trip ideas"  # the title stays the title
+    assert "Algarve coast" in model.index(0, 0).data(DetailRole)
+    from PySide6.QtWidgets import QListView
+
+    view = QListView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+    view.setItemDelegate(ConversationDelegate(view))
+    view.resize(260, 200)
+    view.show()
+    view.setCurrentIndex(model.index(0, 0))
+    assert view.sizeHintForRow(0) >= 2 * view.fontMetrics().height()  # two lines per chat
+    SHOTS.mkdir(exist_ok=True)
+    assert view.grab().save(str(SHOTS / "chat_list_search.png"))

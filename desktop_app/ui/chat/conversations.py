@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 PAGE = 100
 ConversationIdRole = Qt.ItemDataRole.UserRole + 1
+DetailRole = Qt.ItemDataRole.UserRole + 2  # the second line: the search snippet, else when it was last used
 
 
 def _when(ts: float) -> str:
@@ -106,6 +109,8 @@ class ConversationListModel(QAbstractListModel):
             return c.title
         if role == ConversationIdRole:
             return c.id
+        if role == DetailRole:
+            return c.snippet or _when(c.updated)
         return None
 
     def flags(self, index):
@@ -134,3 +139,42 @@ class ConversationListModel(QAbstractListModel):
             if c.id == conversation_id:
                 return i
         return -1
+
+
+class ConversationDelegate(QStyledItemDelegate):
+    """Two lines per chat: its title (bold when it is the one open), then the search snippet when
+    the list is filtered, else when it was last used; the open chat keeps the selection colour."""
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802 - Qt API
+        h = option.fontMetrics.height()
+        return QSize(200, 2 * h + 12)
+
+    def paint(self, painter, option, index) -> None:
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        title, opt.text = opt.text, ""
+        style = opt.widget.style() if opt.widget else None
+        if style is not None:
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
+        pal = opt.palette
+        r = opt.rect.adjusted(6, 4, -6, -4)
+        fm = opt.fontMetrics
+        painter.save()
+        font = opt.font
+        font.setBold(selected)
+        painter.setFont(font)
+        painter.setPen(pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text))
+        painter.drawText(QRect(r.x(), r.y(), r.width(), fm.height()), int(Qt.AlignmentFlag.AlignLeft),
+                         painter.fontMetrics().elidedText(title or "", Qt.TextElideMode.ElideRight, r.width()))
+        small = opt.font
+        small.setBold(False)
+        small.setPointSizeF(max(6.0, small.pointSizeF() * 0.88))
+        painter.setFont(small)
+        if not selected:
+            painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+        detail = str(index.data(DetailRole) or "")
+        painter.drawText(QRect(r.x(), r.y() + fm.height() + 2, r.width(), fm.height()),
+                         int(Qt.AlignmentFlag.AlignLeft),
+                         painter.fontMetrics().elidedText(detail, Qt.TextElideMode.ElideRight, r.width()))
+        painter.restore()

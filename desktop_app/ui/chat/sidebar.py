@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from desktop_app.ui.chat.conversations import ConversationIdRole, ConversationListModel
+from desktop_app.ui.chat.conversations import ConversationDelegate, ConversationIdRole, ConversationListModel
 from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.ui.widgets.named import named
 
@@ -51,6 +51,7 @@ class ConversationSidebar(QWidget):
         self.conv_model = ConversationListModel(None, self)
         self.conv_view = named(QListView(), "chatConversationList", "Conversations")
         self.conv_view.setModel(self.conv_model)
+        self.conv_view.setItemDelegate(ConversationDelegate(self.conv_view))  # title, then snippet or date
         self.conv_view.setUniformItemSizes(True)
         self.conv_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.conv_view.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed)
