@@ -349,3 +349,37 @@ def test_the_conversation_list_shows_dates_and_search_snippets(qtbot):
     assert view.sizeHintForRow(0) >= 2 * view.fontMetrics().height()  # two lines per chat
     SHOTS.mkdir(exist_ok=True)
     assert view.grab().save(str(SHOTS / "chat_list_search.png"))
+
+
+def test_message_actions_show_on_hover_or_focus_and_the_column_keeps_a_readable_width(qtbot):
+    from PySide6.QtCore import QEvent, QPointF
+    from PySide6.QtGui import QEnterEvent
+    from PySide6.QtWidgets import QApplication
+
+    from desktop_app.ui.chat.message import MessageWidget
+
+    w = MessageWidget(7, "assistant", "A reply with **Markdown**.")
+    qtbot.addWidget(w)
+    w.resize(600, 160)
+    w.show()
+    qtbot.waitExposed(w)
+    assert not w.actions_box.isVisible()  # not three buttons on every message
+    QApplication.sendEvent(w, QEnterEvent(QPointF(5, 5), QPointF(5, 5), QPointF(5, 5)))
+    assert w.actions_box.isVisible()
+    QApplication.sendEvent(w, QEvent(QEvent.Type.Leave))
+    assert not w.actions_box.isVisible()
+    w.buttons["copy"].setFocus(Qt.FocusReason.TabFocusReason)  # the keyboard reaches them too
+    QApplication.sendEvent(w.buttons["copy"], QEvent(QEvent.Type.FocusIn))
+    assert w.actions_box.isVisible()
+
+    view = MessageView()
+    qtbot.addWidget(view)
+    view.resize(1600, 600)
+    view.set_messages([ViewMessage(1, "user", "word " * 300), ViewMessage(2, "assistant", "answer " * 300)])
+    view.show()
+    qtbot.waitExposed(view)
+    column = view.widget()
+    assert column.width() <= column.maximumWidth() < 1400  # about 100 characters, not 1600 px of text
+    assert abs((column.x() + column.width() / 2) - view.viewport().width() / 2) < 20  # centred
+    SHOTS.mkdir(exist_ok=True)
+    assert view.grab().save(str(SHOTS / "chat_wide_column.png"))

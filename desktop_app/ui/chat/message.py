@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from desktop_app.ui.chat.markdown import MarkdownView, fill_alternate, small_label
 from desktop_app.ui.widgets.named import named
@@ -101,6 +101,15 @@ class MessageWidget(QFrame):
         self.stats_label = named(small_label(QLabel()), "chatMessageStats")
         foot.addWidget(self.stats_label)
         foot.addStretch(1)
+        # The message's actions show on hover (or when one of them has the keyboard focus), not
+        # on every message at once; their place is kept, so nothing moves.
+        self.actions_box = named(QWidget(), "chatMessageActions")
+        actions_lay = QHBoxLayout(self.actions_box)
+        actions_lay.setContentsMargins(0, 0, 0, 0)
+        actions_lay.setSpacing(2)
+        policy = self.actions_box.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.actions_box.setSizePolicy(policy)
         self.buttons: dict[str, QToolButton] = {}
         actions = [("copy", "Copy", "Copy this message")]
         if role == "user":
@@ -116,8 +125,11 @@ class MessageWidget(QFrame):
             b.setToolTip(tip)
             b.setAccessibleName(f"{text} message")
             b.clicked.connect(lambda _=False, n=name: self._on_action(n))
-            foot.addWidget(b)
+            b.installEventFilter(self)
+            actions_lay.addWidget(b)
             self.buttons[name] = b
+        foot.addWidget(self.actions_box)
+        self.actions_box.hide()
         lay.addLayout(foot)
 
         self.content = ""
@@ -161,6 +173,23 @@ class MessageWidget(QFrame):
             self.stats_label.setText(stats_text(stats))
         for b in self.buttons.values():
             b.setEnabled(not streaming)
+
+    # actions on hover ---------------------------------------------------------------------
+    def enterEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.actions_box.show()
+        super().enterEvent(event)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if not self.actions_box.isAncestorOf(QApplication.focusWidget()):
+            self.actions_box.hide()
+        super().leaveEvent(event)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.FocusIn:  # Tab reaches an action: they show
+            self.actions_box.show()
+        elif event.type() == QEvent.Type.FocusOut and not self.underMouse():
+            self.actions_box.hide()
+        return False
 
     def set_regenerate_visible(self, visible: bool) -> None:
         b = self.buttons.get("regenerate")

@@ -64,6 +64,9 @@ class MessageView(QScrollArea):
         self._lay.addWidget(self.empty_label, 1)
         self._lay.addStretch(0)
         self.setWidget(self._inner)
+        # a readable line length on wide screens: the column stops at about 100 characters, centred
+        self._inner.setMaximumWidth(max(640, self.fontMetrics().horizontalAdvance("x" * 100)))
+        self.setAlignment(Qt.AlignmentFlag.AlignHCenter)
 
         self._messages: list[ViewMessage] = []
         self._widgets: dict[int, MessageWidget] = {}
