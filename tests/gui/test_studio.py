@@ -318,6 +318,13 @@ def test_the_footer_follows_the_library_and_sizes_follow_the_model(qtbot, tmp_pa
         tab2.start()
     p = tab2.params.get_params()
     assert (p["width"], p["height"], p["steps"]) == (832, 1216, 14)
+    # aspect presets keep the model's trained pixel count (SDXL: 1024²); styles ride along
+    tab2.params.aspect.setCurrentIndex(tab2.params.aspect.findText("16:9 wide"))
+    tab2.params.aspect.activated.emit(tab2.params.aspect.currentIndex())
+    p = tab2.params.get_params()
+    assert (p["width"], p["height"]) == (1344, 768)
+    tab2.params.style_combo.setCurrentText("Cinematic")
+    assert tab2.params.get_params()["style"] == "Cinematic"
     tab2.shutdown()
     ctx2.shutdown()
     assert not running_qthreads()
@@ -462,6 +469,7 @@ def test_generate_shows_previews_and_adds_results_to_the_gallery(engine_studio, 
     assert tab.params.get_params()["width"] == 64  # the model's native size
     assert "Tiny SD 1.5" in tab.ctx._loaded.get("image", "")
     tab.params.prompt.setPlainText("a red fox")
+    tab.params.style_combo.setCurrentText("Watercolour")  # a style preset adds to the prompts
     tab.params.steps.setValue(6)
     tab.params.batch.setValue(2)
     tab.params.set_seed(77)
@@ -480,6 +488,8 @@ def test_generate_shows_previews_and_adds_results_to_the_gallery(engine_studio, 
 
     seeds = sorted(parse_parameters(Path(r))["seed"] for r in results)
     assert seeds == [77, 78]
+    saved = parse_parameters(Path(results[0]))
+    assert saved["prompt"].startswith("a red fox, watercolour painting") and "photo" in saved["negative"]
     assert Path(results[0]).parent == images_dir()
     assert "Done" in tab.progress.format() and tab.generate_button.isEnabled()
     assert not tab.preview.image().isNull()

@@ -163,13 +163,13 @@ class StudioController(QObject):
         """{width, height, steps} to start with for ``rec``: remembered ones first, else the loaded
         engine's native size and default steps, else its family's usual size."""
         remembered = (self.ctx.settings.get("studio_model_params") or {}).get(rec.id)
+        n = int(loaded["native_size"]) if loaded and loaded.get("native_size") else FAMILY_SIZES.get(
+            (rec.family or "").split("-")[0], 512)
         if isinstance(remembered, dict) and all(isinstance(remembered.get(k), int) for k in ("width", "height", "steps")):
-            return {k: remembered[k] for k in ("width", "height", "steps")}
+            return {**{k: remembered[k] for k in ("width", "height", "steps")}, "native": n}
         if loaded and loaded.get("native_size"):
-            n = int(loaded["native_size"])
-            return {"width": n, "height": n, "steps": int(loaded.get("default_steps") or 20)}
-        n = FAMILY_SIZES.get((rec.family or "").split("-")[0], 512)
-        return {"width": n, "height": n, "steps": 4 if (rec.family or "") == "flux-schnell" else 25}
+            return {"width": n, "height": n, "steps": int(loaded.get("default_steps") or 20), "native": n}
+        return {"width": n, "height": n, "steps": 4 if (rec.family or "") == "flux-schnell" else 25, "native": n}
 
     def record_for_params(self, params: dict) -> str | None:
         """The library model an image was made with: by its path (images saved with paths), its
@@ -205,8 +205,11 @@ class StudioController(QObject):
         def job(state, token):
             from desktop_app.engines.diffusion.protocol import GenerateRequest, LoraSpec
 
+            from desktop_app.core.image_presets import apply_style
+
+            prompt, negative = apply_style(p["prompt"], p["negative"], p.get("style") or "None")
             req = GenerateRequest(
-                model=spec, prompt=p["prompt"], negative=p["negative"], mode=p["mode"], steps=p["steps"],
+                model=spec, prompt=prompt, negative=negative, mode=p["mode"], steps=p["steps"],
                 guidance=p["guidance"], width=p["width"], height=p["height"], seed=p["seed"], batch=p["batch"],
                 scheduler=p["scheduler"], strength=p["strength"],
                 loras=[LoraSpec(x["path"], x["weight"]) for x in p["loras"]],

@@ -130,6 +130,24 @@ class ParamsPanel(QWidget):
         self.swap_size = named(QPushButton("⇄"), "studioSwapSize", "Swap width and height", "Swap width and height")
         self.swap_size.setMaximumWidth(32)
         self.swap_size.clicked.connect(self._on_swap_size)
+        from desktop_app.core.image_presets import ASPECTS, STYLES
+
+        self.native = 512  # the model's trained side: the aspect presets keep its pixel count
+        self.aspect = named(QComboBox(), "studioAspect", "Aspect ratio", "Aspect ratio (sized for the model)")
+        self.aspect.addItem("Custom", None)
+        for label, ratio in ASPECTS:
+            self.aspect.addItem(label, ratio)
+        self.aspect.activated.connect(self._on_aspect)
+        aspect_label = QLabel("&Aspect")
+        aspect_label.setBuddy(self.aspect)
+        form.addRow(aspect_label, self.aspect)
+        self.style_combo = named(QComboBox(), "studioStyle", "Style preset",
+                           "Adds words for this style to the prompt and the negative prompt")
+        for name in STYLES:
+            self.style_combo.addItem(name)
+        style_label = QLabel("St&yle")
+        style_label.setBuddy(self.style_combo)
+        form.addRow(style_label, self.style_combo)
         size_row.addWidget(self.width_box, 1)
         size_row.addWidget(QLabel("×"))
         size_row.addWidget(self.height_box, 1)
@@ -245,6 +263,19 @@ class ParamsPanel(QWidget):
         self.size_error.setVisible(bool(errs))
         self.changed.emit()
 
+    def set_native(self, native: int) -> None:
+        self.native = int(native) if native else 512
+
+    @Slot(int)
+    def _on_aspect(self, index: int) -> None:
+        from desktop_app.core.image_presets import size_for_aspect
+
+        ratio = self.aspect.itemData(index)
+        if ratio:
+            w, h = size_for_aspect(self.native, tuple(ratio), max(64, self.size_multiple))
+            self.width_box.setValue(min(w, self.max_size))
+            self.height_box.setValue(min(h, self.max_size))
+
     @Slot()
     def _on_swap_size(self) -> None:
         w, h = self.width_box.value(), self.height_box.value()
@@ -359,6 +390,7 @@ class ParamsPanel(QWidget):
             "scheduler": None if sched == DEFAULT_SCHEDULER else sched,
             "strength": round(self.strength.value(), 2),
             "loras": self.loras(),
+            "style": self.style_combo.currentText(),
         }
 
     def set_params(self, d: dict, *, include_mode: bool = False) -> list[str]:

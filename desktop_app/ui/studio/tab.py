@@ -298,6 +298,7 @@ class StudioTab(QWidget):
     def _apply_start_params(self, rec, loaded: dict | None = None) -> None:
         sp = self.controller.start_params(rec, loaded)
         self._sized_for = rec.id
+        self.params.set_native(sp["native"])
         self.params.width_box.setValue(sp["width"])
         self.params.height_box.setValue(sp["height"])
         self.params.steps.setValue(sp["steps"])
