@@ -322,7 +322,9 @@ def test_the_footer_follows_the_library_and_sizes_follow_the_model(qtbot, tmp_pa
     tab2.params.aspect.setCurrentIndex(tab2.params.aspect.findText("16:9 wide"))
     tab2.params.aspect.activated.emit(tab2.params.aspect.currentIndex())
     p = tab2.params.get_params()
-    assert (p["width"], p["height"]) == (1344, 768)
+    assert (p["width"], p["height"]) == (1344, 768) and tab2.params.aspect.currentText() == "16:9 wide"
+    tab2.params.width_box.setValue(1280)  # typed by hand: the preset no longer holds
+    assert tab2.params.aspect.currentText() == "Custom"
     tab2.params.style_combo.setCurrentText("Cinematic")
     assert tab2.params.get_params()["style"] == "Cinematic"
     tab2.shutdown()

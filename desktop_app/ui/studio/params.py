@@ -133,6 +133,7 @@ class ParamsPanel(QWidget):
         from desktop_app.core.image_presets import ASPECTS, STYLES
 
         self.native = 512  # the model's trained side: the aspect presets keep its pixel count
+        self._setting_aspect = False
         self.aspect = named(QComboBox(), "studioAspect", "Aspect ratio", "Aspect ratio (sized for the model)")
         self.aspect.addItem("Custom", None)
         for label, ratio in ASPECTS:
@@ -258,6 +259,9 @@ class ParamsPanel(QWidget):
 
     @Slot(int)
     def _on_size_changed(self, _v: int) -> None:
+        ratio = self.aspect.currentData() if hasattr(self, "aspect") else None
+        if ratio and not self._setting_aspect:  # a size typed by hand: the preset no longer holds
+            self.aspect.setCurrentIndex(0)
         errs = self.size_errors()
         self.size_error.setText("\n".join(errs))
         self.size_error.setVisible(bool(errs))
@@ -273,8 +277,12 @@ class ParamsPanel(QWidget):
         ratio = self.aspect.itemData(index)
         if ratio:
             w, h = size_for_aspect(self.native, tuple(ratio), max(64, self.size_multiple))
-            self.width_box.setValue(min(w, self.max_size))
-            self.height_box.setValue(min(h, self.max_size))
+            self._setting_aspect = True
+            try:
+                self.width_box.setValue(min(w, self.max_size))
+                self.height_box.setValue(min(h, self.max_size))
+            finally:
+                self._setting_aspect = False
 
     @Slot()
     def _on_swap_size(self) -> None:
