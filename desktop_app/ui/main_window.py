@@ -14,6 +14,7 @@ from desktop_app import __version__
 from desktop_app.resources import resource
 
 from desktop_app.qt.context import AppContext
+from desktop_app.ui.widgets.icons import decorate
 from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ class MainWindow(QMainWindow):
             cls = getattr(importlib.import_module(mod_name), cls_name)
             slot.tab = cls(self.ctx, slot)
             slot.layout().addWidget(slot.tab)
+            decorate(slot.tab)  # the bundled icon set on its actions
             if self._started:
                 self._start_tab(slot.tab)
         return slot.tab
@@ -283,6 +285,7 @@ class MainWindow(QMainWindow):
             self.welcome.raise_()
             return self.welcome
         dlg = self.welcome = WelcomeDialog(self.ctx, self)
+        decorate(dlg)
         dlg.chat_requested.connect(self._welcome_chat)
         dlg.download_requested.connect(lambda entry: self._show_models("catalog").download_entry(entry))
         dlg.import_requested.connect(lambda: self._show_models("library"))

@@ -64,7 +64,8 @@ def test_the_layout_holds_from_1000x700_to_1600x1000(window, qtbot, theme):
             qtbot.wait(50)
             assert window.size().width() == w and window.size().height() == h
             if name == "studio":
-                for control in (tab.generate_button, tab.cancel_button, tab.model_combo, tab.progress):
+                for control in (tab.generate_button, tab.cancel_button, tab.model_combo, tab.progress,
+                                tab.status_label):
                     assert inside_window(window, control), (w, h, control.objectName())
                 for bar in (tab.gallery_panel.gallery_bar, tab.gallery_panel.gallery_bar2):
                     assert not overflowing(bar), f"{bar.objectName()} overflows at {w}x{h}"
@@ -85,3 +86,39 @@ def test_an_empty_gallery_says_what_to_do(window, qtbot):
     band = {img.pixelColor(x, y).name() for y in range(h // 2 - 20, h // 2 + 20) for x in range(0, img.width(), 2)}
     assert len(band) > 3  # the hint's text is drawn across the middle (a blank view is one colour)
     assert "Generate" in gallery.EMPTY_TEXT
+
+
+def test_actions_carry_the_bundled_icons_in_the_themes_colour(window, qtbot):
+    from PySide6.QtGui import QAction
+
+    from desktop_app.resources import resource
+    from desktop_app.ui.widgets.icons import ACTION_ICONS, icon
+
+    assert (resource("icons", "lucide", "LICENSE")).is_file()  # an open-licence set, bundled
+    for name in set(ACTION_ICONS.values()):
+        assert resource("icons", "lucide", f"{name}.svg").is_file(), name
+    window.tabs.setCurrentIndex(1)
+    studio = window.studio_tab
+    assert not studio.generate_button.icon().isNull()
+    acts = {a.objectName(): a for a in studio.findChildren(QAction)}
+    assert not acts["actDelete"].icon().isNull() and not acts["actUndoDelete"].icon().isNull()
+    window.tabs.setCurrentIndex(0)
+    assert not window.chat_tab.send_button.icon().isNull()
+
+    def ink(ic) -> int:  # the lightness of the drawn strokes
+        img = ic.pixmap(24, 24).toImage()
+        dark = [img.pixelColor(x, y) for x in range(24) for y in range(24) if img.pixelColor(x, y).alpha() > 200]
+        assert dark, "nothing drawn"
+        return sum(c.lightness() for c in dark) // len(dark)
+
+    window.set_theme("light")
+    light_ink = ink(studio.generate_button.icon())
+    window.set_theme("dark")
+    assert ink(studio.generate_button.icon()) > light_ink + 100  # light strokes on the dark theme
+    assert ink(icon("send")) > 150
+    # still within the layout at 1000x700 with the icons
+    window.resize(1000, 700)
+    window.tabs.setCurrentIndex(1)
+    qtbot.wait(50)
+    for bar in (studio.gallery_panel.gallery_bar, studio.gallery_panel.gallery_bar2):
+        assert not overflowing(bar)

@@ -250,10 +250,12 @@ def test_the_preview_shows_the_clicked_image_and_forgets_a_deleted_one(studio, q
     qtbot.waitUntil(lambda: model.rowCount() == 3, timeout=5000)
     studio.view_tabs.setCurrentWidget(studio.canvas_page)
     for row in (2, 0, 1):
+        qtbot.waitUntil(lambda: studio.gallery.visualRect(model.index(row)).isValid(), timeout=5000)
         rect = studio.gallery.visualRect(model.index(row))
         qtbot.mouseClick(studio.gallery.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
         it = model.item(row)
-        qtbot.waitUntil(lambda: studio.follower.path == it.path, timeout=5000)
+        qtbot.waitUntil(lambda: studio.gallery.selected_rows() == [row], timeout=5000)
+        qtbot.waitUntil(lambda: studio.follower.path == it.path, timeout=10000)
         shown = studio.preview.image()
         want = QImage(str(it.path))
         assert shown.size() == want.size() and shown.pixelColor(5, 5) == want.pixelColor(5, 5)

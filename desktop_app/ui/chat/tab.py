@@ -28,6 +28,7 @@ from desktop_app.ui.chat.message_view import MessageView
 from desktop_app.ui.chat.message import warm_render
 from desktop_app.ui.chat.params import ParamsPanel
 from desktop_app.ui.chat.input import ChatInput
+from desktop_app.ui.widgets.icons import themed
 from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
@@ -408,6 +409,7 @@ class ChatTab(QWidget):
 
     def _set_generating(self, on: bool) -> None:
         self.send_button.setText("Stop" if on else "Send")
+        themed(self.send_button, "circle-stop" if on else "send")
         self.send_button.setAccessibleName("Stop generating" if on else "Send message")
         if on:
             self.status_row.reply_started()

@@ -235,14 +235,16 @@ class LibraryView(QWidget):
         actions.addWidget(self.import_pack_btn)
         actions.addWidget(self.discover_btn)
         actions.addStretch(1)
-        actions.addWidget(self.total_label)
         actions.addWidget(self.export_pack_btn)
         actions.addWidget(self.open_btn)
         actions.addWidget(self.delete_btn)
         lay = QVBoxLayout(self)
         lay.addWidget(self.table, 1)
         lay.addLayout(actions)
-        lay.addWidget(self.message)
+        foot = QHBoxLayout()  # the totals on their own line: the buttons fit a 1000-pixel window
+        foot.addWidget(self.message, 1)
+        foot.addWidget(self.total_label)
+        lay.addLayout(foot)
 
         self.ctx.library_changed.connect(self._on_library_changed)
         self.ctx.hardware_ready.connect(self._on_library_changed)

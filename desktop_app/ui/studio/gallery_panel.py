@@ -16,7 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QObject, Qt, Signal, Slot
+from PySide6.QtCore import QItemSelectionModel, QObject, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QDialog, QDialogButtonBox, QFileDialog, QLabel, QToolBar, QVBoxLayout, QWidget,
@@ -73,6 +73,9 @@ class GalleryPanel(QWidget):
         self.gallery.selectionModel().selectionChanged.connect(lambda *_a: self.update_actions())
         self.gallery_bar = named(QToolBar(), "studioGalleryBar", "Gallery actions")
         self.gallery_bar2 = named(QToolBar(), "studioGalleryBar2", "Post-processing actions")
+        for bar in (self.gallery_bar, self.gallery_bar2):  # icon and word: narrow enough for 1000 px
+            bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+            bar.setIconSize(QSize(18, 18))
         self._make_actions()
         gv.addWidget(self.gallery_bar)
         gv.addWidget(self.gallery_bar2)

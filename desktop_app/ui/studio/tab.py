@@ -135,6 +135,7 @@ class StudioTab(QWidget):
         self.progress.setFormat("Ready")
         lv.addWidget(self.progress)
         self.status_label = named(QLabel("Choose a model and write a prompt."), "studioStatus", "Image engine status")
+        self.status_label.setMinimumHeight(2 * self.fontMetrics().height() + 4)  # two lines, never cut
         self.status_label.setWordWrap(True)
         lv.addWidget(self.status_label)
         left.setMinimumWidth(330)
