@@ -497,8 +497,13 @@ def test_generate_shows_previews_and_adds_results_to_the_gallery(engine_studio, 
     assert Path(results[0]).parent == images_dir()
     assert "Done" in tab.progress.format() and tab.generate_button.isEnabled()
     assert not tab.preview.image().isNull()
-    # the newest result is the selected one, and the preview shows that very file
-    assert tab.gallery_panel.selected_item().path == Path(results[-1]) == tab.follower.path
+    # a batch of two: both in the preview, as a grid; a click on a thumbnail then shows that one
+    assert tab.preview.image().width() == 2 * 64 + 8 and tab.preview.caption.startswith("2 images")
+    assert tab.gallery_panel.selected_item() is None
+    shot(tab, "batch_grid")
+    tab.gallery_panel.select_row(1)
+    qtbot.waitUntil(lambda: tab.follower.path == tab.gallery_model.item(1).path, timeout=10000)
+    assert tab.preview.image().width() == 64
     # its size and steps are remembered for this model (restored at the next start)
     assert tab.ctx.settings.get("studio_model_params")["tiny-sd15"]["steps"] == 6
     shot(tab, "generated")
@@ -512,6 +517,8 @@ def test_generate_shows_previews_and_adds_results_to_the_gallery(engine_studio, 
         tab.params.batch.setValue(1)
         assert tab.generate() is not None
     assert blocker.args == ["done"] and "image" in tab.ctx.loaded_slots()
+    # one image: it is the selected one, and the preview shows that very file
+    assert tab.gallery_panel.selected_item().path == tab.follower.path == tab.gallery_model.item(0).path
 
 
 @pytest.mark.slow

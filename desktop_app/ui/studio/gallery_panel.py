@@ -300,6 +300,25 @@ def purge_old_trash(before: float, _token=None) -> None:
             shutil.rmtree(batch, ignore_errors=True)
 
 
+def batch_grid(images: list[QImage], gap: int = 8) -> QImage:
+    """Several results side by side in a near-square grid (the batch view)."""
+    import math
+
+    from PySide6.QtGui import QPainter
+
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    cw, ch = max(i.width() for i in images), max(i.height() for i in images)
+    grid = QImage(cols * cw + (cols - 1) * gap, rows * ch + (rows - 1) * gap, QImage.Format.Format_ARGB32)
+    grid.fill(QGuiApplication.palette().base().color())  # the gaps in the view's own background
+    p = QPainter(grid)
+    for n, img in enumerate(images):
+        r, c = divmod(n, cols)
+        p.drawImage(c * (cw + gap), r * (ch + gap), img)
+    p.end()
+    return grid
+
+
 def read_params(path: Path) -> dict | None:
     from desktop_app.engines.diffusion.metadata import parse_parameters
 
@@ -325,12 +344,27 @@ class PreviewFollower(QObject):
         self.panel, self.preview, self.background = panel, preview, background
         self.reveal = reveal  # brings the preview to the front when a picked image is shown
         self.path: Path | None = None  # the gallery file the preview shows (None: a step preview or nothing)
+        self._batch: list[QImage] = []  # this generation's results so far
         panel.gallery.selectionModel().selectionChanged.connect(self._on_selection)
         panel.deleted.connect(self._on_deleted)
 
     def show(self, image: QImage | None, caption: str, path: Path | None = None) -> None:
         self.path = path
         self.preview.set_image(image, caption)
+
+    def result(self, image: QImage, caption: str, path: Path, batch: bool = False) -> None:
+        """A new result: shown at once; one of a batch waits for ``end_batch`` to join the grid."""
+        self.show(image, caption, path)
+        if batch:
+            self._batch.append(image)
+
+    def end_batch(self) -> None:
+        """After a batch of several images: all of them as one grid in the preview; nothing is
+        selected (clicking a thumbnail then shows that one)."""
+        images, self._batch = self._batch, []
+        if len(images) > 1:
+            self.panel.gallery.clearSelection()
+            self.show(batch_grid(images), f"{len(images)} images · click a thumbnail to see one large")
 
     @Slot()
     def _on_selection(self, *_a) -> None:

@@ -379,7 +379,7 @@ class StudioTab(QWidget):
             self._pending_preview = None
         else:
             self.view_tabs.setCurrentWidget(self.preview)
-        self.follower.show(item.image, caption_of(item.params, item.image), Path(item.path))
+        self.follower.result(item.image, caption_of(item.params, item.image), Path(item.path), source == "generate")
         self.gallery_panel.select_row(0)  # the new result is the selected one (the toolbar acts on it)
         self.result_added.emit(str(item.path))
 
@@ -426,6 +426,7 @@ class StudioTab(QWidget):
             self.progress.setValue(self.progress.maximum())
             self.progress.setFormat(f"Done · {images} image(s)")
             self.status_label.setText(f"Done: {images} image(s) saved to the gallery.")
+            self.follower.end_batch()  # a batch of several: all of them, as a grid, in the preview
         else:
             self._progress_done("Failed")
         self._update_actions()
