@@ -406,6 +406,7 @@ def test_hub_search_lists_files_with_sizes_and_badges_then_downloads(make_tab, q
     q4 = items["tiny-Q4_K_M.gguf"]
     assert q4.text(1).endswith("KB") or q4.text(1).endswith("MB")
     assert q4.text(3).startswith("CPU")  # fit badge
+    assert "tokens per second on this CPU" in q4.text(3) or ": on the CPU" in q4.text(3)  # and the speed, in words
     assert hub.best_file and "best for this machine" in items[hub.best_file].text(0)
     assert hub.select_file("tiny-Q2_K.gguf")
     finished = []

@@ -60,18 +60,24 @@ class DownloadSpec:
 
 def file_rows(info: Any, hw: Any) -> tuple[list[dict], str | None]:
     """Files of a repo with fit badges for ``hw``, and the name of the best GGUF for this machine."""
+    from types import SimpleNamespace
+
     from desktop_app.hub.catalog import choose_best_gguf, fit_image_size, fit_llm_size
+    from desktop_app.hub.picks import speed_words
 
     rows = []
     for f in info.files:
         name = f.name
         lower = name.lower()
         fit = None
+        task = ""
         if lower.endswith(".gguf") and f.size and "mmproj" not in lower:
-            fit = fit_llm_size(int(f.size), hw)
+            fit, task = fit_llm_size(int(f.size), hw), "chat"
         elif lower.endswith(".safetensors") and f.size and "/" not in name and f.size > 500 * 1000**2:
-            fit = fit_image_size(int(f.size), hw)
-        rows.append({"name": name, "size": f.size, "sha256": f.sha256, "quant": f.quantization, "fit": fit})
+            fit, task = fit_image_size(int(f.size), hw), "image"
+        speed = speed_words(SimpleNamespace(task=task), fit) if fit is not None and fit.fits else ""
+        rows.append({"name": name, "size": f.size, "sha256": f.sha256, "quant": f.quantization, "fit": fit,
+                     "speed": speed})
     best = choose_best_gguf([(f.name, int(f.size or 0)) for f in info.gguf_files], hw) if info.gguf_files else None
     return rows, best
 
@@ -229,8 +235,9 @@ class HubSearchView(QWidget):
         for r in rows:
             fit = r["fit"]
             name = r["name"] + ("  ★ best for this machine" if r["name"] == best else "")
+            badge = getattr(fit, "badge", "") if fit is not None else ""
             it = QTreeWidgetItem([name, human_size(r["size"]), r["quant"] or "",
-                                  getattr(fit, "badge", "") if fit is not None else ""])
+                                  f"{badge}: {r['speed']}" if r.get("speed") else badge])
             it.setData(0, REPO_ROLE, r)
             if fit is not None:
                 it.setBackground(3, QBrush(badge_brush_color(badge_kind(fit))))
