@@ -74,6 +74,7 @@ class Message:
     stats: dict = field(default_factory=dict)
     created: float = 0.0
     finished: bool = True
+    versions: dict = field(default_factory=dict)  # a reply's versions (core/history_versions.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -562,6 +563,7 @@ class HistoryStore:
             id=row["id"], conversation_id=row["conversation_id"], role=row["role"], content=row["content"],
             thinking=row["thinking"], model_id=row["model_id"], params=json.loads(row["params"] or "{}"),
             stats=json.loads(row["stats"] or "{}"), created=row["created"], finished=bool(row["finished"]),
+            versions=json.loads(row["versions"] or "{}") if "versions" in row.keys() else {},
         )
 
 

@@ -37,6 +37,8 @@ MIGRATIONS: list[str | Callable[[], str]] = [
     CREATE INDEX messages_conversation ON messages(conversation_id, id);
     """,
     lambda: _migrate_fts(),  # 1 -> 2 (defined below; its SQL depends on this SQLite): full-text index of message text, when SQLite has FTS5 with trigrams
+    # 2 -> 3: a reply's versions (Regenerate keeps the earlier answers; core/history_versions.py)
+    "ALTER TABLE messages ADD COLUMN versions TEXT NOT NULL DEFAULT '{}';",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -88,13 +88,32 @@ def test_send_stream_stop_regenerate_edit_and_switch(window, qtbot):
     assert blocker.args[0]["finish_reason"] in ("stop", "length")
     assert len(tab.view.messages()) == 6
 
-    # regenerate the last reply: it is replaced, not added
+    # regenerate the last reply: it is replaced, not added, and the earlier answer stays as a version
     old_last = tab.view.messages()[-1].id
+    old_text = tab.view.messages()[-1].content
+    tab.params.seed.setValue(7)  # another seed: another answer
+    tab.params.temperature.setValue(1.0)
     with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
         tab.view.widget_for(old_last).buttons["regenerate"].click()
     msgs = tab.view.messages()
     assert len(msgs) == 6 and msgs[-1].id != old_last and msgs[-1].role == "assistant"
     assert tab.store.get_message(old_last) is None
+    new = tab.view.widget_for(msgs[-1].id)
+    new_text = msgs[-1].content
+    assert new.version_label.isVisible() and new.version_label.text() == "2/2" and new.version_prev.isEnabled()
+    import os
+    from pathlib import Path
+
+    shots = Path(__file__).resolve().parents[2] / "screenshots"
+    os.makedirs(shots, exist_ok=True)
+    assert window.grab().save(str(shots / "chat_versions.png"))
+    new.version_prev.click()  # ‹ : the earlier answer, and it is what the model reads next
+    assert new.version_label.text() == "1/2" and tab.view.messages()[-1].content == old_text
+    assert tab.store.get_message(msgs[-1].id).content == old_text
+    new.version_next.click()
+    assert new.version_label.text() == "2/2" and tab.store.get_message(msgs[-1].id).content == new_text
+    tab.params.temperature.setValue(0.0)
+    tab.params.seed.setValue(1)
 
     # edit and resend the second user message: everything after it is removed, then answered again
     user2 = msgs[2]

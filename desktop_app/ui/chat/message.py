@@ -130,6 +130,18 @@ class MessageWidget(QFrame):
             self.buttons[name] = b
         foot.addWidget(self.actions_box)
         self.actions_box.hide()
+        # a regenerated reply's versions: ‹ k/n › (the earlier answers are kept)
+        self.version_prev = named(QToolButton(), "chatVersionPrev", "Previous version of this reply")
+        self.version_next = named(QToolButton(), "chatVersionNext", "Next version of this reply")
+        self.version_label = named(small_label(QLabel()), "chatVersion", "Version of this reply")
+        for b, text, act in ((self.version_prev, "‹", "version_prev"), (self.version_next, "›", "version_next")):
+            b.setText(text)
+            b.setAutoRaise(True)
+            b.clicked.connect(lambda _=False, a=act: self.action.emit(a, self.message_id))
+        foot.insertWidget(1, self.version_prev)
+        foot.insertWidget(2, self.version_label)
+        foot.insertWidget(3, self.version_next)
+        self.set_version(0, 1)
         lay.addLayout(foot)
 
         self.content = ""
@@ -190,6 +202,16 @@ class MessageWidget(QFrame):
         elif event.type() == QEvent.Type.FocusOut and not self.underMouse():
             self.actions_box.hide()
         return False
+
+    def set_version(self, index: int, count: int) -> None:
+        """‹ k/n › for a reply with several versions; hidden when it has one."""
+        many = count > 1
+        for w in (self.version_prev, self.version_label, self.version_next):
+            w.setVisible(many)
+        self.version = (index, count)
+        self.version_label.setText(f"{index + 1}/{count}")
+        self.version_prev.setEnabled(index > 0)
+        self.version_next.setEnabled(index < count - 1)
 
     def set_regenerate_visible(self, visible: bool) -> None:
         b = self.buttons.get("regenerate")

@@ -32,10 +32,14 @@ class ViewMessage:
     content: str = ""
     thinking: str = ""
     stats: dict = field(default_factory=dict)
+    version: tuple = (0, 1)  # (shown, how many): a regenerated reply's ‹ k/n ›
 
     @classmethod
     def of(cls, m) -> "ViewMessage":
-        return cls(m.id, m.role, m.content, getattr(m, "thinking", "") or "", dict(getattr(m, "stats", {}) or {}))
+        from desktop_app.core.history_versions import position
+
+        return cls(m.id, m.role, m.content, getattr(m, "thinking", "") or "", dict(getattr(m, "stats", {}) or {}),
+                   position(m) if getattr(m, "versions", None) else (0, 1))
 
 
 class MessageView(QScrollArea):
@@ -140,6 +144,17 @@ class MessageView(QScrollArea):
         if w is not None:
             w.set_content(content, w.thinking)
 
+    def show_version(self, msg) -> None:
+        """Show the version of a message the store now holds (its text, thought, stats, ‹ k/n ›)."""
+        vm = ViewMessage.of(msg)
+        for i, m in enumerate(self._messages):
+            if m.id == vm.id:
+                self._messages[i] = vm
+        w = self._widgets.get(vm.id)
+        if w is not None:
+            w.set_content(vm.content, vm.thinking, vm.stats)
+            w.set_version(*vm.version)
+
     def remove_message(self, message_id: int) -> None:
         idx = next((i for i, m in enumerate(self._messages) if m.id == message_id), None)
         if idx is None:
@@ -241,6 +256,7 @@ class MessageView(QScrollArea):
     # ------------------------------------------------------------------ internals
     def _make(self, m: ViewMessage) -> MessageWidget:
         w = MessageWidget(m.id, m.role, m.content, m.thinking, m.stats)
+        w.set_version(*m.version)
         w.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         w.action.connect(self.action)
         self._widgets[m.id] = w

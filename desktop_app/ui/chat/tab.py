@@ -13,10 +13,11 @@ import logging
 from PySide6.QtCore import QItemSelectionModel, QTimer, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QHBoxLayout, QInputDialog, QMessageBox, QPushButton, QSizePolicy, QSplitter, QVBoxLayout, QWidget,
+    QHBoxLayout, QMessageBox, QPushButton, QSizePolicy, QSplitter, QVBoxLayout, QWidget,
 )
 
 from desktop_app.core.history import HistoryStore
+from desktop_app.ui.chat.actions import MessageActions
 from desktop_app.ui.chat.controller import ChatController
 from desktop_app.ui.chat.export import export_conversation
 from desktop_app.ui.chat.session import ChatStores, title_from
@@ -33,7 +34,7 @@ from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
 
-class ChatTab(QWidget):
+class ChatTab(MessageActions, QWidget):
     # Emitted on the GUI thread when a reply ends (done, stopped or failed): tests and the bench wait on it.
     reply_finished = Signal(object)
     model_loaded = Signal(object)
@@ -416,56 +417,6 @@ class ChatTab(QWidget):
         else:
             self.status_row.reply_stopped()
 
-    # ================================================================== message actions
-    @Slot(str, int)
-    def _on_message_action(self, name: str, message_id: int) -> None:
-        if name == "copy":
-            self.ctx.status_message.emit("Message copied to the clipboard.")
-        elif name == "delete":
-            self.delete_message(message_id)
-        elif name == "regenerate":
-            self.regenerate(message_id)
-        elif name == "edit":
-            old = next((m.content for m in self.view.messages() if m.id == message_id), "")
-            text, ok = QInputDialog.getMultiLineText(self, "Edit message",
-                                                     "Edit and send again (later messages are removed):", old)
-            if ok and text.strip():
-                self.edit_and_resend(message_id, text)
-
-    def delete_message(self, message_id: int) -> None:
-        if self.generating and message_id == self.controller.reply_id:
-            return
-        store = self.active_store
-        if store is not None:
-            store.delete_message(message_id)
-        self.view.remove_message(message_id)
-
-    def regenerate(self, message_id: int | None = None) -> bool:
-        """Generate the last reply again (the old one is removed)."""
-        if self.generating or self.conversation_id is None:
-            return False
-        msgs = self.view.messages()
-        last = next((m for m in reversed(msgs) if m.role == "assistant"), None)
-        if last is None or (message_id is not None and last.id != message_id):
-            return False
-        store = self.active_store
-        store.truncate_after(last.id, inclusive=True)
-        self.view.truncate_after(last.id, inclusive=True)
-        self._start_reply()
-        return True
-
-    def edit_and_resend(self, message_id: int, text: str) -> bool:
-        """Replace a user message, remove everything after it, and answer again."""
-        if self.generating or not text.strip():
-            return False
-        store = self.active_store
-        store.edit_message(message_id, text.strip())
-        store.truncate_after(message_id)
-        self.view.truncate_after(message_id)
-        self.view.update_message(message_id, text.strip())
-        self._start_reply()
-        return True
-
     # ================================================================== params
     def _on_engine_changed(self, values: dict) -> None:
         """Engine options are the user's settings; an idle loaded model is loaded again with them."""
@@ -563,6 +514,8 @@ class ChatTab(QWidget):
             self.view.end_stream(content, thinking, stats)
         empty = not (content or thinking) and not any(
             m.content or m.thinking for m in self.view.messages() if m.id == reply_id)
+        if self._settle_versions(reply_id, store, drop=drop_if_empty and empty):
+            empty = False  # a regenerated reply that came to nothing: the answer it replaced is back
         if drop_if_empty and empty and reply_id is not None:
             if store is not None and store is self.active_store:
                 try:

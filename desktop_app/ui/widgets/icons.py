@@ -96,7 +96,7 @@ def decorate(root) -> int:
     """Give every button and action under ``root`` that has an entry in ACTION_ICONS its icon;
     returns how many were given one."""
     from PySide6.QtGui import QAction
-    from PySide6.QtWidgets import QAbstractButton
+    from PySide6.QtWidgets import QAbstractButton, QToolButton
 
     n = 0
     for kind in (QAbstractButton, QAction):
@@ -104,5 +104,7 @@ def decorate(root) -> int:
             name = ACTION_ICONS.get(obj.objectName())
             if name:
                 themed(obj, name)
+                if isinstance(obj, QToolButton) and obj.text():  # a tool button keeps its word too
+                    obj.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
                 n += 1
     return n
