@@ -76,3 +76,45 @@ def show_version(store, message_id: int, index: int):
     i = max(0, min(index, len(all_) - 1))
     _write(store, message_id, {"all": all_, "current": i}, all_[i])
     return store.get_message(message_id)
+
+
+# --- edits that branch: a user message's versions each keep the messages that followed it -------
+def _tail(store, msg) -> list[dict]:
+    return [{"role": m.role, "content": m.content, "thinking": m.thinking, "stats": dict(m.stats or {}),
+             "model_id": m.model_id, "versions": m.versions}
+            for m in store.messages(msg.conversation_id) if m.id > msg.id]
+
+
+def branch_edit(store, message_id: int, text: str):
+    """Edit a user message as a new branch: its old text and every message after it are kept as
+    its previous version (‹ k/n ›), the later messages leave the conversation, the new text is
+    shown. Returns the message."""
+    msg = store.get_message(message_id)
+    v = msg.versions or {}
+    all_ = list(v.get("all") or []) or [{"content": msg.content, "thinking": "", "stats": {}, "tail": []}]
+    cur = int(v.get("current", len(all_) - 1)) if v.get("all") else 0
+    all_[cur] = {**all_[cur], "content": msg.content, "tail": _tail(store, msg)}
+    all_ = [*all_, {"content": text, "thinking": "", "stats": {}, "tail": None}][-MAX_VERSIONS:]
+    store.truncate_after(message_id)
+    _write(store, message_id, {"all": all_, "current": len(all_) - 1}, all_[-1])
+    return store.get_message(message_id)
+
+
+def show_branch(store, message_id: int, index: int):
+    """Show version ``index`` of a user message with the messages that followed it then; the
+    branch shown now is kept in its place."""
+    msg = store.get_message(message_id)
+    v = msg.versions or {}
+    all_ = list(v.get("all") or [])
+    if len(all_) < 2:
+        return msg
+    i, cur = max(0, min(index, len(all_) - 1)), int(v.get("current", 0))
+    all_[cur] = {**all_[cur], "content": msg.content, "tail": _tail(store, msg)}
+    store.truncate_after(message_id)
+    for t in all_[i].get("tail") or []:
+        m = store.add_message(msg.conversation_id, t["role"], t["content"], thinking=t.get("thinking", ""),
+                              model_id=t.get("model_id"), stats=t.get("stats") or {})
+        if t.get("versions"):
+            _write(store, m.id, t["versions"])
+    _write(store, message_id, {"all": all_, "current": i}, {**all_[i], "thinking": "", "stats": {}})
+    return store.get_message(message_id)

@@ -125,6 +125,13 @@ def test_send_stream_stop_regenerate_edit_and_switch(window, qtbot):
     saved = _db_rows(tab, f"SELECT content FROM messages WHERE conversation_id = {first_conv} ORDER BY id")
     assert [r[0] for r in saved][:3] == ["What is the capital of France?", msgs[1].content, "Name one fruit."]
     assert len(saved) == 4
+    # the edit branched: ‹ on the edited message brings the earlier branch back whole, › the new one
+    edited = tab.view.widget_for(user2.id)
+    assert edited.version_label.text() == "2/2"
+    edited.version_prev.click()
+    assert [m.content for m in tab.view.messages()][2] == user2.content and len(tab.view.messages()) == 6
+    tab.view.widget_for(user2.id).version_next.click()
+    assert [m.content for m in tab.view.messages()][2] == "Name one fruit." and len(tab.view.messages()) == 4
 
     # switch: a new chat (Ctrl+N), then back to the first one from the list
     qtbot.keyClick(tab.input, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)

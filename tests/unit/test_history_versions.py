@@ -87,3 +87,34 @@ def test_an_old_history_file_gains_versions_by_migration(tmp_path):
         assert h.schema_version == SCHEMA_VERSION
         (m,) = h.messages(1)
         assert m.content == "kept" and m.versions == {} and V.position(m) == (0, 1)
+
+
+def test_an_edit_branches_and_each_branch_keeps_what_followed_it():
+    with HistoryStore() as h:
+        c = h.create_conversation("Branches")
+        for role, text in (("user", "u1"), ("assistant", "a1"), ("user", "u2"), ("assistant", "a2"),
+                           ("user", "u3"), ("assistant", "a3")):
+            h.add_message(c.id, role, text)
+        u2 = [m for m in h.messages(c.id) if m.content == "u2"][0]
+        m = V.branch_edit(h, u2.id, "u2 edited")
+        assert m.content == "u2 edited" and V.position(m) == (1, 2)
+        assert [x.content for x in h.messages(c.id)] == ["u1", "a1", "u2 edited"]  # the old branch left
+        h.add_message(c.id, "assistant", "a2 for the edit")
+        m = V.show_branch(h, u2.id, 0)  # ‹ : the old branch comes back whole
+        assert [x.content for x in h.messages(c.id)] == ["u1", "a1", "u2", "a2", "u3", "a3"]
+        assert V.position(m) == (0, 2)
+        m = V.show_branch(h, u2.id, 1)  # › : and the new one
+        assert [x.content for x in h.messages(c.id)] == ["u1", "a1", "u2 edited", "a2 for the edit"]
+        # a regenerated reply inside a branch keeps its versions when the branch is left and taken back
+        last = [x for x in h.messages(c.id) if x.role == "assistant"][-1]
+        earlier = V.versions_of(last)
+        h.truncate_after(last.id, inclusive=True)
+        new = h.add_message(c.id, "assistant", "", finished=False)
+        V.start_regenerated(h, new.id, earlier)
+        h.finish_message(new.id, "a2 again")
+        V.settle(h, new.id)
+        V.show_branch(h, u2.id, 0)
+        V.show_branch(h, u2.id, 1)
+        back = [x for x in h.messages(c.id) if x.role == "assistant"][-1]
+        assert back.content == "a2 again" and V.position(back) == (1, 2)
+        assert [v["content"] for v in V.versions_of(back)] == ["a2 for the edit", "a2 again"]

@@ -24,7 +24,7 @@ class MessageActions:
         elif name == "edit":
             old = next((m.content for m in self.view.messages() if m.id == message_id), "")
             text, ok = QInputDialog.getMultiLineText(self, "Edit message",
-                                                     "Edit and send again (later messages are removed):", old)
+                                                     "Edit and send again (the conversation so far stays as the previous version):", old)
             if ok and text.strip():
                 self.edit_and_resend(message_id, text)
 
@@ -63,6 +63,10 @@ class MessageActions:
         i, n = versions.position(msg)
         if n < 2 or not 0 <= i + step < n:
             return False
+        if msg.role == "user":  # a branch: the messages that followed that version come back with it
+            versions.show_branch(store, message_id, i + step)
+            self.view.set_messages(store.messages(msg.conversation_id))
+            return True
         self.view.show_version(versions.show_version(store, message_id, i + step))
         return True
 
@@ -83,14 +87,13 @@ class MessageActions:
         return False
 
     def edit_and_resend(self, message_id: int, text: str) -> bool:
-        """Replace a user message, remove everything after it, and answer again."""
+        """Edit a user message as a new branch (the old text and what followed it stay as its
+        previous version, ‹ k/n ›) and answer again."""
         if self.generating or not text.strip():
             return False
         store = self.active_store
-        store.edit_message(message_id, text.strip())
-        store.truncate_after(message_id)
-        self.view.truncate_after(message_id)
-        self.view.update_message(message_id, text.strip())
+        self.view.truncate_after(message_id)  # the old branch is kept as the message's previous version
+        self.view.show_version(versions.branch_edit(store, message_id, text.strip()))
         self._start_reply()
         return True
 

@@ -113,7 +113,7 @@ class MessageWidget(QFrame):
         self.buttons: dict[str, QToolButton] = {}
         actions = [("copy", "Copy", "Copy this message")]
         if role == "user":
-            actions.append(("edit", "Edit", "Edit this message and send it again (later messages are removed)"))
+            actions.append(("edit", "Edit", "Edit this message and send it again (what followed stays as its previous version)"))
         if role == "assistant":
             actions.append(("regenerate", "Regenerate", "Generate this reply again"))
         actions.append(("delete", "Delete", "Delete this message"))
