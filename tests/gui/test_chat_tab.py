@@ -117,8 +117,15 @@ def test_send_stream_stop_regenerate_edit_and_switch(window, qtbot):
 
     # edit and resend the second user message: everything after it is removed, then answered again
     user2 = msgs[2]
+    w = tab.view.widget_for(user2.id)
+    w.buttons["edit"].click()  # inline: an editor in the bubble itself
+    assert w.editor is not None and w.editor.toPlainText() == user2.content and not w.body.isVisible()
+    qtbot.keyClick(w.editor, Qt.Key.Key_Escape)  # Esc cancels, nothing changes
+    assert w.editor is None and w.body.isVisible() and len(tab.view.messages()) == 6
+    w.buttons["edit"].click()
+    w.editor.setPlainText("Name one fruit.")
     with qtbot.waitSignal(tab.reply_finished, timeout=REPLY_TIMEOUT):
-        assert tab.edit_and_resend(user2.id, "Name one fruit.")
+        qtbot.keyClick(w.editor, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)  # Ctrl+Enter sends
     msgs = tab.view.messages()
     assert [m.role for m in msgs] == ["user", "assistant", "user", "assistant"]
     assert msgs[2].content == "Name one fruit."

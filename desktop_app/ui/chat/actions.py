@@ -5,7 +5,6 @@ view, store and controller."""
 from __future__ import annotations
 
 from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QInputDialog
 
 from desktop_app.core import history_versions as versions
 
@@ -21,12 +20,17 @@ class MessageActions:
             self.regenerate(message_id)
         elif name in ("version_prev", "version_next"):
             self.show_version(message_id, -1 if name == "version_prev" else 1)
-        elif name == "edit":
-            old = next((m.content for m in self.view.messages() if m.id == message_id), "")
-            text, ok = QInputDialog.getMultiLineText(self, "Edit message",
-                                                     "Edit and send again (the conversation so far stays as the previous version):", old)
-            if ok and text.strip():
-                self.edit_and_resend(message_id, text)
+        elif name == "edit":  # inline, in the bubble (Send: Ctrl+Enter, Cancel: Esc)
+            w = self.view.widget_for(message_id)
+            if w is not None and not self.generating:
+                w.start_edit()
+        elif name == "edit_send":
+            w = self.view.widget_for(message_id)
+            text = w.edited_text() if w is not None else ""
+            if text.strip() and self.edit_and_resend(message_id, text):
+                w = self.view.widget_for(message_id)
+                if w is not None:
+                    w.end_edit()
 
     def delete_message(self, message_id: int) -> None:
         if self.generating and message_id == self.controller.reply_id:

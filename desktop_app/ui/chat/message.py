@@ -113,7 +113,7 @@ class MessageWidget(QFrame):
         self.buttons: dict[str, QToolButton] = {}
         actions = [("copy", "Copy", "Copy this message")]
         if role == "user":
-            actions.append(("edit", "Edit", "Edit this message and send it again (what followed stays as its previous version)"))
+            actions.append(("edit", "Edit", "Edit this message here and send it again (what followed stays as its previous version)"))
         if role == "assistant":
             actions.append(("regenerate", "Regenerate", "Generate this reply again"))
         actions.append(("delete", "Delete", "Delete this message"))
@@ -186,6 +186,45 @@ class MessageWidget(QFrame):
         for b in self.buttons.values():
             b.setEnabled(not streaming)
 
+    # inline edit --------------------------------------------------------------------------
+    def start_edit(self) -> None:
+        """Edit in the bubble itself: the text in an editor, Send (Ctrl+Enter) and Cancel (Esc)."""
+        from PySide6.QtWidgets import QPlainTextEdit, QPushButton
+
+        if getattr(self, "editor", None) is not None:
+            self.editor.setFocus()
+            return
+        self.editor = named(QPlainTextEdit(self.content), "chatInlineEditor", "Edit the message")
+        self.editor.setMinimumHeight(3 * self.fontMetrics().height() + 12)
+        send = named(QPushButton("Send"), "chatInlineSend", "Send the edited message (Ctrl+Enter)")
+        cancel = named(QPushButton("Cancel"), "chatInlineCancel", "Cancel the edit (Esc)")
+        send.clicked.connect(lambda: self.action.emit("edit_send", self.message_id))
+        cancel.clicked.connect(self.end_edit)
+        self.editor.installEventFilter(self)  # Esc and Ctrl+Enter are the editor's (over the tab's Esc = Stop)
+        self.edit_row = QWidget()
+        row = QHBoxLayout(self.edit_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addStretch(1)
+        row.addWidget(cancel)
+        row.addWidget(send)
+        lay = self.layout()
+        at = lay.indexOf(self.body)
+        lay.insertWidget(at + 1, self.editor)
+        lay.insertWidget(at + 2, self.edit_row)
+        self.body.hide()
+        self.editor.setFocus()
+
+    def edited_text(self) -> str:
+        return self.editor.toPlainText() if getattr(self, "editor", None) is not None else self.content
+
+    def end_edit(self) -> None:
+        for w in (getattr(self, "editor", None), getattr(self, "edit_row", None)):
+            if w is not None:
+                w.hide()
+                w.deleteLater()
+        self.editor = self.edit_row = None
+        self.body.show()
+
     # actions on hover ---------------------------------------------------------------------
     def enterEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.actions_box.show()
@@ -196,7 +235,28 @@ class MessageWidget(QFrame):
             self.actions_box.hide()
         super().leaveEvent(event)
 
+    def _edit_key(self, event) -> str:
+        key, mods = event.key(), event.modifiers()
+        if key == Qt.Key.Key_Escape:
+            return "cancel"
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and mods & Qt.KeyboardModifier.ControlModifier:
+            return "send"
+        return ""
+
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if obj is getattr(self, "editor", None) and event.type() in (QEvent.Type.ShortcutOverride,
+                                                                     QEvent.Type.KeyPress):
+            what = self._edit_key(event)
+            if what and event.type() == QEvent.Type.ShortcutOverride:
+                event.accept()  # the key comes to the editor, not to a window shortcut
+                return True
+            if what == "cancel":
+                self.end_edit()
+                return True
+            if what == "send":
+                self.action.emit("edit_send", self.message_id)
+                return True
+            return False
         if event.type() == QEvent.Type.FocusIn:  # Tab reaches an action: they show
             self.actions_box.show()
         elif event.type() == QEvent.Type.FocusOut and not self.underMouse():
