@@ -32,6 +32,11 @@ def test_resources_panel_measures_and_unloads_the_chat_model(qtbot, starter_mode
     assert row.slot == "chat" and row.pid == pid
     assert row.ram_bytes > 50 * 2**20  # the engine child with the model in it, measured
     assert "RAM:" in panel.totals.text() and "used of" in panel.totals.text()
+    from pathlib import Path
+
+    shots = Path(__file__).resolve().parents[2] / "screenshots"
+    shots.mkdir(exist_ok=True)
+    assert panel.grab().save(str(shots / "resources_panel.png"))
     n = panel.measurements
     qtbot.wait(2500)
     assert 1 <= panel.measurements - n <= 3  # refreshed while shown, never faster than 1 Hz
