@@ -407,6 +407,9 @@ def test_hub_search_lists_files_with_sizes_and_badges_then_downloads(make_tab, q
     assert q4.text(1).endswith("KB") or q4.text(1).endswith("MB")
     assert q4.text(3).startswith("CPU")  # fit badge
     assert "tokens per second on this CPU" in q4.text(3) or ": on the CPU" in q4.text(3)  # and the speed, in words
+    hub.files.setCurrentItem(q4)  # the selected file as a model card
+    card = hub.card.text()
+    assert "testorg/Tiny-GGUF" in card and "tiny-Q4_K_M.gguf" in card and "licence" in card and "CPU" in card
     assert hub.best_file and "best for this machine" in items[hub.best_file].text(0)
     assert hub.select_file("tiny-Q2_K.gguf")
     finished = []

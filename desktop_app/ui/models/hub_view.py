@@ -82,6 +82,26 @@ def file_rows(info: Any, hw: Any) -> tuple[list[dict], str | None]:
     return rows, best
 
 
+def hub_card_html(info: Any, row: dict) -> str:
+    """A model card for a hub file: what it is for (the repo's pipeline and tags), its parameters
+    (from its name), licence, the exact file and size, the fit here in words with the speed. Every
+    text from the hub is escaped (untrusted)."""
+    from html import escape
+
+    from desktop_app.hub.catalog import params_billions
+
+    params = params_billions(f"{info.repo_id} {row['name']}")
+    what = ", ".join(escape(t) for t in ([info.pipeline_tag] if info.pipeline_tag else []) + list(info.tags[:4]))
+    fit = row.get("fit")
+    where = (f"<b>{escape(fit.badge)}</b>" + (f": {escape(row['speed'])}" if row.get("speed") else "")
+             if fit is not None else "Fit: known for model files only")
+    facts = [x for x in (params and f"about {params:g}B parameters", row.get("quant") and escape(row["quant"]),
+                         f"licence {escape(info.license or 'see the model card')}",
+                         "context: read from the file once it is here") if x]
+    return (f"<b>{escape(info.repo_id)}</b>{(' · ' + what) if what else ''}<br>{' · '.join(facts)}<br>"
+            f"<small>{escape(row['name'])} · {human_size(row.get('size'))}</small><br>{where}")
+
+
 class HubSearchView(QWidget):
     download_requested = Signal(object)  # DownloadSpec
 
@@ -136,6 +156,10 @@ class HubSearchView(QWidget):
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.files, 1)
+        self.card = named(QLabel(""), "hubCard", "The selected file, as a model card")
+        self.card.setWordWrap(True)
+        self.card.setTextFormat(Qt.TextFormat.RichText)
+        rl.addWidget(self.card)
         btns = QHBoxLayout()
         btns.addStretch(1)
         btns.addWidget(self.download_repo_btn)
@@ -260,6 +284,8 @@ class HubSearchView(QWidget):
     @Slot(object, object)
     def _on_file_changed(self, current, _previous) -> None:
         self.download_btn.setEnabled(current is not None)
+        self.card.setText(hub_card_html(self.repo_info, current.data(0, REPO_ROLE)) if current is not None
+                          and self.repo_info is not None else "")
 
     def file_names(self) -> list[str]:
         return [self.files.topLevelItem(i).data(0, REPO_ROLE)["name"] for i in range(self.files.topLevelItemCount())]
