@@ -260,7 +260,7 @@ def test_the_preview_shows_the_clicked_image_and_forgets_a_deleted_one(studio, q
         want = QImage(str(it.path))
         assert shown.size() == want.size() and shown.pixelColor(5, 5) == want.pixelColor(5, 5)
         assert studio.gallery_panel.selected_item() is it  # what the toolbar acts on is what is shown
-        assert f"seed {it.params['seed']}" in studio.preview.caption
+        assert f"seed {2 - row}" in studio.preview.caption  # newest first: row 0 is the file with seed 2
     assert studio.view_tabs.currentWidget() is studio.preview  # a picked image comes to the front
     shot(studio, "preview_follows_selection")
     # deleting the shown image clears it from the preview
