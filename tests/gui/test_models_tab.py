@@ -435,7 +435,8 @@ def test_the_same_model_imported_twice_shows_once(make_tab, qtbot, monkeypatch, 
     qtbot.waitUntil(lambda: "already in the library" in lib.message.text(), timeout=10000)
     assert "Same-Model.gguf is already in the library as tiny-llama" in lib.message.text()
     assert len([r for r in Library().list() if r.format == "gguf" and r.source == "import"]) == 1
-    assert lib.selected_record() is not None and lib.selected_record().name == "tiny-llama"
+    qtbot.waitUntil(lambda: lib.selected_record() is not None, timeout=10000)
+    assert lib.selected_record().name == "tiny-llama"
 
 
 def test_library_import_delete_and_screenshot(make_tab, qtbot, monkeypatch, tmp_path, tiny_gguf):

@@ -267,8 +267,10 @@ class LibraryView(QWidget):
         self.model.set_rows(rows)
         total = sum(r.record.size_bytes for r in rows if r.record.managed)
         self.total_label.setText(f"{len(rows)} models · {human_size(total)} in the Atelier models folder")
-        if selected is not None:
-            self.select_model(selected.id)
+        wanted = getattr(self, "_select_when_listed", None) or (selected.id if selected is not None else None)
+        self._select_when_listed = None
+        if wanted is not None:
+            self.select_model(wanted)
         self._on_selection_changed()
 
     @Slot(object)
@@ -443,7 +445,8 @@ class LibraryView(QWidget):
 
         if isinstance(exc, AlreadyInstalled):  # shown once: point at the one that is there
             self.message.setText(str(exc))
-            self.select_model(exc.record.id)
+            if not self.select_model(exc.record.id):
+                self._select_when_listed = exc.record.id  # not listed yet: once the listing arrives
             return
         self.message.setText(f"Import refused: {error_text(exc)}")
 
