@@ -14,7 +14,6 @@ from desktop_app import __version__
 from desktop_app.resources import resource
 
 from desktop_app.qt.context import AppContext
-from desktop_app.ui.widgets.icons import decorate
 from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
@@ -171,6 +170,8 @@ class MainWindow(QMainWindow):
             cls = getattr(importlib.import_module(mod_name), cls_name)
             slot.tab = cls(self.ctx, slot)
             slot.layout().addWidget(slot.tab)
+            from desktop_app.ui.widgets.icons import decorate  # QtSvg: loaded after the window is shown
+
             decorate(slot.tab)  # the bundled icon set on its actions
             if self._started:
                 self._start_tab(slot.tab)
@@ -284,6 +285,8 @@ class MainWindow(QMainWindow):
         if getattr(self, "welcome", None) is not None and self.welcome.isVisible():
             self.welcome.raise_()
             return self.welcome
+        from desktop_app.ui.widgets.icons import decorate
+
         dlg = self.welcome = WelcomeDialog(self.ctx, self)
         decorate(dlg)
         dlg.chat_requested.connect(self._welcome_chat)
