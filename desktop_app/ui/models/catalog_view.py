@@ -399,19 +399,25 @@ class CatalogView(QWidget):
                            f"restricts how it may be used.\n\nRead it: {link}{gated}\n\nDo you accept the licence?",
                            selectable=True)
 
+    def accept_licence(self, entry) -> bool:
+        """True when ``entry`` needs no acceptance, or the user accepted its licence (asked once)."""
+        if entry.needs_acceptance and entry.id not in self._accepted_licences:
+            box = self.licence_box(entry)
+            box.exec()
+            if box.clickedButton() is not box.property("accept_button"):
+                return False
+            self._accepted_licences.add(entry.id)
+        return True
+
     @Slot()
     def _on_download_clicked(self, *_args) -> None:
         r = self.selected_row()
         if r is None or r.entry.needs_server:
             return
         e = r.entry
-        if e.needs_acceptance and e.id not in self._accepted_licences:
-            box = self.licence_box(e)
-            box.exec()
-            if box.clickedButton() is not box.property("accept_button"):
-                self.message.setText(f"Download of {e.family} cancelled: the licence was not accepted.")
-                return
-            self._accepted_licences.add(e.id)
+        if not self.accept_licence(e):
+            self.message.setText(f"Download of {e.family} cancelled: the licence was not accepted.")
+            return
         self.download_requested.emit(e)
         self.message.setText(f"Queued {e.family} {e.quantization} for download (see Downloads).")
 

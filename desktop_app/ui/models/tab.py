@@ -89,15 +89,10 @@ class ModelsTab(QWidget):
     def download_entry(self, entry) -> str | None:
         """Download a catalog entry chosen elsewhere (the welcome page): its licence is accepted
         first when it needs to be, as in the Catalog."""
-        cat = self.catalog
-        if entry.needs_acceptance and entry.id not in cat._accepted_licences:
-            box = cat.licence_box(entry)
-            box.exec()
-            if box.clickedButton() is not box.property("accept_button"):
-                self.downloads.say(f"Download of {entry.family} cancelled: the licence was not accepted.")
-                self.sections.setCurrentWidget(self.downloads)
-                return None
-            cat._accepted_licences.add(entry.id)
+        if not self.catalog.accept_licence(entry):
+            self.downloads.say(f"Download of {entry.family} cancelled: the licence was not accepted.")
+            self.sections.setCurrentWidget(self.downloads)
+            return None
         job = self.downloads.enqueue_catalog_entry(entry)
         self.sections.setCurrentWidget(self.downloads)
         return job
