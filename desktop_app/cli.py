@@ -25,6 +25,7 @@ HANDLERS = {
     "models.files": "models:cmd_files",
     "models.catalog": "models:cmd_catalog",
     "models.configs": "configs:cmd_configs",
+    "models.plan": "plan:cmd_plan",
     "run": "chat:cmd_run",
     "imagine": "imagine:cmd_imagine",
     "upscale": "postprocess:cmd_upscale",
@@ -95,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--task", choices=["chat", "image", "upscale", "background_removal"])
     ca.add_argument("--fits", action="store_true", help="only what fits this machine")
     ca.add_argument("--json", action="store_true")
+    pn = ms.add_parser("plan", help="what the memory broker does with a chat and an image model loaded at once")
+    pn.add_argument("chat_id", help="library or catalog id of the chat model")
+    pn.add_argument("image_id", help="library or catalog id of the image model")
+    pn.add_argument("--active", choices=["image", "chat", "none"], default="image",
+                    help="the model being loaded now, whose speed counts most (default: image, as when the "
+                         "Studio loads while the chat model is loaded)")
+    pn.add_argument("--ctx", type=int, default=None, help="the chat model's context length")
+    pn.add_argument("--json", action="store_true")
     cf = ms.add_parser("configs", help="fetch a diffusion family's config files (no weights) for single-file checkpoints")
     cf.add_argument("repo", nargs="?", default=None, help="diffusers repo (default: the family's usual one)")
     cf.add_argument("--family", required=True,

@@ -444,6 +444,15 @@ def estimate_llm_from_size(
     vram_reserve_mib: int | None = None,
 ) -> LlmPlan:
     """An approximate plan for a GGUF we only know by its size (catalog entries, hub listings)."""
+    shape = shape_from_size(size_bytes, n_layers, params_b, context_length, n_embd, n_head, n_head_kv, n_vocab,
+                            quantization)
+    return plan_shape(shape, hw, n_ctx, vram_reserve_mib)
+
+
+def shape_from_size(size_bytes: int, n_layers: int | None = None, params_b: float | None = None,
+                    context_length: int | None = None, n_embd: int | None = None, n_head: int | None = None,
+                    n_head_kv: int | None = None, n_vocab: int | None = None, quantization: str = "") -> LlmShape:
+    """An approximate LlmShape for a GGUF known only by its size (and what a listing says)."""
     if size_bytes <= 0:
         raise ModelFormatError("A model size must be positive to estimate its fit.")
     if params_b is None:
@@ -460,13 +469,12 @@ def estimate_llm_from_size(
     embd = int(min(size_bytes * 0.2, V * E * bpw))
     out = int(min(size_bytes * 0.2, V * E * max(bpw, 0.82)))  # output head is usually Q6_K or better
     per_layer = max(1, (size_bytes - embd - out) // L)
-    shape = LlmShape(
+    return LlmShape(
         n_layers=L, layer_bytes=[per_layer] * L, token_embd_bytes=embd, output_bytes=out,
         total_weights_bytes=int(size_bytes), n_embd=E, n_head=H, n_head_kv=[HKV] * L,
         head_dim_k=head_dim, head_dim_v=head_dim, n_vocab=V,
         context_length=context_length or DEFAULT_CTX, quantization=quantization, approximate=True,
     )
-    return plan_shape(shape, hw, n_ctx, vram_reserve_mib)
 
 
 _QUANT_BITS = {

@@ -155,11 +155,22 @@ def _activation_bytes(denoiser_bytes: int) -> int:
 
 def plan_diffusion(path_or_sizes: str | Path | dict, hw: Hardware | None = None,
                    vram_reserve_mib: int | None = None) -> DiffusionPlan:
-    """Plan a diffusion pipeline from its files (or a {component: params} dict)."""
+    """Plan a diffusion pipeline from its files (or a {component: params} dict): the best
+    placement that fits (:func:`diffusion_options`' first), else ``too_large``."""
+    options = diffusion_options(path_or_sizes, hw, vram_reserve_mib)
+    return options[0]
+
+
+def diffusion_options(path_or_sizes: str | Path | dict, hw: Hardware | None = None,
+                      vram_reserve_mib: int | None = None) -> list[DiffusionPlan]:
+    """Every placement of a pipeline that fits ``hw``, best first (full GPU, model CPU offload,
+    sequential offload, CPU); ``[too_large]`` when none does. The memory broker chooses among
+    them when another model shares the machine."""
     hw = hw or detect_hardware()
     params = dict(path_or_sizes) if isinstance(path_or_sizes, dict) else diffusion_components(path_or_sizes)
     reserve = _vram_reserve_bytes(vram_reserve_mib)
     notes: list[str] = []
+    out: list[DiffusionPlan] = []
     device = hw.torch_device
     tw = hw.torch_warning()
     if tw:
@@ -176,26 +187,31 @@ def plan_diffusion(path_or_sizes: str | Path | dict, hw: Hardware | None = None,
         budget = max(0, g.vram_free_bytes - reserve)
         biggest = max(comp.values())
         unified = g.unified_memory
+        note = " ".join(notes)
         if total + act <= budget and (not unified or total + act <= ram_budget):
-            return DiffusionPlan("gpu", device, dtype, total, total + act, 0, comp, False, " ".join(notes))
+            out.append(DiffusionPlan("gpu", device, dtype, total, total + act, 0, comp, False, note))
         if biggest + act <= budget and total <= ram_budget:
-            notes.append("Components move to the GPU one at a time (model CPU offload).")
-            return DiffusionPlan("gpu_offload", device, dtype, total, biggest + act, total, comp, True, " ".join(notes))
+            out.append(DiffusionPlan("gpu_offload", device, dtype, total, biggest + act, total, comp, True,
+                                     (note + " Components move to the GPU one at a time (model CPU offload).").strip()))
         seq = act + biggest // 20
         if seq <= budget and total <= ram_budget:
-            notes.append("Layers stream to the GPU one by one (sequential offload): very slow.")
-            return DiffusionPlan("gpu_sequential_offload", device, dtype, total, seq, total, comp, True, " ".join(notes))
-        notes.append(f"Too large for {g.name}'s free memory; trying the CPU.")
+            out.append(DiffusionPlan("gpu_sequential_offload", device, dtype, total, seq, total, comp, True,
+                                     (note + " Layers stream to the GPU one by one (sequential offload): very slow.").strip()))
+        if not out:
+            notes.append(f"Too large for {g.name}'s free memory; trying the CPU.")
     comp = {k: v * 4 for k, v in params.items()}
     total = sum(comp.values())
     den = sum(v for k, v in comp.items() if k in DENOISERS) or max(comp.values())
     need = total + _activation_bytes(den)
     if need <= ram_budget:
+        cpu_notes = list(notes)
         if hw.gpus and device == "cpu" and not tw:
-            notes.append("No GPU usable by torch: running on the CPU in float32 (slow).")
-        return DiffusionPlan("cpu", "cpu", "float32", total, need, need, comp, False, " ".join(notes))
+            cpu_notes.append("No GPU usable by torch: running on the CPU in float32 (slow).")
+        out.append(DiffusionPlan("cpu", "cpu", "float32", total, need, need, comp, False, " ".join(cpu_notes)))
+    if out:
+        return out
     notes.append(f"Needs about {need / GiB:.1f} GiB in float32 on the CPU but {ram_budget / GiB:.1f} GiB RAM is free.")
-    return DiffusionPlan("too_large", "cpu", "float32", total, need, need, comp, False, " ".join(notes))
+    return [DiffusionPlan("too_large", "cpu", "float32", total, need, need, comp, False, " ".join(notes))]
 
 
 def plan_small_model(size_bytes: int, hw: Hardware | None = None) -> DiffusionPlan:
