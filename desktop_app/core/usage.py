@@ -48,6 +48,16 @@ def process_rss(pid: int) -> int:
     return total
 
 
+def own_rss() -> int:
+    """This process's resident bytes (an engine child reports its own)."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # noqa: BLE001 - no psutil: unknown
+        return 0
+
+
 def nvidia_usage() -> tuple[list[dict], dict[int, int]]:
     """([{name, total_bytes, used_bytes}], {pid: bytes}) from NVML; empty without an NVIDIA driver."""
     try:

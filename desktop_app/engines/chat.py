@@ -166,7 +166,22 @@ class ChatEngine:
             "template": "gguf" if not self.template_fallback else FALLBACK_TEMPLATE_NAME,
             "template_error": self.template_error,
             **(self.native if self.llm is not None else {}),
+            "memory": self.memory() if self.llm is not None else {},
         }
+
+    def memory(self) -> dict:
+        """What this process holds: llama.cpp's model buffers and the process's resident bytes
+        (the memory broker counts a loaded model at this, not at its estimate)."""
+        from desktop_app.core.usage import own_rss
+
+        out = {"rss_bytes": own_rss()}
+        try:
+            import llama_cpp
+
+            out["model_bytes"] = int(llama_cpp.llama_model_size(self.llm._model.model))
+        except Exception:  # noqa: BLE001 - an older binding: the RSS alone
+            pass
+        return out
 
     def load(
         self,

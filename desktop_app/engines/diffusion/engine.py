@@ -14,23 +14,9 @@ import traceback
 from desktop_app.core.errors import AtelierError, ModelFormatError
 from desktop_app.engines.diffusion import protocol as P
 from desktop_app.engines.diffusion.protocol import Event, GenerateRequest, ModelSpec
+from desktop_app.engines.diffusion.placement import LIGHTER, PLACEMENT_TEXT, PlacementMixin  # noqa: F401
 from desktop_app.engines.wire import EventWriter
 
-# Placement ladder: on out of memory, retry once with the next, lighter mode.
-LIGHTER = {
-    "gpu": "gpu_offload",
-    "gpu_offload": "gpu_sequential_offload",
-    "gpu_sequential_offload": None,
-    "cpu": "cpu_lowmem",
-    "cpu_lowmem": None,
-}
-PLACEMENT_TEXT = {
-    "gpu": "on the GPU",
-    "gpu_offload": "on the GPU with model CPU offload",
-    "gpu_sequential_offload": "on the GPU with sequential CPU offload (slow, least VRAM)",
-    "cpu": "on the CPU (float32)",
-    "cpu_lowmem": "on the CPU with attention slicing and VAE tiling",
-}
 SCHEDULER_NAMES = {
     "EulerDiscreteScheduler": "Euler",
     "EulerAncestralDiscreteScheduler": "Euler a",
@@ -51,7 +37,7 @@ class _Interrupted(Exception):
 _Out = EventWriter  # the event writer on the protocol stream
 
 
-class Engine:
+class Engine(PlacementMixin):
     def __init__(self, out: _Out):
         self.out = out
         self.model = None          # loader.LoadedModel
@@ -139,83 +125,12 @@ class Engine:
             comps["transformer"] = t.stat().st_size // 2  # GGUF stays quantized: its size, counted as 16-bit
         return comps
 
-    def _plan(self, path, job: str) -> tuple[str, str, str]:
-        """(placement, device, dtype) from the fit plan, checked against what torch can use."""
-        import torch
-
-        placement, device, dtype = "cpu", "cpu", "float32"
-        self.plan_vae_tiling = False
-        try:
-            from pathlib import Path
-
-            from desktop_app.core.fitting import plan_diffusion
-            from desktop_app.core.hardware import detect_hardware
-        except ImportError:
-            plan_diffusion = None  # fitting not available: the safe default (CPU, float32)
-        if plan_diffusion is not None:
-            try:
-                plan = plan_diffusion(path if isinstance(path, dict) else Path(path), detect_hardware())
-            except Exception as exc:  # noqa: BLE001 - the file passed inspect(); say so, run safely
-                self._emit(job, P.NOTICE, kind="plan_failed",
-                           message=f"Could not plan this model's memory use ({exc}); running on the CPU.")
-            else:
-                placement = plan.plan
-                device = str(getattr(plan, "device", "cpu") or "cpu")
-                dtype = str(getattr(plan, "dtype", "float32") or "float32").replace("torch.", "")
-                self.plan_vae_tiling = bool(getattr(plan, "vae_tiling", False))
-        if placement == "too_large":
-            raise AtelierError(
-                "This model does not fit this computer's memory (see its fit badge in the Models tab); "
-                "choose a smaller model."
-            )
-        if placement.startswith("gpu"):
-            ok = (device.startswith("cuda") and torch.cuda.is_available()) or (
-                device.startswith("mps") and torch.backends.mps.is_available())
-            if not ok:
-                self._emit(job, P.NOTICE, kind="device_fallback",
-                           message=f"The plan asked for {device}, but this torch build cannot use it "
-                                   f"(torch {torch.__version__}); running on the CPU in float32, much slower. "
-                                   "Install the CUDA build of torch to use the GPU.")
-                placement, device, dtype = "cpu", "cpu", "float32"
-        if placement.startswith("cpu"):
-            from desktop_app.engines.diffusion.cpu_tuning import cpu_dtype
-
-            # fp16 on CPU crashes (LayerNorm 'Half'); bfloat16 where the CPU has it natively, if asked
-            dtype, note = cpu_dtype()
-            device = "cpu"
-            if note:
-                self._emit(job, P.NOTICE, kind="cpu_dtype", message=note)
-        return placement, device, dtype
-
-    def _place(self, pipe, placement: str) -> None:
-        import torch
-
-        if placement == "gpu":
-            pipe.to(self.device)
-        elif placement == "gpu_offload":
-            pipe.to("cpu")
-            pipe.enable_model_cpu_offload(device=self.device)
-        elif placement == "gpu_sequential_offload":
-            pipe.to("cpu")
-            pipe.enable_sequential_cpu_offload(device=self.device)
-        elif placement == "cpu_lowmem":
-            pipe.to("cpu")
-            try:
-                pipe.enable_attention_slicing()
-            except (AttributeError, ValueError, NotImplementedError):
-                pass  # transformer pipelines (SD 3, FLUX) have no sliced attention
-            pipe.vae.enable_tiling()
-        else:
-            pipe.to("cpu")
-        if placement.startswith("cpu"):
-            from desktop_app.engines.diffusion.cpu_tuning import tune_cpu_pipeline
-
-            self.cpu_tuning = tune_cpu_pipeline(pipe, self.dtype_name)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
     def load(self, spec: ModelSpec, job: str) -> None:
         if self.spec is not None and self.spec.to_dict() == spec.to_dict() and self.model is not None:
+            return
+        if (self.model is not None and self.spec is not None and spec.placement
+                and {**self.spec.to_dict(), "placement": None} == {**spec.to_dict(), "placement": None}):
+            self._replace(spec, job)  # the same model, moved by the memory broker: no reload
             return
         self.unload()
         from desktop_app.engines.diffusion.loader import inspect, load_pipeline
@@ -223,6 +138,7 @@ class Engine:
         t0 = time.perf_counter()
         inspect(spec)  # clear errors for bad files before any planning or heavy work
         placement, device, dtype = self._plan(self._plan_input(spec), job)
+        placement, device, dtype = self._broker_placement(spec, placement, device, dtype)
         self.device, self.dtype_name = device, dtype
         model = load_pipeline(spec, dtype=dtype)
         pipe = model.pipe
@@ -243,7 +159,7 @@ class Engine:
                    placement_text=PLACEMENT_TEXT.get(placement, placement), size_multiple=model.size_multiple,
                    default_steps=model.default_steps, default_guidance=model.default_guidance,
                    schedulers=list(model.schedulers), modes=list(model.modes), cpu=dict(self.cpu_tuning),
-                   pid=os.getpid())
+                   pid=os.getpid(), memory=self.memory())
 
     def _load_taesd(self, folder: str, pipe, device: str, job: str) -> None:
         from desktop_app.engines.diffusion.preview import load_taesd
@@ -475,6 +391,8 @@ class Engine:
                 params["model_path"] = req.model.path
             if req.model_sha256:
                 params["model_sha256"] = req.model_sha256
+            if req.idea:
+                params["idea"] = req.idea  # what the user typed before Enhance prompt rewrote it
             if req.mode != "txt2img":
                 params["strength"] = req.strength
             from desktop_app.engines.diffusion.metadata import png_with_metadata
@@ -483,7 +401,7 @@ class Engine:
             images += 1
             self._emit(job, P.RESULT, image=png, params=params, index=index, width=image.width,
                        height=image.height, seconds=round(time.perf_counter() - t0, 4))
-        self._emit(job, P.DONE, seconds=round(time.perf_counter() - t_job, 4), images=images)
+        self._emit(job, P.DONE, seconds=round(time.perf_counter() - t_job, 4), images=images, memory=self.memory())
 
     def _run(self, job, pipe, kwargs, seed, index, req, size):
         """One pipeline call with progress/preview/cancel, and one lighter retry on OOM."""

@@ -38,6 +38,7 @@ _A1111_NAMES = [
     ("strength", "Denoising strength"),
     ("mode", "Mode"),
     ("loras", "Lora"),
+    ("idea", "Idea"),
 ]
 
 

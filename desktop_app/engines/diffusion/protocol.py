@@ -75,6 +75,8 @@ class ModelSpec:
     # SD 3/FLUX: the transformer from this file (.gguf via diffusers' GGUF quantization, or a
     # transformer-only .safetensors); every other component from the folder ``path``.
     transformer_gguf: str | None = None
+    # the memory broker's choice (gpu | gpu_offload | gpu_sequential_offload | cpu); None: the fit plan's
+    placement: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,6 +132,7 @@ class GenerateRequest:
     # and the model's sha256, never an absolute path (it names the user, the machine's folders).
     private_metadata: bool = True
     model_sha256: str = ""
+    idea: str = ""  # the short idea Enhance prompt turned into ``prompt`` (kept in the metadata)
 
     def validate(self) -> None:
         """Checks that need no model (the engine checks the model's maximum size)."""
