@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--strength", type=float, default=0.75)
     g.add_argument("--mask", default=None)
     g.add_argument("--lora", action="append", default=[], help="PATH[:WEIGHT], repeatable")
+    g.add_argument("--enhance", action="store_true",
+                   help="let a chat model turn --prompt (a short idea) into a full prompt for the model's family")
+    g.add_argument("--chat-model", default=None, help="the chat model for --enhance (default: the starter model)")
     g.add_argument("--json", action="store_true")
 
     di = sub.add_parser("desktop-install", help="put Atelier in this user's Linux applications menu")

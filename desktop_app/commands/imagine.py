@@ -66,6 +66,49 @@ def _read(path: str | None, what: str) -> bytes | None:
         raise AtelierError(f"Cannot read the {what} {p}: {exc.strerror or exc}") from exc
 
 
+def _family_of(text: str) -> str | None:
+    """The image family of a library id or a path (for Enhance prompt's style)."""
+    from desktop_app.core.library import Library
+
+    p = Path(text).expanduser()
+    try:
+        rec = Library().find_by_path(p.resolve()) if p.exists() else Library().resolve(text)
+        if rec is None and p.exists():
+            from desktop_app.core.model_files import record_for_path
+
+            rec = record_for_path(p)
+    except AtelierError:
+        return None
+    return getattr(rec, "family", None) if rec is not None else None
+
+
+def enhance_prompt(idea: str, family: str | None, chat_model: str | None = None, seed: int | None = None,
+                   token=None) -> tuple[str, str]:
+    """Enhance prompt from the CLI: the chat model (default: the starter) in its own child
+    process, streaming the prompt to stderr; the engine is stopped afterwards."""
+    from desktop_app.commands.chat import _resolve_model
+    from desktop_app.core.prompt_enhance import check_idea, enhance
+    from desktop_app.core.settings import Settings
+    from desktop_app.engines.chat_client import ChatEngineProcess
+    from desktop_app.engines.chat_types import LoadConfig
+
+    check_idea(idea)
+    rec = _resolve_model(chat_model)
+    cfg = LoadConfig.for_model(rec.path, model_id=rec.id)
+    engine = ChatEngineProcess()
+    try:
+        engine.load(cfg, token)
+        print(f"enhancing the prompt with {rec.display_name or rec.id}…", file=sys.stderr)
+        prompt, negative = enhance(engine, idea, family, token, Settings().get("enhance_system_prompt") or None,
+                                   seed=seed)
+    finally:
+        engine.unload()
+    print(f"prompt: {prompt}", file=sys.stderr)
+    if negative:
+        print(f"negative: {negative}", file=sys.stderr)
+    return prompt, negative
+
+
 def cmd_imagine(args) -> int:
     from desktop_app.commands import emit_json
     from desktop_app.core.settings import Settings
@@ -89,8 +132,14 @@ def cmd_imagine(args) -> int:
     if mask and not init:
         raise AtelierError("--mask needs --init-image (the image to inpaint).")
     mode = "inpaint" if mask else ("img2img" if init else "txt2img")
+    prompt, negative, idea = args.prompt, args.negative or "", ""
+    if getattr(args, "enhance", False):
+        idea = args.prompt
+        prompt, enhanced_negative = enhance_prompt(idea, model.family or _family_of(args.model),
+                                                   getattr(args, "chat_model", None), args.seed)
+        negative = negative or enhanced_negative
     req = GenerateRequest(
-        model=model, prompt=args.prompt, negative=args.negative or "", mode=mode, steps=args.steps,
+        model=model, prompt=prompt, negative=negative, idea=idea, mode=mode, steps=args.steps,
         guidance=args.guidance, width=width, height=height, seed=args.seed, scheduler=args.scheduler,
         strength=args.strength, loras=[parse_lora(x) for x in args.lora], init_image=init, mask=mask,
         preview=False, private_metadata=not Settings().get("image_metadata_paths"),
@@ -136,6 +185,7 @@ def cmd_imagine(args) -> int:
             "out": str(out.resolve()), "seed": params["seed"], "steps": params["steps"],
             "size": f"{params['width']}x{params['height']}", "width": params["width"], "height": params["height"],
             "seconds": seconds, "model": model.path, "scheduler": params["scheduler"], "mode": mode,
-            "guidance": params["guidance"],
+            "guidance": params["guidance"], "prompt": params["prompt"], "negative": params["negative"],
+            "idea": params.get("idea", ""),
         })
     return 0

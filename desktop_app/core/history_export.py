@@ -53,4 +53,8 @@ def export_markdown(store, conversation_id: int) -> str:
             lines += ["<details>", f"<summary>{head}</summary>", "", m.thinking.strip(), "", "</details>", ""]
         # a reply cut inside a code block: closed here, or the rest of the file renders as code
         lines += [close_open_fence(m.content), ""]
+        image = (m.params or {}).get("image") if isinstance(m.params, dict) else None
+        if isinstance(image, dict) and isinstance(image.get("path"), str):  # an /imagine result
+            alt = str(image.get("prompt") or "image").replace("[", "(").replace("]", ")").replace("\n", " ")[:200]
+            lines += [f"![{alt}](<{image['path']}>)", ""]
     return "\n".join(lines).rstrip() + "\n"

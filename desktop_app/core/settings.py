@@ -42,6 +42,8 @@ OPTIONS: dict[str, Option] = {
     "welcome_shown": Option(False, "The welcome page was seen (Help › Welcome shows it again)."),
     "downloads_auto_resume": Option(False, "Resume downloads that quitting interrupted as soon as Atelier starts (off: they wait, paused, until you resume them)."),
     "image_metadata_paths": Option(False, "Saved images name the model and LoRA files by their full path (off: names and hashes only, for privacy)."),
+    "memory_pinned": Option([], "Slots (chat, image) whose model the memory broker never moves or unloads to make room."),
+    "enhance_system_prompt": Option("", "The Studio's Enhance prompt instructions (empty: the built-in ones for the model's family)."),
     "studio_model_params": Option({}, "The Studio's last size and steps per image model (restored when it is chosen)."),
     "chat_prompt_lookup": Option(False, "Prompt-lookup decoding: faster replies that repeat the prompt (code, edits)."),
 }

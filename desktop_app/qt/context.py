@@ -24,6 +24,8 @@ class AppContext(QObject):
     library_changed = Signal()
     loaded_models_changed = Signal(object)  # dict name -> description
     status_message = Signal(str)
+    memory_notice = Signal(str)  # the memory broker moved a model: what and why, in words
+    open_in_studio = Signal(str)  # an image path (a chat's inline image): show it in the Studio
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -37,6 +39,13 @@ class AppContext(QObject):
         self._loaded: dict[str, str] = {}
         self._pids: dict[str, int | None] = {}
         self._shut_down = False
+        from desktop_app.core.memory_broker import MemoryBroker
+
+        self.broker = MemoryBroker()  # one memory budget for every slot (core/memory_broker.py)
+        for slot in self.settings.get("memory_pinned") or []:
+            self.broker.set_pinned(str(slot), True)
+        self._movers: dict = {}  # slot -> fn(Decision) -> JobHandle | None (runs on the GUI thread)
+        self.imagine_handler = None  # the Studio's (prompt, on_done, on_failed): /imagine in the chat
 
     # start-up work, all off the GUI thread ---------------------------------------------
     def start(self) -> None:
@@ -69,6 +78,7 @@ class AppContext(QObject):
     @Slot(object)
     def _on_hardware(self, hw) -> None:
         self.hardware = hw
+        self.broker.set_hardware(hw)
         self.hardware_ready.emit(hw)
 
     @Slot(object)
@@ -84,6 +94,54 @@ class AppContext(QObject):
             t = ModelThread(name, self, on_unhandled=self.status_message.emit)
             self._model_threads[name] = t
         return t
+
+    # the memory broker's moves ------------------------------------------------------------
+    def register_mover(self, slot: str, fn) -> None:
+        """``fn(decision)`` moves or unloads what ``slot`` holds (queued in its model thread) and
+        returns the JobHandle of that work, or None when there is nothing to wait for."""
+        self._movers[slot] = fn
+
+    @Slot(object)
+    def apply_moves(self, moves) -> None:
+        """Carry out a memory broker plan's moves (a model thread waits on ``moves.gate``), and
+        tell the user what moved and why."""
+        pending = []
+        for slot, decision in moves.moved.items():
+            mover = self._movers.get(slot)
+            if mover is None:
+                continue
+            try:
+                handle = mover(decision)
+            except Exception:  # noqa: BLE001 - a mover bug must not leave the other load waiting
+                log.exception("could not move the %s model", slot)
+                handle = None
+            if handle is not None:
+                pending.append(handle)
+        for text in moves.plan.messages:
+            self.memory_notice.emit(text)
+            self.status_message.emit(text)
+        if not pending:
+            moves.gate.set()
+            return
+        left = {id(h) for h in pending}
+
+        def one_done(h):
+            left.discard(id(h))
+            if not left:
+                moves.gate.set()
+
+        for h in pending:
+            for sig in (h.succeeded, h.failed):
+                sig.connect(lambda _x=None, h=h: one_done(h))
+            h.cancelled.connect(lambda h=h: one_done(h))
+
+    def set_pinned(self, slot: str, pinned: bool) -> None:
+        """Pin a slot's model (Resources › Pin): the broker never moves it; remembered."""
+        self.broker.set_pinned(slot, pinned)
+        try:
+            self.settings.set("memory_pinned", sorted(self.broker.pinned))
+        except Exception:  # noqa: BLE001 - a read-only settings file: pinned for this session
+            log.warning("could not remember the pinned models", exc_info=True)
 
     def set_loaded(self, slot: str, description: str | None, pid: int | None = None) -> None:
         """What a slot (chat, image) has loaded, and the engine process holding it (for its memory)."""

@@ -98,13 +98,19 @@ class MainWindow(QMainWindow):
         self.resources_button.setAutoRaise(True)
         self.resources_button.setToolTip("What is loaded, the memory each model holds, and Unload")
         self.resources_button.clicked.connect(self.show_resources)
+        from desktop_app.ui.memory_meter import MemoryMeter
+
+        self.memory_meter = MemoryMeter(self.ctx)
+        self.memory_meter.clicked.connect(self.show_resources)
         self.statusBar().addWidget(self.hardware_label)
         self.statusBar().addPermanentWidget(self.loaded_label)
+        self.statusBar().addPermanentWidget(self.memory_meter)
         self.statusBar().addPermanentWidget(self.resources_button)
 
         self.ctx.hardware_ready.connect(self._on_hardware_ready)
         self.ctx.loaded_models_changed.connect(self._on_loaded_models)
         self.ctx.status_message.connect(self._on_status_message)
+        self.ctx.open_in_studio.connect(lambda _p: self.tabs.setCurrentIndex(1))
 
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -173,6 +179,10 @@ class MainWindow(QMainWindow):
             from desktop_app.ui.widgets.icons import decorate  # QtSvg: loaded after the window is shown
 
             decorate(slot.tab)  # the bundled icon set on its actions
+            if index == 1:  # /imagine in the chat, and its images opened here (through the context)
+                from desktop_app.ui.studio.from_chat import StudioForChat
+
+                slot.tab.for_chat = StudioForChat(self.ctx, slot.tab)
             if self._started:
                 self._start_tab(slot.tab)
         return slot.tab
@@ -220,6 +230,7 @@ class MainWindow(QMainWindow):
             return
         self._started = True
         self.ctx.start()
+        self.memory_meter.start()
         for tab in self._built_tabs():
             self._start_tab(tab)
         if not self.ctx.settings.get("welcome_shown"):  # first run: somewhere to go from here
@@ -341,6 +352,7 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         self._started = False  # no more deferred tab building
+        self.memory_meter.stop()
         for tab in self._built_tabs():
             try:
                 tab.shutdown()

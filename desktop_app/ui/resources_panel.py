@@ -5,7 +5,7 @@ shown), the machine's totals, and an Unload button per model."""
 from __future__ import annotations
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import QDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from desktop_app.ui.widgets.named import named
 from desktop_app.ui.widgets.throttle import Coalescer
@@ -81,7 +81,7 @@ class ResourcesPanel(QDialog):
         if not usage.slots:
             self.grid.addWidget(QLabel("No model is loaded. Models load when you send a message or generate."), 0, 0)
             return
-        for i, head in enumerate(("Where", "Model", "RAM", "VRAM", "")):
+        for i, head in enumerate(("Where", "Model", "RAM", "VRAM", "", "")):
             self.grid.addWidget(QLabel(f"<b>{head}</b>"), 0, i)
         for r, s in enumerate(usage.slots, 1):
             self.grid.addWidget(QLabel(SLOT_NAMES.get(s.slot, s.slot)), r, 0)
@@ -92,6 +92,11 @@ class ResourcesPanel(QDialog):
                       "model and free its memory")
             b.clicked.connect(lambda _=False, slot=s.slot: self.unload_requested.emit(slot))
             self.grid.addWidget(b, r, 4)
+            pin = named(QCheckBox("Pin"), f"resourcesPin_{s.slot}", f"Pin the {SLOT_NAMES.get(s.slot, s.slot)} model: "
+                        "the memory broker never moves or unloads it to make room")
+            pin.setChecked(s.slot in self.ctx.broker.pinned)
+            pin.toggled.connect(lambda on, slot=s.slot: self.ctx.set_pinned(slot, on))
+            self.grid.addWidget(pin, r, 5)
         self.grid.setColumnStretch(1, 1)
 
     @Slot(object)

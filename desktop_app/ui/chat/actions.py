@@ -18,6 +18,12 @@ class MessageActions:
             self.delete_message(message_id)
         elif name == "regenerate":
             self.regenerate(message_id)
+        elif name == "imagine_this":
+            self.imagine_this(message_id)
+        elif name == "open_image":
+            m = next((m for m in self.view.messages() if m.id == message_id), None)
+            if m is not None and m.image:
+                self.ctx.open_in_studio.emit(m.image["path"])
         elif name in ("version_prev", "version_next"):
             self.show_version(message_id, -1 if name == "version_prev" else 1)
         elif name == "edit":  # inline, in the bubble (Send: Ctrl+Enter, Cancel: Esc)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
 
+from desktop_app.core.memory_broker import Moves
 from desktop_app.qt.threads import JobHandle, watch
 from desktop_app.ui.chat.jobs import generate_job, load_job
 
@@ -68,6 +69,7 @@ class ChatController(QObject):
         self.reply_id: int | None = None
         self.reply_store: Any = None
         self.reply_first_delta = False
+        ctx.register_mover("chat", self.broker_move)
 
     # ------------------------------------------------------------------ state
     @property
@@ -94,24 +96,30 @@ class ChatController(QObject):
         return handle
 
     # ------------------------------------------------------------------ loading
-    def load(self, model_id: str, n_ctx: int | None = None) -> JobHandle:
-        """Queue a load (the previous model is unloaded first, in the thread)."""
+    def load(self, model_id: str, n_ctx: int | None = None, placement=None) -> JobHandle:
+        """Queue a load (the previous model is unloaded first, in the thread); ``placement``: the
+        memory broker's Decision when it moves the model (no new plan)."""
         t = self.thread
         if self._load is not None:
             t.cancel(self._load)
         self.loading_model = model_id
         self.load_error = None
-        return self._track("_load", load_job(model_id, self.ctx.hardware, n_ctx=n_ctx), "Loading the model",
+        job = load_job(model_id, self.ctx.hardware, n_ctx=n_ctx, broker=self.ctx.broker, placement=placement)
+        return self._track("_load", job, "Loading the model",
                            self._on_load_item, self._on_loaded, self._on_load_failed, self._on_load_cancelled)
 
-    def unload(self) -> JobHandle:
-        """Stop any reply, then free the chat model's memory; the next message loads it again."""
-        self.stop()
+    def unload(self, stop: bool = True) -> JobHandle:
+        """Stop any reply (unless ``stop`` is False: the unload then waits for it), then free the
+        chat model's memory; the next message loads it again."""
+        if stop:
+            self.stop()
+        broker = self.ctx.broker
 
         def job(state, _token):
             engine = state.pop("engine", None)
             state.pop("close", None)
             state.pop("model_id", None)
+            broker.unloaded("chat")
             if engine is not None:
                 engine.unload()
             return "unloaded"
@@ -121,6 +129,16 @@ class ChatController(QObject):
         h.succeeded.connect(lambda _r: self.unloaded.emit())
         return h
 
+    def broker_move(self, decision) -> JobHandle | None:
+        """The memory broker's move (the image model needs the room): load the same model again
+        with fewer GPU layers, or unload it. A reply in progress finishes first (jobs run in order)."""
+        model = self.loaded_model or self.loading_model
+        if model is None:
+            return None
+        if decision.placement == "unload":
+            return self.unload(stop=False)
+        return self.load(model, placement=decision)
+
     def cancel_load(self) -> None:
         if self._load is not None:
             self.thread.cancel(self._load)
@@ -128,7 +146,9 @@ class ChatController(QObject):
                 self.thread.cancel(self._gen)
 
     def _on_load_item(self, v) -> None:
-        if isinstance(v, dict) and v.get("type") == "load_progress":
+        if isinstance(v, Moves):
+            self.ctx.apply_moves(v)  # the image model steps back first; the load waits for it
+        elif isinstance(v, dict) and v.get("type") == "load_progress":
             self.load_progress.emit(float(v["fraction"]))
         elif isinstance(v, dict) and v.get("type") == "load_started":
             self.load_started.emit(v)

@@ -50,7 +50,7 @@ class MessageWidget(QFrame):
     action = Signal(str, int)
 
     def __init__(self, message_id: int, role: str, content: str = "", thinking: str = "",
-                 stats: dict | None = None, parent: QWidget | None = None) -> None:
+                 stats: dict | None = None, parent: QWidget | None = None, image: dict | None = None) -> None:
         super().__init__(parent)
         self.message_id = message_id
         self.role = role
@@ -91,6 +91,13 @@ class MessageWidget(QFrame):
 
         self.body = MarkdownView()
         lay.addWidget(self.body)
+        self.image = image
+        self.image_button = None
+        if image is not None:  # an image from the Studio (/imagine): a thumbnail that opens it there
+            from desktop_app.ui.chat.inline_image import inline_image_button
+
+            self.image_button = inline_image_button(image, lambda: self.action.emit("open_image", self.message_id))
+            lay.addWidget(self.image_button)
         self.clipped_label = named(small_label(QLabel()), "chatMessageClipped")
         self.clipped_label.setWordWrap(True)
         self.clipped_label.hide()
@@ -114,8 +121,9 @@ class MessageWidget(QFrame):
         actions = [("copy", "Copy", "Copy this message")]
         if role == "user":
             actions.append(("edit", "Edit", "Edit this message here and send it again (what followed stays as its previous version)"))
-        if role == "assistant":
+        if role == "assistant" and image is None:
             actions.append(("regenerate", "Regenerate", "Generate this reply again"))
+            actions.append(("imagine_this", "Imagine this", "Make an image of this reply with the Image Studio's model"))
         actions.append(("delete", "Delete", "Delete this message"))
         for name, text, tip in actions:
             b = QToolButton()

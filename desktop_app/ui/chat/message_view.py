@@ -33,13 +33,25 @@ class ViewMessage:
     thinking: str = ""
     stats: dict = field(default_factory=dict)
     version: tuple = (0, 1)  # (shown, how many): a regenerated reply's ‹ k/n ›
+    params: dict = field(default_factory=dict)
+
+    @property
+    def image(self) -> dict | None:
+        """An inline image from the Studio (``/imagine``): {path, prompt, seed, …}."""
+        img = self.params.get("image")
+        return img if isinstance(img, dict) and isinstance(img.get("path"), str) else None
+
+    @property
+    def is_imagine(self) -> bool:
+        """An /imagine command or its image: never part of what the language model reads."""
+        return self.image is not None or self.params.get("command") == "imagine"
 
     @classmethod
     def of(cls, m) -> "ViewMessage":
         from desktop_app.core.history_versions import position
 
         return cls(m.id, m.role, m.content, getattr(m, "thinking", "") or "", dict(getattr(m, "stats", {}) or {}),
-                   position(m) if getattr(m, "versions", None) else (0, 1))
+                   position(m) if getattr(m, "versions", None) else (0, 1), dict(getattr(m, "params", {}) or {}))
 
 
 class MessageView(QScrollArea):
@@ -255,7 +267,7 @@ class MessageView(QScrollArea):
 
     # ------------------------------------------------------------------ internals
     def _make(self, m: ViewMessage) -> MessageWidget:
-        w = MessageWidget(m.id, m.role, m.content, m.thinking, m.stats)
+        w = MessageWidget(m.id, m.role, m.content, m.thinking, m.stats, image=m.image)
         w.set_version(*m.version)
         w.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         w.action.connect(self.action)

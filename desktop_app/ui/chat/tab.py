@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.history import HistoryStore
 from desktop_app.ui.chat.actions import MessageActions
+from desktop_app.ui.chat.imagine import ChatImagine, imagine_command
 from desktop_app.ui.chat.controller import ChatController
 from desktop_app.ui.chat.export import export_conversation
 from desktop_app.ui.chat.session import ChatStores, title_from
@@ -34,7 +35,7 @@ from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
 
-class ChatTab(MessageActions, QWidget):
+class ChatTab(MessageActions, ChatImagine, QWidget):
     # Emitted on the GUI thread when a reply ends (done, stopped or failed): tests and the bench wait on it.
     reply_finished = Signal(object)
     model_loaded = Signal(object)
@@ -366,16 +367,10 @@ class ChatTab(MessageActions, QWidget):
         store = self.active_store
         if store is None:
             return False
+        if imagine_command(text) is not None:  # /imagine: the Image Studio answers (imagine.py)
+            return self.imagine(imagine_command(text), user_text=text)
         if self.conversation_id is None or store.get_conversation(self.conversation_id) is None:
-            conv = store.create_conversation(title_from(text), model_id=self.chosen_model,
-                                             system_prompt=self.params.system_prompt() or None,
-                                             params=self.params.params())
-            self.conversation_id = conv.id
-            if not self.private:
-                self.conv_model.refresh()
-                row = self.conv_model.row_of(conv.id)
-                if row >= 0:
-                    self.conv_view.setCurrentIndex(self.conv_model.index(row))
+            self._new_conversation_for(text)
         msg = store.add_message(self.conversation_id, "user", text, model_id=self.chosen_model)
         self.view.add_message(msg)
         self.input.clear()
@@ -383,13 +378,24 @@ class ChatTab(MessageActions, QWidget):
         self._start_reply()
         return True
 
+    def _new_conversation_for(self, text: str) -> None:
+        store = self.active_store
+        conv = store.create_conversation(title_from(text), model_id=self.chosen_model,
+                                         system_prompt=self.params.system_prompt() or None, params=self.params.params())
+        self.conversation_id = conv.id
+        if not self.private:
+            self.conv_model.refresh()
+            row = self.conv_model.row_of(conv.id)
+            if row >= 0:
+                self.conv_view.setCurrentIndex(self.conv_model.index(row))
+
     def _start_reply(self, overflow: str | None = None) -> None:
         store = self.active_store
         cid = self.conversation_id
         if store is None or cid is None:
             return
         params = self.params.params()
-        history = [m for m in self.view.messages() if m.role in ("user", "assistant")]
+        history = [m for m in self.view.messages() if m.role in ("user", "assistant") and not m.is_imagine]
         messages = ([{"role": "system", "content": self.params.system_prompt()}] if self.params.system_prompt() else [])
         messages += [{"role": m.role, "content": m.content} for m in history]
         model = self.chosen_model

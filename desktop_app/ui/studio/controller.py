@@ -28,6 +28,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from desktop_app.core.memory_broker import Moves
 from desktop_app.qt.threads import JobHandle, watch
 from desktop_app.ui.studio import events as E
 from desktop_app.ui.studio import jobs
@@ -73,6 +74,7 @@ class StudioController(QObject):
         super().__init__(parent)
         self.ctx = ctx
         self.engine_provider = None  # tests, bench: () -> (EngineProcess, owned)
+        self.idea_provider = None  # prompt -> the idea Enhance prompt made it from ("" when none)
         self._thread = None
         self.records: dict[str, object] = {}
         self.badges: dict[str, tuple] = {}
@@ -86,6 +88,7 @@ class StudioController(QObject):
         self._results = 0
         self._post_op = ""
         self._shut = False
+        ctx.register_mover("image", self.broker_move)
 
     # ------------------------------------------------------------------ state
     @property
@@ -151,8 +154,24 @@ class StudioController(QObject):
         return self._submit_load(rec)
 
     def _submit_load(self, rec) -> JobHandle:
-        return self._submit(jobs.load_job(self.spec_for(rec), self.engine_provider), "Loading the image model",
-                            "load")
+        return self._submit(jobs.load_job(self.spec_for(rec), self.engine_provider, self.ctx.broker, rec),
+                            "Loading the image model", "load")
+
+    def broker_move(self, decision) -> JobHandle | None:
+        """The memory broker's move of the loaded pipeline (another model needs the room): unload
+        it, or place it anew (e.g. model CPU offload). Queued behind a running generation."""
+        if self._shut or self.loaded_path is None:
+            return None
+        rec = next((r for r in self.records.values() if str(r.path) == str(self.loaded_path)), None)
+        if decision.placement == "unload" or rec is None:
+            self._forget_loaded()
+            job, what = jobs.unload_job(self.engine_provider, self.ctx.broker), "Unloading the image model"
+        else:
+            import dataclasses
+
+            spec = dataclasses.replace(self.spec_for(rec), placement=decision.mode)
+            job, what = jobs.load_job(spec, self.engine_provider, self.ctx.broker, rec), "Moving the image model"
+        return watch(self.thread.submit(job, what), lambda _h: True, progress=lambda item: self._on_item(item, "move"))
 
     def _cancel_load(self) -> None:
         if self.load_job is not None:
@@ -199,7 +218,8 @@ class StudioController(QObject):
             return None
         from desktop_app.ui.studio.mask_canvas import qimage_to_png
 
-        spec, provider = self.spec_for(rec), self.engine_provider
+        spec, provider, broker = self.spec_for(rec), self.engine_provider, self.ctx.broker
+        idea = p.get("idea") or (self.idea_provider(p["prompt"]) if self.idea_provider else "")
         private = not self.ctx.settings.get("image_metadata_paths")
 
         def job(state, token):
@@ -215,9 +235,9 @@ class StudioController(QObject):
                 loras=[LoraSpec(x["path"], x["weight"]) for x in p["loras"]],
                 init_image=qimage_to_png(init) if init is not None else None,
                 mask=qimage_to_png(mask) if mask is not None else None,
-                private_metadata=private, model_sha256=rec.sha256 or "",
+                private_metadata=private, model_sha256=rec.sha256 or "", idea=idea,
             )
-            return jobs.generate_job(req, provider)(state, token)
+            return jobs.generate_job(req, provider, broker=broker, rec=rec)(state, token)
 
         self._cancel_load()
         self._results = 0
@@ -239,7 +259,7 @@ class StudioController(QObject):
         if self._shut or self.busy:
             return None
         self._forget_loaded()
-        return self._submit(jobs.unload_job(self.engine_provider), "Unloading the image model", "load")
+        return self._submit(jobs.unload_job(self.engine_provider, self.ctx.broker), "Unloading the image model", "load")
 
     def postprocess(self, op: str, source: Path, params: dict | None, rec, out: Path) -> JobHandle | None:
         from desktop_app.ui.studio.postprocess import OPERATIONS, postprocess_job
@@ -284,6 +304,8 @@ class StudioController(QObject):
             self.status.emit(item.text)
         elif isinstance(item, E.EngineError):
             self._engine_error(item.kind, item.message)
+        elif isinstance(item, Moves):
+            self.ctx.apply_moves(item)  # the broker's moves of the other models; the job waits for them
 
     def _on_loaded(self, data: dict) -> None:
         self.loaded_path = data.get("model")
@@ -293,6 +315,7 @@ class StudioController(QObject):
         self.loaded.emit({**data, "name": name})
 
     def _forget_loaded(self) -> None:
+        self.ctx.broker.unloaded("image")
         self.ctx.set_loaded("image", None)
         self.loaded_path = None
         self.loaded_native = None

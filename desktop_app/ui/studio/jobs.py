@@ -84,7 +84,7 @@ def _translate(ev, save_dir: Path | None, out: Path | None = None):
     return None
 
 
-def _run_events(events, token, save_dir: Path | None = None, out: Path | None = None):
+def _run_events(events, token, save_dir: Path | None = None, out: Path | None = None, on_done=None):
     """Yield translated items; on cancel, stop yielding, wait for the engine's terminal event, raise."""
     from desktop_app.engines.diffusion import protocol as P
 
@@ -93,6 +93,8 @@ def _run_events(events, token, save_dir: Path | None = None, out: Path | None = 
             if not ev.terminal:
                 _drain_after_cancel(events, token)
             raise Cancelled()
+        if ev.type == P.DONE and on_done is not None:
+            on_done(ev)
         if ev.type in (P.DONE, P.UNLOADED, P.PONG):
             continue
         if ev.type == P.CANCELLED:
@@ -106,27 +108,96 @@ def _run_events(events, token, save_dir: Path | None = None, out: Path | None = 
         raise Cancelled()
 
 
-def load_job(spec, provider: EngineProvider | None = None):
-    """fn(state, token) that loads ``spec`` (a ModelSpec) in the engine (kept if already loaded)."""
+def _brokered(state: dict, broker, rec, spec, token):
+    """The spec to load, with the memory broker's placement (core/memory_broker.py): planned
+    beside what the other slots hold, after the GUI moved them (a yielded Moves waits for that).
+    A spec that already carries a placement (a broker move) or a model already placed is kept."""
+    import dataclasses
+
+    if broker is None or rec is None:
+        return spec
+    if spec.placement:
+        state["brokered"] = (spec.path, spec.placement)
+        return spec
+    placed = state.get("brokered")
+    if placed and placed[0] == spec.path:
+        return dataclasses.replace(spec, placement=placed[1])
+    from desktop_app.core.memory_broker import demand_for_record
+
+    demand = demand_for_record(rec)
+    decision = yield from broker.before_load("image", demand, token)
+    state["demand"] = demand
+    state["brokered"] = (spec.path, decision.mode)
+    return dataclasses.replace(spec, placement=decision.mode)
+
+
+def _track(state: dict, broker, items, rec=None):
+    """Pass the items on; tell the broker what loaded and what the engine measured."""
+    for item in items:
+        if broker is not None and isinstance(item, E.Loaded):
+            from desktop_app.core.memory_broker import demand_for_record
+
+            demand = state.get("demand")
+            if demand is None or demand.id != getattr(rec, "id", None):
+                demand = state["demand"] = demand_for_record(rec) if rec is not None else None
+            if demand is not None:
+                broker.loaded("image", demand, str(item.data.get("plan") or "cpu"))
+                _measured(broker, item.data.get("memory"))
+        yield item
+
+
+def _measured(broker, memory) -> None:
+    if broker is not None and isinstance(memory, dict):
+        broker.measured("image", int(memory.get("rss_bytes") or 0), int(memory.get("cuda_reserved_bytes") or 0))
+
+
+def load_job(spec, provider: EngineProvider | None = None, broker=None, rec=None):
+    """fn(state, token) that loads ``spec`` (a ModelSpec) in the engine (kept if already loaded);
+    with a ``broker``, where the memory broker places it beside the other loaded models."""
 
     def job(state, token):
         eng = engine_in(state, provider)
         if not getattr(eng, "alive", False):
             yield E.STARTING
-        yield from _run_events(eng.load(spec, token), token)
+        s = yield from _brokered(state, broker, rec, spec, token)
+        yield from _track(state, broker, _run_events(eng.load(s, token), token), rec)
         return "loaded"
 
     return job
 
 
-def generate_job(request, provider: EngineProvider | None = None, save_dir: Path | None = None):
-    """fn(state, token) that runs one GenerateRequest and saves every result PNG."""
+def generate_job(request, provider: EngineProvider | None = None, save_dir: Path | None = None, broker=None,
+                 rec=None):
+    """fn(state, token) that runs one GenerateRequest and saves every result PNG. Out of memory
+    (after the engine's own lighter retry): the broker's next step (the other models step back),
+    then one more try."""
+    import dataclasses
 
     def job(state, token):
         eng = engine_in(state, provider)
         if not getattr(eng, "alive", False):
             yield E.STARTING
-        yield from _run_events(eng.generate(request, token), token, save_dir)
+        spec = yield from _brokered(state, broker, rec, request.model, token)
+        req = dataclasses.replace(request, model=spec)
+        for attempt in (1, 2):
+            oom = None
+            for item in _track(state, broker, _run_events(eng.generate(req, token), token, save_dir,
+                                                          on_done=lambda ev: _measured(broker, ev.get("memory"))), rec):
+                if isinstance(item, E.EngineError) and item.kind == "oom" and attempt == 1 and broker is not None:
+                    oom = item
+                    continue
+                yield item
+            if oom is None:
+                return "done"
+            moves = broker.after_oom("image")
+            if moves is None:
+                yield oom
+                return "done"
+            yield moves
+            from desktop_app.core.memory_broker import wait_for
+
+            wait_for(moves.gate, token)
+            yield E.Notice("oom_broker", "Out of memory: " + " ".join(moves.plan.messages) + " Generating again.")
         return "done"
 
     return job
@@ -137,17 +208,21 @@ def restart_job(provider: EngineProvider | None = None):
 
     def job(state, token):
         eng = engine_in(state, provider)
+        state.pop("brokered", None)
         eng.restart()
         return "restarted"
 
     return job
 
 
-def unload_job(provider: EngineProvider | None = None):
+def unload_job(provider: EngineProvider | None = None, broker=None):
     """fn(state, token) that frees the loaded pipeline (the engine process stays, empty)."""
 
     def job(state, token):
         eng = engine_in(state, provider)
+        state.pop("brokered", None)
+        if broker is not None:
+            broker.unloaded("image")
         if getattr(eng, "alive", False):
             yield from _run_events(eng.unload(), token)
         return "unloaded"

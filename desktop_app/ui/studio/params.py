@@ -89,7 +89,10 @@ class ParamsPanel(QWidget):
         self.negative.setMaximumHeight(54)
         lbl = QLabel("&Prompt")
         lbl.setBuddy(self.prompt)
-        lay.addWidget(lbl)
+        self.prompt_row = QHBoxLayout()  # the label, and actions on the prompt (Enhance)
+        self.prompt_row.addWidget(lbl)
+        self.prompt_row.addStretch(1)
+        lay.addLayout(self.prompt_row)
         lay.addWidget(self.prompt, 2)
         lbl = QLabel("&Negative prompt")
         lbl.setBuddy(self.negative)
@@ -382,6 +385,10 @@ class ParamsPanel(QWidget):
             self.lora_table.removeRow(r)
 
     # whole panel ------------------------------------------------------------------------------
+    def add_prompt_action(self, widget) -> None:
+        """A button beside the Prompt label (the Studio's Enhance)."""
+        self.prompt_row.addWidget(widget)
+
     def get_params(self) -> dict:
         sched = self.scheduler.currentText()
         seed_text = self.seed.text().strip()

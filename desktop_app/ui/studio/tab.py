@@ -1,11 +1,10 @@
 """The Image Studio tab: prompt and parameters, model picker with fit badges, Generate/Cancel with
 progress and a live preview, an inpainting canvas, and a gallery of results.
 
-This module is the view: layout and wiring. The work is the controller's (``controller.py``: the
-model list, loads, generation, post-processing, in the "image" model thread that drives the
-diffusion engine's child process); the gallery and its actions are a panel (``gallery_panel.py``),
-the init image and mask another (``canvas_page.py``). High-rate updates (progress, previews) are
-coalesced to one repaint per 40 ms, so the GUI thread never stalls.
+This module is the view: layout and wiring. The work is the controller's (``controller.py``: models,
+loads, generation, post-processing, in the "image" model thread); the gallery is a panel
+(``gallery_panel.py``), the init image and mask another (``canvas_page.py``), Enhance prompt a helper
+(``enhance.py``). Progress and previews are coalesced to one repaint per 40 ms.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from desktop_app.ui.studio import events as E
 from desktop_app.ui.studio.banner import StudioBanner
 from desktop_app.ui.studio.canvas_page import CanvasPage
 from desktop_app.ui.studio.controller import StudioController
+from desktop_app.ui.studio.enhance import PromptEnhancer
 from desktop_app.ui.studio.gallery import new_image_path
 from desktop_app.ui.studio.gallery_panel import GalleryPanel, PreviewFollower, caption_of, purge_old_trash
 from desktop_app.ui.studio.image_view import ImageView
@@ -105,6 +105,7 @@ class StudioTab(QWidget):
         lv.addWidget(self.badge_label)
 
         self.params = ParamsPanel(background=self.ctx.background)
+        self.enhancer = PromptEnhancer(self.ctx, self.params, self.controller, self.current_record, self)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
