@@ -19,6 +19,19 @@ def human(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
+def measure_later(owner) -> None:
+    """One measurement (core/usage.measure) in the background lane for ``owner`` (a view with
+    ``ctx``, ``_op``, ``_on_measured`` and ``_on_failed``), unless its last one still runs: they
+    never pile up."""
+    if owner._op is not None:
+        return
+    from desktop_app.core.usage import measure
+
+    slots = owner.ctx.loaded_slots()
+    owner._op = owner.ctx.background.run(lambda _t: measure(slots), on_success=owner._on_measured,
+                                         on_failure=owner._on_failed)
+
+
 def meter_text(usage) -> tuple[str, str]:
     """(the status-bar line, its tooltip) for a core.usage.Usage."""
     parts, tips = [], []
@@ -62,13 +75,8 @@ class MemoryMeter(QToolButton):
 
     @Slot()
     def refresh(self) -> None:
-        if self._op is not None or getattr(self.ctx, "_shut_down", False):
-            return
-        from desktop_app.core.usage import measure
-
-        slots = self.ctx.loaded_slots()
-        self._op = self.ctx.background.run(lambda _t: measure(slots), on_success=self._on_measured,
-                                           on_failure=self._on_failed)
+        if not getattr(self.ctx, "_shut_down", False):
+            measure_later(self)
 
     @Slot(object)
     def _on_measured(self, usage) -> None:

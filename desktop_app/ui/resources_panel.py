@@ -7,15 +7,12 @@ from __future__ import annotations
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from desktop_app.ui.memory_meter import human, measure_later
 from desktop_app.ui.widgets.named import named
 from desktop_app.ui.widgets.throttle import Coalescer
 
 SLOT_NAMES = {"chat": "Chat", "image": "Image Studio"}
 REFRESH_MS = 1000  # never faster than 1 Hz
-
-
-def human(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 class ResourcesPanel(QDialog):
@@ -58,13 +55,7 @@ class ResourcesPanel(QDialog):
 
     @Slot()
     def refresh(self) -> None:
-        if self._op is not None:  # the last measurement is still running: never pile them up
-            return
-        from desktop_app.core.usage import measure
-
-        slots = self.ctx.loaded_slots()
-        self._op = self.ctx.background.run(lambda _t: measure(slots), on_success=self._on_measured,
-                                           on_failure=self._on_failed)
+        measure_later(self)
 
     @Slot(object)
     def _on_measured(self, usage) -> None:
