@@ -48,6 +48,7 @@ MODE_WORDS = {
 }
 WHERE_IDLE = {"chat": "the chat is idle", "image": "the Studio is idle"}
 UNLOAD_COST = 20.0
+IDLE_WEIGHT = 0.25  # a restore plan: the other models are idle, their speed matters less
 
 
 @dataclass
@@ -235,9 +236,11 @@ class _Budget:
 # the plan
 # ------------------------------------------------------------------------------------------
 def plan_models(demands: list[Demand], hw: Hardware, active: str | None = None,
-                vram_reserve_mib: int | None = None) -> BrokerPlan:
+                vram_reserve_mib: int | None = None, others_weight: float = 1.0) -> BrokerPlan:
     """How every model in ``demands`` runs together on ``hw`` (see the module docstring).
-    ``active``: the id of the model being loaded now (never unloaded, its speed counts double)."""
+    ``active``: the id of the model being loaded now (never unloaded, its speed counts double);
+    ``others_weight``: how much the other models' speed counts (less when they are idle: a model
+    moved to make room gets its place back, :meth:`MemoryBroker.before_load` with ``restore``)."""
     if not demands:
         raise AtelierError("Nothing to plan: give at least one model.")
     reserve_mib = int(_vram_reserve_bytes(vram_reserve_mib) // 2**20)
@@ -299,7 +302,7 @@ def plan_models(demands: list[Demand], hw: Hardware, active: str | None = None,
             used.append(o)
         if not ok:
             continue
-        cost = sum(_cost(d, picked[d.id], hw) * (2.0 if d.id == active else 1.0) for d in demands)
+        cost = sum(_cost(d, picked[d.id], hw) * (2.0 if d.id == active else others_weight) for d in demands)
         moves = sum(1 for d in demands if d.current and picked[d.id].mode != d.current)
         key = (round(cost, 6), moves)
         if best is None or key < best[0]:
@@ -458,21 +461,35 @@ class MemoryBroker:
         self.vram_reserve_mib = vram_reserve_mib
         self._slots: dict[str, Demand] = {}
         self.pinned: set[str] = set()  # slots the user pinned
+        self.demoted: dict[str, str] = {}  # slots moved to make room -> the placement they had to take
         self.last_plan: BrokerPlan | None = None
 
     def set_hardware(self, hw: Hardware) -> None:
         with self._lock:
             self.hardware = hw
 
-    def loaded(self, slot: str, demand: Demand, mode: str, n_gpu_layers: int = 0) -> None:
+    def loaded(self, slot: str, demand: Demand, mode: str, n_gpu_layers: int = 0, moved: bool = False) -> None:
+        """``slot`` holds ``demand`` in ``mode``; ``moved``: placed there by another model's plan
+        (it goes back when that model is idle: :meth:`restorable`)."""
         with self._lock:
             demand.current, demand.current_layers = mode, int(n_gpu_layers)
             demand.pinned = slot in self.pinned
             self._slots[slot] = demand
+            if not moved:
+                self.demoted.pop(slot, None)
 
-    def unloaded(self, slot: str) -> None:
+    def unloaded(self, slot: str, moving: bool = False) -> None:
+        """``slot`` holds nothing now; ``moving``: only until the broker's move loads it again."""
         with self._lock:
             self._slots.pop(slot, None)
+            if not moving:
+                self.demoted.pop(slot, None)
+
+    def restorable(self) -> list[str]:
+        """Slots that were moved off their best placement (not unloaded: those load again when
+        used) and are still loaded: a new plan of their own may bring them back."""
+        with self._lock:
+            return [s for s, how in self.demoted.items() if how != "unload" and s in self._slots]
 
     def measured(self, slot: str, ram_bytes: int = 0, vram_bytes: int = 0) -> None:
         with self._lock:
@@ -491,7 +508,7 @@ class MemoryBroker:
         with self._lock:
             return {k: copy.copy(v) for k, v in self._slots.items()}
 
-    def plan_load(self, slot: str, demand: Demand) -> tuple[BrokerPlan, dict[str, str]]:
+    def plan_load(self, slot: str, demand: Demand, restore: bool = False) -> tuple[BrokerPlan, dict[str, str]]:
         """The plan for loading ``demand`` into ``slot`` beside what the other slots hold, and the
         other slots whose model it moves ({slot: model id}). Call off the GUI thread (the plan
         may read file headers)."""
@@ -504,17 +521,21 @@ class MemoryBroker:
             hw = detect_hardware()
         demand = copy.copy(demand)
         demand.current, demand.pinned = None, False
-        plan = plan_models([*others.values(), demand], hw, active=demand.id, vram_reserve_mib=self.vram_reserve_mib)
+        plan = plan_models([*others.values(), demand], hw, active=demand.id, vram_reserve_mib=self.vram_reserve_mib,
+                           others_weight=IDLE_WEIGHT if restore else 1.0)
         with self._lock:
             self.last_plan = plan
         moved = {s: dec for s, d in others.items() if (dec := plan.decision(d.id)) is not None and dec.moved}
+        with self._lock:
+            for s, dec in moved.items():
+                self.demoted[s] = dec.placement
         return plan, moved
 
-    def before_load(self, slot: str, demand: Demand, token: Any = None):
+    def before_load(self, slot: str, demand: Demand, token: Any = None, restore: bool = False):
         """For a model thread's job, before it loads ``demand``: plan, and when other slots must
         move, yield :class:`Moves` for the GUI and wait until they are done. Returns the
         Decision for ``demand``; a refused plan raises its reason."""
-        plan, moved = self.plan_load(slot, demand)
+        plan, moved = self.plan_load(slot, demand, restore)
         if plan.refused:
             raise AtelierError(plan.refused)
         if moved:

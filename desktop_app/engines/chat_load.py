@@ -54,10 +54,11 @@ def apply_decision(cfg, decision) -> None:
 
 
 def load_job(model_id: str, hardware: Any = None, n_ctx: int | None = None, library=None, broker=None,
-             placement=None):
+             placement=None, restore: bool = False):
     """A ModelThread job that loads ``model_id`` (after unloading whatever was loaded). With a
     ``broker`` (core/memory_broker), where it places the model beside the image model;
-    ``placement``: a Decision the broker already made (a move: no new plan)."""
+    ``placement``: a Decision the broker already made (a move: no new plan); ``restore``: a new
+    plan for a model that was moved, now that the others are idle."""
 
     def job(state: dict, token):
         from desktop_app.engines.chat_types import LoadConfig
@@ -69,7 +70,7 @@ def load_job(model_id: str, hardware: Any = None, n_ctx: int | None = None, libr
         if old is not None:
             old.unload()  # free the previous model before the next one takes memory
         if broker is not None:
-            broker.unloaded("chat")
+            broker.unloaded("chat", moving=placement is not None)
         rec = resolve_model(model_id, library)
         hw = hardware
         if hw is None:
@@ -82,7 +83,7 @@ def load_job(model_id: str, hardware: Any = None, n_ctx: int | None = None, libr
 
             demand = demand_for_record(rec, n_ctx)
             if decision is None:
-                decision = yield from broker.before_load("chat", demand, token)
+                decision = yield from broker.before_load("chat", demand, token, restore=restore)
         cfg = LoadConfig.for_model(rec.path, n_ctx=n_ctx, hw=hw, model_id=rec.id)
         apply_decision(cfg, decision)
         yield {"type": "load_started", "model_id": rec.id, "name": _name(rec), "plan": cfg.plan,
@@ -101,7 +102,7 @@ def load_job(model_id: str, hardware: Any = None, n_ctx: int | None = None, libr
         state["model_id"] = rec.id
         info = engine.info()
         if broker is not None and demand is not None:
-            broker.loaded("chat", demand, cfg.plan or "cpu", cfg.n_gpu_layers)
+            broker.loaded("chat", demand, cfg.plan or "cpu", cfg.n_gpu_layers, moved=placement is not None)
             mem = info.get("memory") or {}
             broker.measured("chat", int(mem.get("rss_bytes") or 0))
         return {"type": "loaded", "model_id": rec.id, "name": _name(rec), **info}

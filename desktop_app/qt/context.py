@@ -39,13 +39,24 @@ class AppContext(QObject):
         self._loaded: dict[str, str] = {}
         self._pids: dict[str, int | None] = {}
         self._shut_down = False
-        from desktop_app.core.memory_broker import MemoryBroker
-
-        self.broker = MemoryBroker()  # one memory budget for every slot (core/memory_broker.py)
-        for slot in self.settings.get("memory_pinned") or []:
-            self.broker.set_pinned(str(slot), True)
+        self._broker = None  # core/memory_broker.MemoryBroker, made on first use (imported at start())
         self._movers: dict = {}  # slot -> fn(Decision) -> JobHandle | None (runs on the GUI thread)
+        self._restorers: dict = {}
+        self._busy: dict = {}
+        self._idle_timer = None
+        self.restore_after_ms = 30_000  # quiet time before moved models get their own place back
         self.imagine_handler = None  # the Studio's (prompt, on_done, on_failed): /imagine in the chat
+
+    @property
+    def broker(self):
+        """The memory broker: one memory budget for every slot (core/memory_broker.py)."""
+        if self._broker is None:
+            from desktop_app.core.memory_broker import MemoryBroker
+
+            self._broker = MemoryBroker(self.hardware)
+            for slot in self.settings.get("memory_pinned") or []:
+                self._broker.set_pinned(str(slot), True)
+        return self._broker
 
     # start-up work, all off the GUI thread ---------------------------------------------
     def start(self) -> None:
@@ -58,6 +69,7 @@ class AppContext(QObject):
             from desktop_app.core.starter import ensure_starter_registered
 
             hw = detect_hardware()
+            import desktop_app.core.memory_broker  # noqa: F401 - imported here, not on the GUI thread
             try:
                 ensure_starter_registered(self.library)
             except Exception:  # noqa: BLE001 - a broken library file must not stop the app
@@ -96,10 +108,50 @@ class AppContext(QObject):
         return t
 
     # the memory broker's moves ------------------------------------------------------------
-    def register_mover(self, slot: str, fn) -> None:
+    def register_mover(self, slot: str, fn, restore=None, busy=None) -> None:
         """``fn(decision)`` moves or unloads what ``slot`` holds (queued in its model thread) and
-        returns the JobHandle of that work, or None when there is nothing to wait for."""
+        returns the JobHandle of that work, or None when there is nothing to wait for;
+        ``restore()`` plans the slot's model again (after a move, when the others are idle);
+        ``busy()`` says whether the slot is generating now."""
         self._movers[slot] = fn
+        if restore is not None:
+            self._restorers[slot] = restore
+        if busy is not None:
+            self._busy[slot] = busy
+
+    def poke_idle(self) -> None:
+        """A model finished its work: once every slot has been idle for ``restore_after_ms``, the
+        models the broker moved to make room get their own plan again (back to the GPU)."""
+        if self._shut_down:
+            return
+        if self._idle_timer is None:
+            from PySide6.QtCore import QTimer
+
+            self._idle_timer = QTimer(self)
+            self._idle_timer.setSingleShot(True)
+            self._idle_timer.timeout.connect(self._restore_idle)
+        self._idle_timer.start(int(self.restore_after_ms))
+
+    @Slot()
+    def _restore_idle(self) -> None:
+        if self._shut_down:
+            return
+        if any(self._safe(b) for b in self._busy.values()):
+            self.poke_idle()  # someone is working: wait for the next quiet period
+            return
+        names = {s: d.name for s, d in self.broker.slots().items()}
+        for slot in self.broker.restorable():
+            fn = self._restorers.get(slot)
+            if fn is not None and self._safe(fn) is not None:
+                self.memory_notice.emit(f"{names.get(slot, slot)} gets its own place again: the other models are idle.")
+
+    @staticmethod
+    def _safe(fn):
+        try:
+            return fn()
+        except Exception:  # noqa: BLE001 - a restore must never break the app
+            log.exception("memory broker restore failed")
+            return None
 
     @Slot(object)
     def apply_moves(self, moves) -> None:

@@ -123,7 +123,10 @@ def test_gguf_transformer_f32_same_pixels_q8_close(flow_engine, flow_models):
     assert events[-1].type == "done", events[-1].data
     loaded = next(e for e in events if e.type == "loaded")
     assert loaded["source"] == "folder+gguf" and loaded["family"] == "flux-schnell"
-    assert png_pixels(results(events)[0].image) == png_pixels(folder.image)
+    # the same weights: the same image. Exactly equal on some CPUs; on others (an AVX2-only one) the
+    # GGUF path's matmuls round differently and a few channels differ by one level (of 255).
+    same = np.abs(pixels(results(events)[0]) - pixels(folder))
+    assert same.max() <= 1 and (same > 0).mean() < 0.01, (same.max(), (same > 0).mean())
     q8 = run_job(flow_engine, req(flow_models["flux"], gguf=flow_models["gguf_q8"], steps=2, seed=3))
     assert q8[-1].type == "done", q8[-1].data
     assert next(e for e in q8 if e.type == "loaded")["source"] == "folder+gguf"
@@ -143,7 +146,10 @@ def test_transformer_safetensors_file_and_flux_dev_defaults(flow_engine, flow_mo
     events = run_job(flow_engine, req(flow_models["flux"], gguf=single, steps=2, seed=4))
     assert events[-1].type == "done", events[-1].data
     assert next(e for e in events if e.type == "loaded")["source"] == "folder+transformer_file"
-    assert png_pixels(results(events)[0].image) == png_pixels(folder.image)
+    # the same weights: the same image. Exactly equal on some CPUs; on others (an AVX2-only one) the
+    # GGUF path's matmuls round differently and a few channels differ by one level (of 255).
+    same = np.abs(pixels(results(events)[0]) - pixels(folder))
+    assert same.max() <= 1 and (same > 0).mean() < 0.01, (same.max(), (same > 0).mean())
     dev = run_job(flow_engine, req(flow_models["flux_dev"], steps=2))
     loaded = next(e for e in dev if e.type == "loaded")
     assert loaded["family"] == "flux-dev" and (loaded["default_steps"], loaded["default_guidance"]) == (28, 3.5)

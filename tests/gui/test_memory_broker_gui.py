@@ -147,3 +147,38 @@ def test_memory_meter_measures_in_the_background_at_most_once_a_second(app, qtbo
     assert 2 <= len(ticks) <= 4 and min(ticks) >= 0.9, ticks  # the 1 Hz timer, never faster
     meter.grab().save(str(__import__("pathlib").Path("screenshots") / "memory_meter.png"))
     meter.stop()
+
+
+@pytest.mark.slow
+def test_a_moved_chat_model_gets_its_place_back_when_the_studio_is_idle(app, qtbot, monkeypatch, tmp_path,
+                                                                         starter_model, tiny_sd15):
+    """A profile with one small GPU (the chat model or the pipeline on it, not both): loading the
+    image model moves the chat model off the GPU; once everything is idle it is planned again.
+    (This machine has no GPU: the image child falls back to the CPU and says so, which frees the
+    profile's GPU for the chat model's new plan.)"""
+    from desktop_app.core.hardware import detect_hardware
+
+    ctx, chat, studio, notices = app
+    d = detect_hardware().to_dict()
+    d.pop("source", None)
+    d.pop("torch", None)  # a profile's torch matches its GPU (the CUDA build)
+    d.update(gpus=[{"vendor": "nvidia", "name": "Small GPU", "vram_total_bytes": 1536 * 2**20,
+                    "vram_free_bytes": 1536 * 2**20, "compute_capability": "8.6"}], llama_backend="cuda")
+    (tmp_path / "small_gpu.json").write_text(json.dumps(d))
+    monkeypatch.setenv("ATELIER_HARDWARE", str(tmp_path / "small_gpu.json"))
+    ctx.broker.set_hardware(detect_hardware(refresh=True))
+    ctx.restore_after_ms = 300
+    with qtbot.waitSignal(chat.loaded, timeout=120_000):
+        chat.load(STARTER_ID)
+    assert ctx.broker.slots()["chat"].current == "gpu"
+    rec = listed(qtbot, studio, tiny_sd15)
+    with qtbot.waitSignal(studio.loaded, timeout=120_000):
+        studio.load(rec)
+    qtbot.waitUntil(lambda: chat.loaded_model == STARTER_ID and not chat.loading, timeout=60_000)
+    assert any("SmolLM2" in n and "to make room for Tiny SD 1.5" in n for n in notices), notices
+    assert ctx.broker.restorable() == ["chat"] and ctx.broker.slots()["chat"].current in ("cpu", "partial")
+    # idle: the chat model is planned again on its own and goes back to the GPU
+    ctx.poke_idle()
+    qtbot.waitUntil(lambda: ctx.broker.slots().get("chat") is not None
+                    and ctx.broker.slots()["chat"].current == "gpu", timeout=60_000)
+    assert ctx.broker.restorable() == [] and any("gets its own place again" in n for n in notices)

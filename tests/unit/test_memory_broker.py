@@ -219,3 +219,34 @@ def test_cli_models_plan_json_and_text():
     assert r.returncode != 0 and "No model 'no-such-model'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run_cli("models", "plan", "sdxl", "llama-3.1-8b-q4_k_m", hardware="cpu_only_8gb")
     assert r.returncode != 0 and "not a chat model" in r.stderr
+
+
+def test_moved_slots_are_restorable_until_planned_on_their_own(catalog):
+    b = MemoryBroker(hw("laptop_rtx4060_8gb"), vram_reserve_mib=RESERVE)
+    c, i = demands(catalog, "llama-3.1-8b-q4_k_m", "sdxl")
+    b.loaded("chat", c, "gpu", 32)
+    b.plan_load("image", i)
+    assert b.restorable() == ["chat"]  # moved off its best place
+    b.loaded("chat", c, "partial", 10, moved=True)  # the move itself keeps it restorable
+    assert b.restorable() == ["chat"]
+    b.loaded("chat", c, "gpu", 32)  # its own plan again
+    assert b.restorable() == []
+    b.demoted["chat"] = "unload"
+    assert b.restorable() == []  # an unloaded model loads again when used, not behind the user's back
+
+
+def test_a_restore_plan_gives_the_moved_model_its_place_back(catalog):
+    """12 GiB: SDXL took the GPU and Llama 8B kept 21 of 32 layers; once the Studio is idle the
+    chat model's own plan (the idle image counting less) puts it back on the GPU."""
+    h = hw("rtx3060_12gb")
+    b = MemoryBroker(h, vram_reserve_mib=RESERVE)
+    c, i = demands(catalog, "llama-3.1-8b-q4_k_m", "sdxl")
+    b.loaded("chat", c, "gpu", 32)
+    plan, moved = b.plan_load("image", i)
+    assert moved["chat"].placement == "partial"
+    b.loaded("image", i, plan.decision(i.id).mode)
+    b.loaded("chat", c, "partial", moved["chat"].n_gpu_layers, moved=True)
+    assert b.restorable() == ["chat"]
+    back, moved = b.plan_load("chat", c, restore=True)
+    assert back.decision(c.id).placement == "gpu" and moved["image"].placement in ("offload", "cpu")
+    assert any("Stable Diffusion XL" in m and "to make room for Llama 3.1 8B" in m for m in back.messages)

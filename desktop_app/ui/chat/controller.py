@@ -69,7 +69,7 @@ class ChatController(QObject):
         self.reply_id: int | None = None
         self.reply_store: Any = None
         self.reply_first_delta = False
-        ctx.register_mover("chat", self.broker_move)
+        ctx.register_mover("chat", self.broker_move, restore=self.broker_restore, busy=lambda: self.generating)
 
     # ------------------------------------------------------------------ state
     @property
@@ -96,7 +96,7 @@ class ChatController(QObject):
         return handle
 
     # ------------------------------------------------------------------ loading
-    def load(self, model_id: str, n_ctx: int | None = None, placement=None) -> JobHandle:
+    def load(self, model_id: str, n_ctx: int | None = None, placement=None, restore: bool = False) -> JobHandle:
         """Queue a load (the previous model is unloaded first, in the thread); ``placement``: the
         memory broker's Decision when it moves the model (no new plan)."""
         t = self.thread
@@ -104,7 +104,8 @@ class ChatController(QObject):
             t.cancel(self._load)
         self.loading_model = model_id
         self.load_error = None
-        job = load_job(model_id, self.ctx.hardware, n_ctx=n_ctx, broker=self.ctx.broker, placement=placement)
+        job = load_job(model_id, self.ctx.hardware, n_ctx=n_ctx, broker=self.ctx.broker, placement=placement,
+                       restore=restore)
         return self._track("_load", job, "Loading the model",
                            self._on_load_item, self._on_loaded, self._on_load_failed, self._on_load_cancelled)
 
@@ -128,6 +129,12 @@ class ChatController(QObject):
         h = self.thread.submit(job, "Unloading the chat model")
         h.succeeded.connect(lambda _r: self.unloaded.emit())
         return h
+
+    def broker_restore(self) -> JobHandle | None:
+        """Plan the loaded model again on its own (it was moved to make room; the others are idle)."""
+        if self.loaded_model is None or self.loading or self.generating:
+            return None
+        return self.load(self.loaded_model, restore=True)
 
     def broker_move(self, decision) -> JobHandle | None:
         """The memory broker's move (the image model needs the room): load the same model again
@@ -209,6 +216,7 @@ class ChatController(QObject):
         end = ReplyEnd(self.reply_id, self.reply_store, reason, **kw)
         self._gen, self.reply_id, self.reply_store = None, None, None
         self.reply_ended.emit(end)
+        self.ctx.poke_idle()
 
     def _on_reply_done(self, res) -> None:
         res = res or {}  # the job ran to its end: stats["finish_reason"] says stop, length or cancelled

@@ -88,7 +88,8 @@ class StudioController(QObject):
         self._results = 0
         self._post_op = ""
         self._shut = False
-        ctx.register_mover("image", self.broker_move)
+        ctx.register_mover("image", self.broker_move, restore=self.broker_restore,
+                           busy=lambda: self.busy or self.post_busy)
 
     # ------------------------------------------------------------------ state
     @property
@@ -156,6 +157,14 @@ class StudioController(QObject):
     def _submit_load(self, rec) -> JobHandle:
         return self._submit(jobs.load_job(self.spec_for(rec), self.engine_provider, self.ctx.broker, rec),
                             "Loading the image model", "load")
+
+    def broker_restore(self) -> JobHandle | None:
+        """Plan the loaded pipeline again on its own (it was moved; the others are idle)."""
+        rec = next((r for r in self.records.values() if str(r.path) == str(self.loaded_path)), None)
+        if self._shut or self.busy or rec is None or self.load_job is not None:
+            return None
+        return self._submit(jobs.load_job(self.spec_for(rec), self.engine_provider, self.ctx.broker, rec, replan=True),
+                            "Placing the image model again", "load")
 
     def broker_move(self, decision) -> JobHandle | None:
         """The memory broker's move of the loaded pipeline (another model needs the room): unload
@@ -342,5 +351,6 @@ class StudioController(QObject):
             reason = "error"
         if kind == "gen":
             self.generation_ended.emit(reason, self._results)
+            self.ctx.poke_idle()
         else:
             self.post_ended.emit(reason)

@@ -108,7 +108,7 @@ def _run_events(events, token, save_dir: Path | None = None, out: Path | None = 
         raise Cancelled()
 
 
-def _brokered(state: dict, broker, rec, spec, token):
+def _brokered(state: dict, broker, rec, spec, token, restore: bool = False):
     """The spec to load, with the memory broker's placement (core/memory_broker.py): planned
     beside what the other slots hold, after the GUI moved them (a yielded Moves waits for that).
     A spec that already carries a placement (a broker move) or a model already placed is kept."""
@@ -118,14 +118,16 @@ def _brokered(state: dict, broker, rec, spec, token):
         return spec
     if spec.placement:
         state["brokered"] = (spec.path, spec.placement)
+        state["moved"] = True  # placed by another model's plan
         return spec
+    state["moved"] = False
     placed = state.get("brokered")
     if placed and placed[0] == spec.path:
         return dataclasses.replace(spec, placement=placed[1])
     from desktop_app.core.memory_broker import demand_for_record
 
     demand = demand_for_record(rec)
-    decision = yield from broker.before_load("image", demand, token)
+    decision = yield from broker.before_load("image", demand, token, restore=restore)
     state["demand"] = demand
     state["brokered"] = (spec.path, decision.mode)
     return dataclasses.replace(spec, placement=decision.mode)
@@ -141,7 +143,7 @@ def _track(state: dict, broker, items, rec=None):
             if demand is None or demand.id != getattr(rec, "id", None):
                 demand = state["demand"] = demand_for_record(rec) if rec is not None else None
             if demand is not None:
-                broker.loaded("image", demand, str(item.data.get("plan") or "cpu"))
+                broker.loaded("image", demand, str(item.data.get("plan") or "cpu"), moved=bool(state.get("moved")))
                 _measured(broker, item.data.get("memory"))
         yield item
 
@@ -151,15 +153,18 @@ def _measured(broker, memory) -> None:
         broker.measured("image", int(memory.get("rss_bytes") or 0), int(memory.get("cuda_reserved_bytes") or 0))
 
 
-def load_job(spec, provider: EngineProvider | None = None, broker=None, rec=None):
+def load_job(spec, provider: EngineProvider | None = None, broker=None, rec=None, replan: bool = False):
     """fn(state, token) that loads ``spec`` (a ModelSpec) in the engine (kept if already loaded);
-    with a ``broker``, where the memory broker places it beside the other loaded models."""
+    with a ``broker``, where the memory broker places it beside the other loaded models
+    (``replan``: plan again although it is placed, to bring it back after a move)."""
 
     def job(state, token):
         eng = engine_in(state, provider)
+        if replan:
+            state.pop("brokered", None)
         if not getattr(eng, "alive", False):
             yield E.STARTING
-        s = yield from _brokered(state, broker, rec, spec, token)
+        s = yield from _brokered(state, broker, rec, spec, token, restore=replan)
         yield from _track(state, broker, _run_events(eng.load(s, token), token), rec)
         return "loaded"
 
