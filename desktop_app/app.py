@@ -64,8 +64,6 @@ def dark_palette():
 def apply_theme(app, mode: str | None = None) -> str:
     """The light or dark theme (Fusion): ``mode`` system (follows the desktop's scheme, live),
     light or dark; None reads the ``theme`` setting. Returns the mode in effect."""
-    from PySide6.QtCore import Qt
-
     if mode is None:
         try:
             from desktop_app.core.settings import Settings
@@ -74,41 +72,64 @@ def apply_theme(app, mode: str | None = None) -> str:
         except Exception:  # noqa: BLE001 - an unreadable settings file: the system's scheme
             mode = "system"
     _theme["mode"] = mode if mode in THEMES else "system"
+    if "platform_dark" not in _theme:  # the platform's palette, before ours replaces it
+        from PySide6.QtGui import QPalette
+
+        _theme["platform_dark"] = app.palette().color(QPalette.ColorRole.Window).lightness() < 128
+    platform_dark = _theme["platform_dark"]
     app.setStyle("Fusion")
     hints = app.styleHints()
 
-    def update(*_args) -> None:
+    def system_dark(scheme=None) -> bool:
+        from PySide6.QtCore import Qt
+
+        return (scheme if scheme is not None else hints.colorScheme()) == Qt.ColorScheme.Dark
+
+    def update(scheme=None) -> None:
         m = _theme["mode"]
-        dark = m == "dark" or (m == "system" and hints.colorScheme() == Qt.ColorScheme.Dark)
+        dark = m == "dark" or (m == "system" and system_dark(scheme))
         app.setPalette(dark_palette() if dark else app.style().standardPalette())
 
-    update()
+    _theme["update"] = update
+    if not _theme["hooked"] and _theme["mode"] == "system":
+        # At start-up, before the first window: the desktop's own palette says whether it is dark
+        # (Qt's colour-scheme query builds the whole Qt namespace first, ~40 ms the window would wait)
+        app.setPalette(dark_palette() if platform_dark else app.style().standardPalette())
+    else:
+        update()
     if not _theme["hooked"]:
         hints.colorSchemeChanged.connect(update)
         _theme["hooked"] = True
     return _theme["mode"]
 
 
+def recheck_system_theme() -> None:
+    """Once the first window is up: follow Qt's own colour-scheme answer (the start-up guess came
+    from the platform's palette, which some desktops leave light in dark mode)."""
+    update = _theme.get("update")
+    if update is not None and _theme.get("mode") == "system":
+        update()
+
+
 def create_app(argv: list[str] | None = None):
-    from PySide6.QtCore import Qt
-    from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance()
-    if app is None:
-        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+    if app is None:  # (high-DPI scale factors pass through unrounded: Qt 6's default)
         app = QApplication(argv if argv is not None else sys.argv[:1])
     app.setApplicationName("Atelier")
     app.setApplicationDisplayName("Atelier")
     app.setOrganizationName("Atelier")
     app.setDesktopFileName("atelier")
-    app.setWindowIcon(app_icon())  # every window and dialog
+    # the icon (every window and dialog) is set by MainWindow.start(), once the window is up:
+    # reading its files costs ~15 ms the window need not wait for (Qt gives it to open windows too)
     apply_theme(app)
     return app
 
 
 def app_icon():
     """Atelier's icon: the SVG plus the rendered PNGs (16-512 px) for platforms without SVG."""
+    from PySide6.QtCore import QSize
     from PySide6.QtGui import QIcon
 
     from desktop_app.resources import resource
@@ -117,7 +138,7 @@ def app_icon():
     for size in (16, 24, 32, 48, 64, 128, 256, 512):
         png = resource("icons", f"atelier-{size}.png")
         if png.exists():
-            icon.addFile(str(png))
+            icon.addFile(str(png), QSize(size, size))  # the size given: read only when drawn, not at start-up
     return icon
 
 
@@ -131,7 +152,9 @@ def run_gui() -> int:
 
     win = MainWindow()
     win.show()
-    win.start()  # background start-up work begins after the window is shown
+    from PySide6.QtCore import QTimer
+
+    QTimer.singleShot(0, win.start)  # start-up work (shortcuts, detection, tabs) once the window is up
     shot = os.environ.get("ATELIER_SELF_TEST_SHOT")
     if shot:  # the packaging smoke test (installers/freeze): the window as a person sees it, then quit
         from PySide6.QtCore import QTimer

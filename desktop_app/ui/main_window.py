@@ -6,7 +6,7 @@ import logging
 
 import importlib
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QTimer, QUrl, Slot  # not Qt: its namespace costs ~40 ms to build (after the window)
 from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QIcon, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QToolButton, QVBoxLayout, QWidget
 
@@ -68,12 +68,15 @@ class MainWindow(QMainWindow):
 
         self.storage_banner = named(QLabel(self), "storageBanner")
         self.storage_banner.setWordWrap(True)
-        self.storage_banner.setTextFormat(Qt.TextFormat.PlainText)
         self.storage_banner.setContentsMargins(8, 4, 8, 4)
         problem = storage_problem()
         lines = [f"⚠ Nothing can be saved in this session: {problem} Chats stay private, and settings, "
                  "downloads and imports are not kept."] if problem else []
         lines += [f"⚠ {why}." for why in self.ctx.settings.problems]  # a hand-edited settings.json
+        if lines:  # paths and file names: plain text, never markup
+            from PySide6.QtCore import Qt
+
+            self.storage_banner.setTextFormat(Qt.TextFormat.PlainText)
         self.storage_banner.setText("\n".join(lines))
         self.storage_banner.setVisible(bool(lines))
         lay.addWidget(self.storage_banner)
@@ -83,9 +86,12 @@ class MainWindow(QMainWindow):
         self._ask_on_quit = False  # File › Quit asks like the window's close button
         self.tabs.currentChanged.connect(self._on_tab_changed)
 
+        # Shortcuts are set in start(), once the window is up: the first QKeySequence builds Qt's
+        # key enums (~40 ms the window would wait for).
+        self._shortcuts: list[tuple[QAction, str]] = []
         for i in range(3):
             act = QAction(self)
-            act.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
+            self._shortcuts.append((act, f"Ctrl+{i + 1}"))
             act.triggered.connect(lambda _=False, i=i: self.tabs.setCurrentIndex(i))
             self.addAction(act)
 
@@ -115,13 +121,13 @@ class MainWindow(QMainWindow):
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         settings = file_menu.addAction("&Settings…")
-        settings.setShortcut(QKeySequence("Ctrl+,"))
+        self._shortcuts.append((settings, "Ctrl+,"))
         settings.triggered.connect(self._on_settings)
         logs = file_menu.addAction("Open &log folder")
         logs.triggered.connect(self._on_open_logs)
         file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit")
-        quit_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Quit))
+        self._shortcuts.append((quit_action, "Quit"))  # the platform's own (QKeySequence.StandardKey)
         quit_action.triggered.connect(self.request_quit)
         view_menu = self.menuBar().addMenu("&View")
         theme_menu = view_menu.addMenu("&Theme")
@@ -229,8 +235,19 @@ class MainWindow(QMainWindow):
         if self._started:
             return
         self._started = True
+        from PySide6.QtWidgets import QApplication
+
+        from desktop_app.app import app_icon
+
+        QApplication.instance().setWindowIcon(app_icon())
+        for act, keys in self._shortcuts:
+            std = getattr(QKeySequence.StandardKey, keys, None) if keys.isalpha() else None
+            act.setShortcut(QKeySequence(std) if std is not None else QKeySequence(keys))
         self.ctx.start()
         self.memory_meter.start()
+        from desktop_app.app import recheck_system_theme
+
+        QTimer.singleShot(0, recheck_system_theme)
         for tab in self._built_tabs():
             self._start_tab(tab)
         if not self.ctx.settings.get("welcome_shown"):  # first run: somewhere to go from here
