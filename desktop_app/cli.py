@@ -28,6 +28,7 @@ HANDLERS = {
     "models.plan": "plan:cmd_plan",
     "run": "chat:cmd_run",
     "imagine": "imagine:cmd_imagine",
+    "serve": "serve:cmd_serve",
     "upscale": "postprocess:cmd_upscale",
     "remove-bg": "postprocess:cmd_remove_bg",
     "desktop-install": "desktop:cmd_desktop_install",
@@ -143,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let a chat model turn --prompt (a short idea) into a full prompt for the model's family")
     g.add_argument("--chat-model", default=None, help="the chat model for --enhance (default: the starter model)")
     g.add_argument("--json", action="store_true")
+
+    sv = sub.add_parser("serve", help="serve the installed chat models through the OpenAI API")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    sv.add_argument("--port", type=int, default=8765)
+    sv.add_argument("--api-key", default=None, help="required from clients (needed off loopback; or ATELIER_API_KEY)")
 
     di = sub.add_parser("desktop-install", help="put Atelier in this user's Linux applications menu")
     di.add_argument("--uninstall", action="store_true", help="remove what desktop-install wrote")

@@ -1,0 +1,257 @@
+"""The OpenAI-compatible HTTP API, as a Starlette app (served by uvicorn: ``atelier serve``).
+
+Routes: ``GET /v1/models`` (the installed chat models) and ``POST /v1/chat/completions``
+(streamed as server-sent events or not; ``max_tokens``/``max_completion_tokens``, ``stop``,
+``seed``, ``temperature``, ``top_p``). Every request runs on the one model thread
+(:mod:`desktop_app.server.worker`), in order. A client that disconnects cancels its generation
+(within one token). Errors have OpenAI's shape ``{"error": {"message", "type", "param",
+"code"}}``: 400 bad JSON or parameters, 401 a missing or wrong API key, 404 an unknown model.
+
+Why Starlette and not a hand-written server: HTTP/1.1 parsing, keep-alive, chunked streaming and
+disconnect detection are uvicorn's and Starlette's (well kept, ASGI); this module is only the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from desktop_app.server.worker import _DONE, ChatWorker, Job
+
+MAX_BODY = 8 * 2**20  # a request body larger than this is refused (a prompt, not a file)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": {"message": self.message, "type": self.type, "param": self.param,
+                                       "code": self.code}}, status_code=self.status)
+
+
+def _text_of(content) -> str:
+    """A message's content: a string, or OpenAI's list of parts (only text parts are read)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for p in content:
+            if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str):
+                parts.append(p["text"])
+            else:
+                raise ApiError(400, "Only text content parts are supported.", param="messages")
+        return "".join(parts)
+    if content is None:
+        return ""
+    raise ApiError(400, "A message's content must be a string or a list of text parts.", param="messages")
+
+
+def parse_chat_request(body: dict) -> tuple[str, list[dict], dict, bool]:
+    """(model, messages, sampling params, stream) from a chat completions body, or ApiError(400)."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "'model' is required (see GET /v1/models).", param="model")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise ApiError(400, "'messages' must be a non-empty list.", param="messages")
+    messages = []
+    for m in msgs:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "developer"):
+            raise ApiError(400, "Each message needs a role: system, user or assistant.", param="messages")
+        role = "system" if m["role"] == "developer" else m["role"]
+        messages.append({"role": role, "content": _text_of(m.get("content"))})
+    params: dict = {}
+    for key, lo, hi in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0)):
+        v = body.get(key)
+        if v is not None:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ApiError(400, f"'{key}' must be a number from {lo} to {hi}.", param=key)
+            params[key] = float(v)
+    mt = body.get("max_completion_tokens", body.get("max_tokens"))
+    if mt is not None:
+        if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
+            raise ApiError(400, "'max_tokens' must be a positive integer.", param="max_tokens")
+        params["max_tokens"] = mt
+    else:
+        params["max_tokens"] = -1  # until the model stops or the context is full, as OpenAI does
+    seed = body.get("seed")
+    if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ApiError(400, "'seed' must be an integer.", param="seed")
+        params["seed"] = seed
+    stop = body.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(s, str) and s for s in stops):
+            raise ApiError(400, "'stop' must be a string or a list of up to 4 strings.", param="stop")
+        params["stop"] = stops
+    if body.get("n", 1) != 1:
+        raise ApiError(400, "Only n=1 is supported.", param="n")
+    rf = body.get("response_format")
+    if rf is not None and not (isinstance(rf, dict) and rf.get("type") == "text"):
+        raise ApiError(400, "response_format other than text is not supported by this server yet.",
+                       param="response_format")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError(400, "'stream' must be true or false.", param="stream")
+    return model, messages, params, stream
+
+
+FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
+
+
+class ServerState:
+    def __init__(self, library, api_key: str | None, worker: ChatWorker) -> None:
+        self.library, self.api_key, self.worker = library, api_key, worker
+        self.requests = 0  # answered chat requests (the GUI shows a live count)
+        self.active = 0
+
+    def chat_models(self) -> list:
+        return [r for r in self.library.list() if r.task == "chat" and r.format == "gguf"]
+
+
+def create_app(state: ServerState) -> Starlette:
+    async def guard(request: Request) -> None:
+        if state.api_key:
+            auth = request.headers.get("authorization", "")
+            given = auth[7:] if auth.lower().startswith("bearer ") else ""
+            if not hmac.compare_digest(given.encode(), state.api_key.encode()):
+                raise ApiError(401, "Incorrect or missing API key (send 'Authorization: Bearer KEY').",
+                               code="invalid_api_key")
+
+    async def models(request: Request):
+        try:
+            await guard(request)
+        except ApiError as e:
+            return e.response()
+        recs = await asyncio.to_thread(state.chat_models)
+        return JSONResponse({"object": "list", "data": [
+            {"id": r.id, "object": "model", "created": int(r.added_at or 0), "owned_by": "atelier"} for r in recs]})
+
+    async def chat(request: Request):
+        try:
+            await guard(request)
+            raw = await request.body()
+            if len(raw) > MAX_BODY:
+                raise ApiError(413, f"The request body is larger than {MAX_BODY // 2**20} MiB.")
+            try:
+                body = json.loads(raw or b"null")
+            except ValueError as exc:
+                raise ApiError(400, f"The request body is not valid JSON ({exc}).") from exc
+            model, messages, params, stream = parse_chat_request(body)
+            recs = await asyncio.to_thread(state.chat_models)
+            if not any(r.id == model for r in recs):
+                raise ApiError(404, f"The model '{model}' does not exist (see GET /v1/models).", param="model",
+                               code="model_not_found")
+        except ApiError as e:
+            return e.response()
+        job = Job(model, messages, params, asyncio.get_running_loop(), asyncio.Queue())
+        state.worker.submit(job)
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if stream:
+            return StreamingResponse(_stream(state, job, cid, created, model), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return await _complete(state, job, request, cid, created, model)
+
+    async def status(request: Request):
+        """Not OpenAI's: what the server does now (the GUI's live count, the tests)."""
+        try:
+            await guard(request)
+        except ApiError as e:
+            return e.response()
+        w = state.worker
+        return JSONResponse({"requests": state.requests, "active": state.active, "pending": w.pending,
+                             "model": w.model_id, "busy": w.current is not None, "served": w.served,
+                             "cancelled": w.cancelled})
+
+    async def not_found(request: Request, exc):
+        return ApiError(404, f"No route {request.url.path}.", code="not_found").response()
+
+    return Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
+                             Route("/v1/chat/completions", chat, methods=["POST"]),
+                             Route("/atelier/status", status, methods=["GET"])],
+                     exception_handlers={404: not_found})
+
+
+def _usage(stats) -> dict:
+    p = int(getattr(stats, "prompt_tokens", 0) or 0)
+    c = int(getattr(stats, "tokens", 0) or 0)
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+async def _complete(state: ServerState, job: Job, request: Request, cid: str, created: int, model: str):
+    from desktop_app.engines.chat_types import Reply
+
+    reply, stats = Reply(), None
+    state.active += 1
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(job.out.get(), 0.25)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    job.token.cancel()  # the client left: stop at the next token
+                continue
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                return ApiError(500, f"The model failed: {item}", type_="server_error").response()
+            reply.add(item)
+            if item.type == "done":
+                stats = item.stats
+    finally:
+        state.active -= 1
+    state.requests += 1
+    message = {"role": "assistant", "content": reply.answer}
+    if reply.thinking:
+        message["reasoning_content"] = reply.thinking
+    return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": model,
+                         "choices": [{"index": 0, "message": message,
+                                      "finish_reason": FINISH.get(getattr(stats, "finish_reason", "stop"), "stop")}],
+                         "usage": _usage(stats)})
+
+
+async def _stream(state: ServerState, job: Job, cid: str, created: int, model: str):
+    def chunk(delta: dict, finish=None, usage=None) -> str:
+        d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        if usage is not None:
+            d["usage"] = usage
+        return f"data: {json.dumps(d, ensure_ascii=False)}\n\n"
+
+    state.active += 1
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        while True:
+            item = await job.out.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                err = {"error": {"message": f"The model failed: {item}", "type": "server_error", "param": None,
+                                 "code": None}}
+                yield f"data: {json.dumps(err)}\n\n"
+                break
+            if item.type == "answer" and item.text:
+                yield chunk({"content": item.text})
+            elif item.type == "thinking" and item.text:
+                yield chunk({"reasoning_content": item.text})
+            elif item.type == "done":
+                yield chunk({}, FINISH.get(item.stats.finish_reason, "stop"), _usage(item.stats))
+        yield "data: [DONE]\n\n"
+        state.requests += 1
+    finally:  # also when the client disconnected (the response task cancels this generator)
+        state.active -= 1
+        job.token.cancel()

@@ -1,0 +1,113 @@
+"""The server's model thread (Qt-free): one thread that owns the chat engine (a child process,
+as in the GUI) and runs requests one after another, in the order they came; a request for
+another model unloads the current one first. A request's text reaches its HTTP handler through
+an asyncio queue; cancelling its token (the client went away) stops it within one token.
+The memory broker knows what it holds, like the GUI's slots."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from desktop_app.core.cancel import CancelToken
+
+log = logging.getLogger(__name__)
+_DONE = object()
+
+
+@dataclass
+class Job:
+    model_id: str
+    messages: list[dict]
+    params: dict
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue
+    token: CancelToken = field(default_factory=CancelToken)
+
+    def put(self, item: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        except RuntimeError:  # the event loop is closed (the server is stopping)
+            self.token.cancel()
+
+
+class ChatWorker:
+    def __init__(self, library=None, broker=None, hardware=None) -> None:
+        self.library, self.broker, self.hardware = library, broker, hardware
+        self._jobs: queue.Queue = queue.Queue()
+        self.state: dict = {}
+        self.model_id: str | None = None
+        self.served = 0
+        self.cancelled = 0  # requests stopped early (the client went away)
+        self.pending = 0
+        self.current: Job | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="atelier-server-model", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        self.pending += 1
+        self._jobs.put(job)
+
+    def _ensure(self, job: Job) -> None:
+        if self.model_id == job.model_id and self.state.get("engine") is not None:
+            return
+        from desktop_app.engines.chat_load import load_job
+
+        self.model_id = None
+        gen = load_job(job.model_id, self.hardware, library=self.library, broker=self.broker)(self.state, job.token)
+        while True:  # a load's items (progress; a broker move has no GUI here: it is not waited for)
+            try:
+                item = next(gen)
+            except StopIteration:
+                break
+            gate = getattr(item, "gate", None)
+            if gate is not None:
+                gate.set()
+        self.model_id = job.model_id
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            job = self._jobs.get()
+            if job is None:
+                break
+            self.pending -= 1
+            if job.token.cancelled:
+                job.put(_DONE)
+                continue
+            self.current = job
+            try:
+                self._ensure(job)
+                engine = self.state["engine"]
+                it = engine.chat(job.messages, job.params, job.token)
+                try:
+                    for ev in it:
+                        job.put(ev)
+                        if ev.type == "done" and ev.stats is not None and ev.stats.finish_reason == "cancelled":
+                            self.cancelled += 1
+                finally:
+                    it.close()
+                self.served += 1
+            except BaseException as exc:  # noqa: BLE001 - reported to the request, the thread lives on
+                log.warning("server request failed: %s", exc)
+                job.put(exc)
+            finally:
+                self.current = None
+                job.put(_DONE)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.current is not None:
+            self.current.token.cancel()
+        self._jobs.put(None)
+        self._thread.join(timeout=10)
+        close = self.state.pop("close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # noqa: BLE001
+                log.exception("could not stop the server's chat engine")
