@@ -87,7 +87,7 @@ def enhance_prompt(idea: str, family: str | None, chat_model: str | None = None,
     """Enhance prompt from the CLI: the chat model (default: the starter) in its own child
     process, streaming the prompt to stderr; the engine is stopped afterwards."""
     from desktop_app.commands.chat import _resolve_model
-    from desktop_app.core.prompt_enhance import check_idea, enhance
+    from desktop_app.core.prompt_enhance import check_idea, custom_instructions, enhance
     from desktop_app.core.settings import Settings
     from desktop_app.engines.chat_client import ChatEngineProcess
     from desktop_app.engines.chat_types import LoadConfig
@@ -99,7 +99,7 @@ def enhance_prompt(idea: str, family: str | None, chat_model: str | None = None,
     try:
         engine.load(cfg, token)
         print(f"enhancing the prompt with {rec.display_name or rec.id}…", file=sys.stderr)
-        prompt, negative = enhance(engine, idea, family, token, Settings().get("enhance_system_prompt") or None,
+        prompt, negative = enhance(engine, idea, family, token, custom_instructions(Settings(), family),
                                    seed=seed)
     finally:
         engine.unload()

@@ -56,6 +56,16 @@ def system_prompt(family: str | None, custom: str | None = None) -> str:
     return NATURAL_SYSTEM if style_for(family) == "natural" else TAG_SYSTEM
 
 
+def custom_instructions(settings, family: str | None) -> str | None:
+    """The user's own instructions for ``family``'s style (Settings ``enhance_system_prompts``)."""
+    try:
+        stored = settings.get("enhance_system_prompts") or {}
+    except Exception:  # noqa: BLE001 - an unreadable settings file: the built-in ones
+        return None
+    text = stored.get(style_for(family)) if isinstance(stored, dict) else None
+    return text.strip() if isinstance(text, str) and text.strip() else None
+
+
 def check_idea(idea: str) -> str:
     from desktop_app.core.errors import AtelierError
 

@@ -43,7 +43,7 @@ OPTIONS: dict[str, Option] = {
     "downloads_auto_resume": Option(False, "Resume downloads that quitting interrupted as soon as Atelier starts (off: they wait, paused, until you resume them)."),
     "image_metadata_paths": Option(False, "Saved images name the model and LoRA files by their full path (off: names and hashes only, for privacy)."),
     "memory_pinned": Option([], "Slots (chat, image) whose model the memory broker never moves or unloads to make room."),
-    "enhance_system_prompt": Option("", "The Studio's Enhance prompt instructions (empty: the built-in ones for the model's family)."),
+    "enhance_system_prompts": Option({}, "The Studio's Enhance prompt instructions per style ('tags': SD 1.5/SDXL, 'natural': SD 3.5/FLUX); a missing one: the built-in."),
     "studio_model_params": Option({}, "The Studio's last size and steps per image model (restored when it is chosen)."),
     "chat_prompt_lookup": Option(False, "Prompt-lookup decoding: faster replies that repeat the prompt (code, edits)."),
 }

@@ -15,7 +15,7 @@ import logging
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QTextCursor
-from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QPushButton, QToolButton, QVBoxLayout
 
 from desktop_app.core.memory_broker import Moves
 from desktop_app.qt.threads import watch
@@ -77,7 +77,13 @@ class PromptEnhancer(QObject):
         self.button.setToolTip("Let the chat model turn the short idea in the prompt box into a full prompt and a "
                                "negative prompt for this model's family (Ctrl+Z undoes it)")
         self.button.clicked.connect(self.toggle)
+        self.edit_button = named(QToolButton(), "studioEnhanceInstructions",
+                                 "Edit the instructions Enhance prompt gives the chat model")
+        self.edit_button.setText("…")
+        self.edit_button.setToolTip("Enhance prompt's instructions for this model's family (yours, or the built-in ones)")
+        self.edit_button.clicked.connect(lambda: self.edit_instructions().open())
         params.add_prompt_action(self.button)
+        params.add_prompt_action(self.edit_button)
         controller.idea_provider = self.idea_for
         self.job = None
         self.idea = ""
@@ -114,7 +120,9 @@ class PromptEnhancer(QObject):
             return None
         rec = self.current_record()
         family = getattr(rec, "family", None)
-        custom = self.ctx.settings.get("enhance_system_prompt") or None
+        from desktop_app.core.prompt_enhance import custom_instructions
+
+        custom = custom_instructions(self.ctx.settings, family)
         self.idea, self.enhanced = idea, ""
         self._joined = {"prompt": False, "negative": False}
         self.params.prompt.setReadOnly(True)
@@ -175,6 +183,45 @@ class PromptEnhancer(QObject):
         if how == "done":
             self.ctx.status_message.emit("Prompt enhanced (Ctrl+Z in the prompt box brings your idea back).")
         self.finished.emit(how)
+
+    def edit_instructions(self) -> QDialog:
+        """A dialog with the instructions for the current model's style; OK saves them (Settings
+        ``enhance_system_prompts``), *Built-in* puts the shipped ones back."""
+        from desktop_app.core.prompt_enhance import custom_instructions, style_for, system_prompt
+
+        family = getattr(self.current_record(), "family", None)
+        style = style_for(family)
+        dlg = QDialog(self.button.window())
+        dlg.setObjectName("enhanceInstructionsDialog")
+        dlg.setWindowTitle("Enhance prompt: instructions")
+        lay = QVBoxLayout(dlg)
+        words = "tags (Stable Diffusion 1.5, 2, XL)" if style == "tags" else "sentences (SD 3.5, FLUX)"
+        lay.addWidget(QLabel(f"What the chat model is told when it writes {words}:"))
+        dlg.editor = named(QPlainTextEdit(system_prompt(family, custom_instructions(self.ctx.settings, family))),
+                           "enhanceInstructionsEdit", "Enhance prompt instructions")
+        lay.addWidget(dlg.editor)
+        box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        builtin = box.addButton("Built-in", QDialogButtonBox.ButtonRole.ResetRole)
+        builtin.clicked.connect(lambda: dlg.editor.setPlainText(system_prompt(family)))
+        box.accepted.connect(dlg.accept)
+        box.rejected.connect(dlg.reject)
+        lay.addWidget(box)
+
+        def save() -> None:
+            stored = dict(self.ctx.settings.get("enhance_system_prompts") or {})
+            text = dlg.editor.toPlainText().strip()
+            if not text or text == system_prompt(family):
+                stored.pop(style, None)  # the built-in ones (they may improve with a new version)
+            else:
+                stored[style] = text[:4000]
+            try:
+                self.ctx.settings.set("enhance_system_prompts", stored)
+            except Exception as exc:  # noqa: BLE001 - a read-only settings file: say so
+                self.ctx.status_message.emit(f"Could not save the instructions: {exc}")
+
+        dlg.accepted.connect(save)
+        dlg.resize(560, 300)
+        return dlg
 
     def shutdown(self) -> None:
         if self.job is not None:
