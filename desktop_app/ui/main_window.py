@@ -123,6 +123,8 @@ class MainWindow(QMainWindow):
         settings = file_menu.addAction("&Settings…")
         self._shortcuts.append((settings, "Ctrl+,"))
         settings.triggered.connect(self._on_settings)
+        serve = file_menu.addAction("Local &server (OpenAI API)…")
+        serve.triggered.connect(self.show_server)
         logs = file_menu.addAction("Open &log folder")
         logs.triggered.connect(self._on_open_logs)
         file_menu.addSeparator()
@@ -284,6 +286,17 @@ class MainWindow(QMainWindow):
         except Exception:  # noqa: BLE001 - a read-only settings file: the theme holds for this session
             log.warning("could not save the theme", exc_info=True)
 
+    # the local server -----------------------------------------------------------------------
+    def show_server(self):
+        """File › Local server: the OpenAI API for other programs, on the Chat tab's model thread."""
+        if getattr(self, "server_panel", None) is None:
+            from desktop_app.ui.server_panel import ServerPanel
+
+            self.server_panel = ServerPanel(self.ctx, self)
+        self.server_panel.show()
+        self.server_panel.raise_()
+        return self.server_panel
+
     # resources ----------------------------------------------------------------------------
     @Slot()
     def show_resources(self):
@@ -370,6 +383,8 @@ class MainWindow(QMainWindow):
                 return
         self._started = False  # no more deferred tab building
         self.memory_meter.stop()
+        if getattr(self, "server_panel", None) is not None:
+            self.server_panel.shutdown()  # before the model threads stop
         for tab in self._built_tabs():
             try:
                 tab.shutdown()
