@@ -53,6 +53,23 @@ def held_back(text: str, stops: list[str]) -> int:
     return keep
 
 
+def json_grammar(schema):
+    """llama.cpp's grammar for a JSON schema (llama-cpp-python's converter), or None."""
+    if schema is None:
+        return None
+    import json
+
+    from llama_cpp import LlamaGrammar
+
+    from desktop_app.core.errors import AtelierError
+    from desktop_app.engines.chat_types import SCHEMA_ERROR
+
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception as exc:  # noqa: BLE001 - the converter raises many kinds: one clear message
+        raise AtelierError(f"{SCHEMA_ERROR}: {type(exc).__name__}: {exc}"[:500]) from exc
+
+
 def stream_reply(llm: Any, formatted: Any, sampling: dict, token: Any, stop_ids: list[int] | None = None
                  ) -> Iterator[tuple[str, str | None]]:
     """Yield ``(text, None)`` as the reply grows, then ``("", finish_reason)`` once: stop, length
@@ -81,8 +98,9 @@ def stream_reply(llm: Any, formatted: Any, sampling: dict, token: Any, stop_ids:
     n = 0
     finish = "length"
     matched = False
+    grammar = json_grammar(sampling.get("json_schema"))
     gen = llm.generate(prompt, top_k=sampling["top_k"], top_p=sampling["top_p"], min_p=sampling["min_p"],
-                       temp=sampling["temperature"], repeat_penalty=sampling["repeat_penalty"])
+                       temp=sampling["temperature"], repeat_penalty=sampling["repeat_penalty"], grammar=grammar)
     try:
         for tok in gen:
             if token.cancelled:

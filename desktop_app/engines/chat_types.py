@@ -185,6 +185,7 @@ class SamplingParams:
     seed: int | None = None  # None: random each reply (and the KV cache of earlier turns is reused);
     # a fixed seed gives a reproducible reply: the engine re-evaluates the whole prompt for it
     stop: list[str] = field(default_factory=list)
+    json_schema: dict | None = None  # the reply must be JSON matching it (a llama.cpp grammar)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -209,7 +210,12 @@ class SamplingParams:
         )
         if self.seed is not None:
             kw["seed"] = int(self.seed)
+        if self.json_schema is not None:
+            kw["json_schema"] = self.json_schema
         return kw
+
+
+SCHEMA_ERROR = "The JSON schema cannot be used"  # the start of the message when a schema is refused
 
 
 # ---------------------------------------------------------------------------- events

@@ -2,7 +2,8 @@
 
 Routes: ``GET /v1/models`` (the installed chat models) and ``POST /v1/chat/completions``
 (streamed as server-sent events or not; ``max_tokens``/``max_completion_tokens``, ``stop``,
-``seed``, ``temperature``, ``top_p``). Every request runs on the one model thread
+``seed``, ``temperature``, ``top_p``, ``response_format`` text / json_object / json_schema (a
+llama.cpp grammar)). Every request runs on the one model thread
 (:mod:`desktop_app.server.worker`), in order. A client that disconnects cancels its generation
 (within one token). Errors have OpenAI's shape ``{"error": {"message", "type", "param",
 "code"}}``: 400 bad JSON or parameters, 401 a missing or wrong API key, 404 an unknown model.
@@ -101,9 +102,20 @@ def parse_chat_request(body: dict) -> tuple[str, list[dict], dict, bool]:
     if body.get("n", 1) != 1:
         raise ApiError(400, "Only n=1 is supported.", param="n")
     rf = body.get("response_format")
-    if rf is not None and not (isinstance(rf, dict) and rf.get("type") == "text"):
-        raise ApiError(400, "response_format other than text is not supported by this server yet.",
-                       param="response_format")
+    if rf is not None:
+        kind = rf.get("type") if isinstance(rf, dict) else None
+        if kind == "json_object":
+            params["json_schema"] = {"type": "object"}
+        elif kind == "json_schema":
+            js = rf.get("json_schema")
+            schema = js.get("schema") if isinstance(js, dict) else None
+            if not isinstance(schema, dict):
+                raise ApiError(400, "response_format json_schema needs json_schema.schema (an object).",
+                               param="response_format")
+            params["json_schema"] = schema
+        elif kind != "text":
+            raise ApiError(400, "response_format type must be text, json_object or json_schema.",
+                           param="response_format")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, "'stream' must be true or false.", param="stream")
@@ -186,6 +198,14 @@ def create_app(state: ServerState) -> Starlette:
                      exception_handlers={404: not_found})
 
 
+def _failure(exc: BaseException) -> ApiError:
+    from desktop_app.engines.chat_types import SCHEMA_ERROR
+
+    if str(exc).startswith(SCHEMA_ERROR):
+        return ApiError(400, str(exc), param="response_format")
+    return ApiError(500, f"The model failed: {exc}", type_="server_error")
+
+
 def _usage(stats) -> dict:
     p = int(getattr(stats, "prompt_tokens", 0) or 0)
     c = int(getattr(stats, "tokens", 0) or 0)
@@ -208,7 +228,7 @@ async def _complete(state: ServerState, job: Job, request: Request, cid: str, cr
             if item is _DONE:
                 break
             if isinstance(item, BaseException):
-                return ApiError(500, f"The model failed: {item}", type_="server_error").response()
+                return _failure(item).response()
             reply.add(item)
             if item.type == "done":
                 stats = item.stats
@@ -240,8 +260,8 @@ async def _stream(state: ServerState, job: Job, cid: str, created: int, model: s
             if item is _DONE:
                 break
             if isinstance(item, BaseException):
-                err = {"error": {"message": f"The model failed: {item}", "type": "server_error", "param": None,
-                                 "code": None}}
+                e = _failure(item)
+                err = {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}}
                 yield f"data: {json.dumps(err)}\n\n"
                 break
             if item.type == "answer" and item.text:

@@ -171,3 +171,22 @@ def test_another_address_needs_an_api_key(tmp_path):
     r = subprocess.run([sys.executable, "-m", "desktop_app", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "needs an API key" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_json_schema_response_parses(client, server):
+    import json as _json
+
+    from openai import BadRequestError
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    r = ask(client, "Invent a person. Answer in JSON.", max_tokens=60, temperature=0.0,
+            response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}})
+    data = _json.loads(r.choices[0].message.content)
+    assert set(data) == {"name", "age"} and isinstance(data["name"], str) and isinstance(data["age"], int)
+    obj = ask(client, "Give a JSON object.", max_tokens=40, temperature=0.0, response_format={"type": "json_object"})
+    assert isinstance(_json.loads(obj.choices[0].message.content), dict)
+    with pytest.raises(BadRequestError) as bad:
+        ask(client, "x", max_tokens=5, response_format={"type": "json_schema",
+                                                         "json_schema": {"name": "n", "schema": {"type": "no-such-type"}}})
+    assert "JSON schema" in str(bad.value)
