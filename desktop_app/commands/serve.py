@@ -34,7 +34,9 @@ def build(host: str, api_key: str | None):
     ensure_starter_registered(lib)
     from desktop_app.core.memory_broker import MemoryBroker
 
-    state = ServerState(lib, api_key, ChatWorker(library=lib, broker=MemoryBroker()))
+    from desktop_app.server.worker import ImageWorker
+
+    state = ServerState(lib, api_key, ChatWorker(library=lib, broker=MemoryBroker()), ImageWorker(lib))
     return state, create_app(state)
 
 
@@ -51,4 +53,5 @@ def cmd_serve(args) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     finally:
         state.worker.stop()
+        state.images.stop()
     return 0

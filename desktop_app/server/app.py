@@ -25,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from desktop_app.core.cancel import CancelToken
+from desktop_app.core.errors import AtelierError
 from desktop_app.server.worker import _DONE, ChatWorker, Job
 
 MAX_BODY = 8 * 2**20  # a request body larger than this is refused (a prompt, not a file)
@@ -126,13 +128,18 @@ FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
 
 class ServerState:
-    def __init__(self, library, api_key: str | None, worker: ChatWorker) -> None:
-        self.library, self.api_key, self.worker = library, api_key, worker
+    def __init__(self, library, api_key: str | None, worker: ChatWorker, images=None) -> None:
+        self.library, self.api_key, self.worker, self.images = library, api_key, worker, images
         self.requests = 0  # answered chat requests (the GUI shows a live count)
         self.active = 0
 
     def chat_models(self) -> list:
         return [r for r in self.library.list() if r.task == "chat" and r.format == "gguf"]
+
+    def listed_models(self) -> list:
+        """What GET /v1/models lists: the chat models, and the image models when images are served."""
+        return [r for r in self.library.list() if (r.task == "chat" and r.format == "gguf")
+                or (r.task == "image" and self.images is not None)]
 
 
 def create_app(state: ServerState) -> Starlette:
@@ -149,7 +156,7 @@ def create_app(state: ServerState) -> Starlette:
             await guard(request)
         except ApiError as e:
             return e.response()
-        recs = await asyncio.to_thread(state.chat_models)
+        recs = await asyncio.to_thread(state.listed_models)
         return JSONResponse({"object": "list", "data": [
             {"id": r.id, "object": "model", "created": int(r.added_at or 0), "owned_by": "atelier"} for r in recs]})
 
@@ -178,6 +185,53 @@ def create_app(state: ServerState) -> Starlette:
                                      headers={"Cache-Control": "no-cache"})
         return await _complete(state, job, request, cid, created, model)
 
+    async def images(request: Request):
+        try:
+            await guard(request)
+            if state.images is None:
+                raise ApiError(404, "This server does not make images.", code="not_found")
+            try:
+                body = json.loads(await request.body() or b"null")
+            except ValueError as exc:
+                raise ApiError(400, f"The request body is not valid JSON ({exc}).") from exc
+            if not isinstance(body, dict) or not isinstance(body.get("prompt"), str) or not body["prompt"].strip():
+                raise ApiError(400, "'prompt' is required.", param="prompt")
+            recs = await asyncio.to_thread(lambda: [r for r in state.library.list() if r.task == "image"])
+            model = body.get("model") or (recs[0].id if recs else None)
+            rec = next((r for r in recs if r.id == model), None)
+            if rec is None:
+                raise ApiError(404, f"The image model '{model}' does not exist (see GET /v1/models).", param="model",
+                               code="model_not_found")
+            n = body.get("n", 1)
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 4:
+                raise ApiError(400, "'n' must be 1 to 4.", param="n")
+            if body.get("response_format", "b64_json") != "b64_json":
+                raise ApiError(400, "Only response_format b64_json is served (no URLs: nothing leaves this "
+                               "machine).", param="response_format")
+            width = height = None
+            size = body.get("size")
+            if size not in (None, "auto"):
+                try:
+                    width, height = (int(x) for x in str(size).lower().split("x"))
+                except ValueError as exc:
+                    raise ApiError(400, "'size' must be WIDTHxHEIGHT, e.g. 512x512.", param="size") from exc
+            seed = body.get("seed")
+        except ApiError as e:
+            return e.response()
+        token = CancelToken()
+        try:
+            results = await asyncio.to_thread(state.images.generate, rec, body["prompt"], width, height, n, seed, token)
+        except AtelierError as exc:
+            return ApiError(400, str(exc)).response()
+        finally:
+            token.cancel()
+        import base64
+
+        state.requests += 1
+        return JSONResponse({"created": int(time.time()), "data": [
+            {"b64_json": base64.b64encode(png).decode("ascii"), "revised_prompt": params.get("prompt", ""),
+             "seed": params.get("seed")} for png, params in results]})
+
     async def status(request: Request):
         """Not OpenAI's: what the server does now (the GUI's live count, the tests)."""
         try:
@@ -194,6 +248,7 @@ def create_app(state: ServerState) -> Starlette:
 
     return Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
                              Route("/v1/chat/completions", chat, methods=["POST"]),
+                             Route("/v1/images/generations", images, methods=["POST"]),
                              Route("/atelier/status", status, methods=["GET"])],
                      exception_handlers={404: not_found})
 

@@ -111,3 +111,41 @@ class ChatWorker:
                 close()
             except Exception:  # noqa: BLE001
                 log.exception("could not stop the server's chat engine")
+
+
+class ImageWorker:
+    """The server's image thread (Qt-free): the diffusion engine's child process, one generation
+    at a time, in order. ``generate`` blocks (the HTTP handler runs it in a thread) and returns
+    the PNGs with their parameters."""
+
+    def __init__(self, library=None) -> None:
+        self.library = library
+        self._lock = threading.Lock()
+        self.engine = None
+        self.served = 0
+
+    def generate(self, rec, prompt: str, width: int | None, height: int | None, n: int, seed: int | None,
+                 token: CancelToken) -> list[tuple[bytes, dict]]:
+        from desktop_app.core.errors import AtelierError
+        from desktop_app.engines.diffusion.protocol import GenerateRequest, ModelSpec
+
+        with self._lock:  # one at a time, in the order they came
+            if self.engine is None:
+                from desktop_app.engines.diffusion.client import EngineProcess
+
+                self.engine = EngineProcess()
+            req = GenerateRequest(model=ModelSpec.for_record(rec), prompt=prompt, width=width, height=height,
+                                  seed=seed, batch=n, preview=False, model_sha256=rec.sha256 or "")
+            req.validate()
+            out = []
+            for ev in self.engine.generate(req, token):
+                if ev.type == "result":
+                    out.append((ev.image, dict(ev.get("params") or {})))
+                elif ev.type == "error":
+                    raise AtelierError(ev.get("message", "The image engine failed."))
+            self.served += 1
+            return out
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()

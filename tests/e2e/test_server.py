@@ -37,6 +37,12 @@ def server(tmp_path_factory, starter_model):
     home = tmp_path_factory.mktemp("serve_home")
     port = free_port()
     env = {**os.environ, "ATELIER_HOME": str(home)}
+    from tests.diffusion import tiny_pipelines as tp
+
+    folder = tp.build_sd15(tmp_path_factory.mktemp("serve_tiny") / "tiny-sd15")
+    r = subprocess.run([sys.executable, "-m", "desktop_app", "models", "import", str(folder), "--json"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
     log = home / "serve.log"
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "desktop_app", "serve", "--port", str(port), "--api-key", KEY],
@@ -190,3 +196,24 @@ def test_json_schema_response_parses(client, server):
         ask(client, "x", max_tokens=5, response_format={"type": "json_schema",
                                                          "json_schema": {"name": "n", "schema": {"type": "no-such-type"}}})
     assert "JSON schema" in str(bad.value)
+
+
+def test_images_generations_b64(client):
+    import base64
+    import io
+
+    from PIL import Image
+
+    image_ids = [m.id for m in client.models.list() if m.id != STARTER_ID]
+    assert image_ids, "the tiny pipeline is listed"
+    r = client.images.generate(model=image_ids[0], prompt="a red fox", size="64x64", n=2, response_format="b64_json")
+    assert len(r.data) == 2
+    for d in r.data:
+        img = Image.open(io.BytesIO(base64.b64decode(d.b64_json)))
+        assert img.size == (64, 64) and "parameters" in img.info  # A1111 metadata travels with it
+    from openai import BadRequestError, NotFoundError
+
+    with pytest.raises(NotFoundError):
+        client.images.generate(model="no-such", prompt="x", response_format="b64_json")
+    with pytest.raises(BadRequestError):
+        client.images.generate(model=image_ids[0], prompt="x", size="64x64", response_format="url")
