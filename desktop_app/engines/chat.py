@@ -350,6 +350,9 @@ class ChatEngine:
 
     def unload(self) -> None:
         """Free the model, its context and KV cache; memory goes back to the OS."""
+        from desktop_app.engines.chat_embed import drop
+
+        drop(self)  # the embedding context, if the server asked for one
         llm, self.llm = self.llm, None
         self._formatter = None
         if llm is not None:

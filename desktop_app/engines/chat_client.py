@@ -170,6 +170,16 @@ class ChatEngineProcess(EngineHost):
                 self._raise_for(ev)
         raise EngineCrashed("The chat engine gave no answer.")
 
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """(a vector per text, tokens read) from the loaded model (engines/chat_embed.py)."""
+        self._ensure_loaded(None)
+        for ev in self._job({"op": "embed", "texts": list(texts)}, {}, None):
+            if ev.type == P.DONE:
+                return list(ev.get("vectors") or []), int(ev.get("prompt_tokens") or 0)
+            if ev.type in (P.ERROR, P.CANCELLED):
+                self._raise_for(ev)
+        raise EngineCrashed("The chat engine gave no answer.")
+
     # -- generation -----------------------------------------------------------------------------
     def chat(self, messages: list[dict], params: SamplingParams | dict | None = None,
              token: CancelToken | None = None, overflow: str = "truncate_oldest") -> Iterator[ChatEvent]:

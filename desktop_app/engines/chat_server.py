@@ -109,6 +109,13 @@ def _context_usage(engine, out: _Out, job, header: dict) -> None:
     out.send(P.DONE, job, prompt_tokens=n, n_ctx=n_ctx)
 
 
+def _embed(engine, out: _Out, job, header: dict) -> None:
+    from desktop_app.engines.chat_embed import embed
+
+    vectors, n = embed(engine, list(header.get("texts") or []))
+    out.send(P.DONE, job, vectors=vectors, prompt_tokens=n)
+
+
 FRAME_S = 1 / 60  # text deltas are sent at most once a frame: no screen shows tokens faster
 
 
@@ -195,6 +202,7 @@ def main() -> int:
         "load": lambda job, header, token: _load(engine, out, job, header, token),
         "chat": lambda job, header, token: _chat(engine, out, job, header, token, delay),
         "context_usage": lambda job, header, token: _context_usage(engine, out, job, header),
+        "embed": lambda job, header, token: _embed(engine, out, job, header),
         "unload": lambda job, header, token: (engine.unload(), out.send(P.DONE, job)),
     }
 

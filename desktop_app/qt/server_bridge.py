@@ -75,6 +75,10 @@ class GuiChatWorker(QObject):
                     info = yield from load_job(job.model_id, self.ctx.hardware, broker=self.ctx.broker)(state, token)
                     yield info
                 self.model_id = job.model_id
+                if job.kind == "embed":
+                    job.put(("embeddings", *state["engine"].embed(job.messages)))
+                    self.served += 1
+                    return
                 it = state["engine"].chat(job.messages, job.params, job.token)
                 try:
                     for ev in it:

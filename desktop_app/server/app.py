@@ -185,6 +185,51 @@ def create_app(state: ServerState) -> Starlette:
                                      headers={"Cache-Control": "no-cache"})
         return await _complete(state, job, request, cid, created, model)
 
+    async def embeddings(request: Request):
+        try:
+            await guard(request)
+            try:
+                body = json.loads(await request.body() or b"null")
+            except ValueError as exc:
+                raise ApiError(400, f"The request body is not valid JSON ({exc}).") from exc
+            if not isinstance(body, dict):
+                raise ApiError(400, "The request body must be a JSON object.")
+            texts = body.get("input")
+            texts = [texts] if isinstance(texts, str) else texts
+            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+                raise ApiError(400, "'input' must be a non-empty string or a list of them.", param="input")
+            fmt = body.get("encoding_format") or "float"
+            if fmt not in ("float", "base64"):
+                raise ApiError(400, "encoding_format must be float or base64.", param="encoding_format")
+            model = body.get("model")
+            recs = await asyncio.to_thread(state.chat_models)
+            if not any(r.id == model for r in recs):
+                raise ApiError(404, f"The model '{model}' does not exist (see GET /v1/models).", param="model",
+                               code="model_not_found")
+        except ApiError as e:
+            return e.response()
+        job = Job(model, texts, {}, asyncio.get_running_loop(), asyncio.Queue(), kind="embed")
+        state.worker.submit(job)
+        result = None
+        while True:
+            item = await job.out.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                return ApiError(400 if isinstance(item, AtelierError) else 500, str(item)).response()
+            result = item
+        if result is None:
+            return ApiError(500, "The model gave no embeddings.", type_="server_error").response()
+        _, vectors, n = result
+        if fmt == "base64":  # little-endian float32, as OpenAI's (the official client asks for it)
+            import base64
+            import struct
+
+            vectors = [base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode("ascii") for v in vectors]
+        state.requests += 1
+        return JSONResponse({"object": "list", "model": model, "usage": {"prompt_tokens": n, "total_tokens": n},
+                             "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]})
+
     async def images(request: Request):
         try:
             await guard(request)
@@ -249,6 +294,7 @@ def create_app(state: ServerState) -> Starlette:
     return Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
                              Route("/v1/chat/completions", chat, methods=["POST"]),
                              Route("/v1/images/generations", images, methods=["POST"]),
+                             Route("/v1/embeddings", embeddings, methods=["POST"]),
                              Route("/atelier/status", status, methods=["GET"])],
                      exception_handlers={404: not_found})
 

@@ -27,6 +27,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     out: asyncio.Queue
     token: CancelToken = field(default_factory=CancelToken)
+    kind: str = "chat"  # chat | embed (``messages`` then holds the texts)
 
     def put(self, item: Any) -> None:
         try:
@@ -83,6 +84,10 @@ class ChatWorker:
             try:
                 self._ensure(job)
                 engine = self.state["engine"]
+                if job.kind == "embed":
+                    job.put(("embeddings", *engine.embed(job.messages)))
+                    self.served += 1
+                    continue
                 it = engine.chat(job.messages, job.params, job.token)
                 try:
                     for ev in it:

@@ -217,3 +217,26 @@ def test_images_generations_b64(client):
         client.images.generate(model="no-such", prompt="x", response_format="b64_json")
     with pytest.raises(BadRequestError):
         client.images.generate(model=image_ids[0], prompt="x", size="64x64", response_format="url")
+
+
+def test_embeddings_shape(client):
+    import math
+
+    r = client.embeddings.create(model=STARTER_ID, input=["a red fox", "a blue whale", "a red fox"])
+    vecs = [d.embedding for d in r.data]
+    assert len(vecs) == 3 and len({len(v) for v in vecs}) == 1 and len(vecs[0]) == 576  # SmolLM2-135M's width
+    assert all(abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-3 for v in vecs)  # normalised
+    same = max(abs(a - b) for a, b in zip(vecs[0], vecs[2]))
+    other = max(abs(a - b) for a, b in zip(vecs[0], vecs[1]))
+    assert same < 1e-4 < other and r.usage.prompt_tokens > 0  # the same text, the same vector
+    one = client.embeddings.create(model=STARTER_ID, input="a red fox")
+    assert len(one.data) == 1 and max(abs(a - b) for a, b in zip(one.data[0].embedding, vecs[0])) < 1e-4
+
+
+def test_embeddings_as_plain_floats(server):
+    r = httpx.post(server + "/v1/embeddings", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                   json={"model": STARTER_ID, "input": "a red fox", "encoding_format": "float"})
+    assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 576
+    r = httpx.post(server + "/v1/embeddings", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                   json={"model": STARTER_ID, "input": []})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input"
