@@ -182,13 +182,17 @@ class ChatEngineProcess(EngineHost):
 
     # -- generation -----------------------------------------------------------------------------
     def chat(self, messages: list[dict], params: SamplingParams | dict | None = None,
-             token: CancelToken | None = None, overflow: str = "truncate_oldest") -> Iterator[ChatEvent]:
+             token: CancelToken | None = None, overflow: str = "truncate_oldest",
+             raw_prompt: str | None = None) -> Iterator[ChatEvent]:
         """Stream a reply as ChatEvents (as ChatEngine.chat). A crash mid-reply raises
-        EngineCrashed after the text already streamed."""
+        EngineCrashed after the text already streamed. ``raw_prompt``: complete this text
+        instead, with no chat template (engines/chat_raw.py)."""
         params = SamplingParams.from_dict(params) if isinstance(params, dict) else (params or SamplingParams())
         token = token or CancelToken()
         self._ensure_loaded(token)
         header = {"op": "chat", "messages": messages, "params": params.to_dict(), "overflow": overflow}
+        if raw_prompt is not None:
+            header["raw_prompt"] = raw_prompt
         for ev in self._job(header, {}, token):
             if ev.type == "chat":
                 yield ChatEvent(str(ev.get("kind")), str(ev.get("text") or ""))

@@ -120,8 +120,13 @@ FRAME_S = 1 / 60  # text deltas are sent at most once a frame: no screen shows t
 
 
 def _chat(engine, out: _Out, job, header: dict, token: CancelToken, delay: float) -> None:
-    gen = engine.chat(header.get("messages") or [], header.get("params") or {}, token,
-                      overflow=header.get("overflow") or "truncate_oldest")
+    if header.get("raw_prompt") is not None:  # /v1/completions: no chat template
+        from desktop_app.engines.chat_raw import complete_raw
+
+        gen = complete_raw(engine, header["raw_prompt"], header.get("params") or {}, token)
+    else:
+        gen = engine.chat(header.get("messages") or [], header.get("params") or {}, token,
+                          overflow=header.get("overflow") or "truncate_oldest")
     pending_kind, pending, last = "", [], 0.0  # the first text goes out at once (time to first token)
 
     def flush() -> None:

@@ -79,7 +79,9 @@ class GuiChatWorker(QObject):
                     job.put(("embeddings", *state["engine"].embed(job.messages)))
                     self.served += 1
                     return
-                it = state["engine"].chat(job.messages, job.params, job.token)
+                eng = state["engine"]
+                it = eng.chat([], job.params, job.token, raw_prompt=job.messages) if job.kind == "complete" \
+                    else eng.chat(job.messages, job.params, job.token)
                 try:
                     for ev in it:
                         if token.cancelled:  # the app is closing

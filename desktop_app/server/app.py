@@ -1,6 +1,7 @@
 """The OpenAI-compatible HTTP API, as a Starlette app (served by uvicorn: ``atelier serve``).
 
-Routes: ``GET /v1/models`` (the installed chat models) and ``POST /v1/chat/completions``
+Routes: ``GET /v1/models``, ``POST /v1/completions`` (a raw prompt), ``/v1/embeddings``,
+``/v1/images/generations`` (``atelier serve``) and ``POST /v1/chat/completions``
 (streamed as server-sent events or not; ``max_tokens``/``max_completion_tokens``, ``stop``,
 ``seed``, ``temperature``, ``top_p``, ``response_format`` text / json_object / json_schema (a
 llama.cpp grammar)). Every request runs on the one model thread
@@ -76,6 +77,34 @@ def parse_chat_request(body: dict) -> tuple[str, list[dict], dict, bool]:
             raise ApiError(400, "Each message needs a role: system, user or assistant.", param="messages")
         role = "system" if m["role"] == "developer" else m["role"]
         messages.append({"role": role, "content": _text_of(m.get("content"))})
+    params = parse_sampling(body)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError(400, "'stream' must be true or false.", param="stream")
+    return model, messages, params, stream
+
+
+def parse_completion_request(body: dict) -> tuple[str, str, dict, bool]:
+    """(model, prompt, sampling params, stream) from a /v1/completions body, or ApiError(400)."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "'model' is required (see GET /v1/models).", param="model")
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str) or not prompt:
+        raise ApiError(400, "'prompt' must be a non-empty string (one prompt per request).", param="prompt")
+    params = parse_sampling({"max_tokens": 16, **body})  # OpenAI's default for completions
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError(400, "'stream' must be true or false.", param="stream")
+    return model, prompt, params, stream
+
+
+def parse_sampling(body: dict) -> dict:
+    """The sampling parameters shared by chat and text completions."""
     params: dict = {}
     for key, lo, hi in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0)):
         v = body.get(key)
@@ -118,10 +147,7 @@ def parse_chat_request(body: dict) -> tuple[str, list[dict], dict, bool]:
         elif kind != "text":
             raise ApiError(400, "response_format type must be text, json_object or json_schema.",
                            param="response_format")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ApiError(400, "'stream' must be true or false.", param="stream")
-    return model, messages, params, stream
+    return params
 
 
 FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
@@ -163,18 +189,9 @@ def create_app(state: ServerState) -> Starlette:
     async def chat(request: Request):
         try:
             await guard(request)
-            raw = await request.body()
-            if len(raw) > MAX_BODY:
-                raise ApiError(413, f"The request body is larger than {MAX_BODY // 2**20} MiB.")
-            try:
-                body = json.loads(raw or b"null")
-            except ValueError as exc:
-                raise ApiError(400, f"The request body is not valid JSON ({exc}).") from exc
+            body = await _json_body(request)
             model, messages, params, stream = parse_chat_request(body)
-            recs = await asyncio.to_thread(state.chat_models)
-            if not any(r.id == model for r in recs):
-                raise ApiError(404, f"The model '{model}' does not exist (see GET /v1/models).", param="model",
-                               code="model_not_found")
+            await _known_model(state, model)
         except ApiError as e:
             return e.response()
         job = Job(model, messages, params, asyncio.get_running_loop(), asyncio.Queue())
@@ -185,13 +202,26 @@ def create_app(state: ServerState) -> Starlette:
                                      headers={"Cache-Control": "no-cache"})
         return await _complete(state, job, request, cid, created, model)
 
+    async def completions(request: Request):
+        try:
+            await guard(request)
+            body = await _json_body(request)
+            model, prompt, params, stream = parse_completion_request(body)
+            await _known_model(state, model)
+        except ApiError as e:
+            return e.response()
+        job = Job(model, prompt, params, asyncio.get_running_loop(), asyncio.Queue(), kind="complete")
+        state.worker.submit(job)
+        cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if stream:
+            return StreamingResponse(_stream(state, job, cid, created, model, text=True),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return await _complete(state, job, request, cid, created, model, text=True)
+
     async def embeddings(request: Request):
         try:
             await guard(request)
-            try:
-                body = json.loads(await request.body() or b"null")
-            except ValueError as exc:
-                raise ApiError(400, f"The request body is not valid JSON ({exc}).") from exc
+            body = await _json_body(request)
             if not isinstance(body, dict):
                 raise ApiError(400, "The request body must be a JSON object.")
             texts = body.get("input")
@@ -202,10 +232,7 @@ def create_app(state: ServerState) -> Starlette:
             if fmt not in ("float", "base64"):
                 raise ApiError(400, "encoding_format must be float or base64.", param="encoding_format")
             model = body.get("model")
-            recs = await asyncio.to_thread(state.chat_models)
-            if not any(r.id == model for r in recs):
-                raise ApiError(404, f"The model '{model}' does not exist (see GET /v1/models).", param="model",
-                               code="model_not_found")
+            await _known_model(state, model)
         except ApiError as e:
             return e.response()
         job = Job(model, texts, {}, asyncio.get_running_loop(), asyncio.Queue(), kind="embed")
@@ -235,10 +262,7 @@ def create_app(state: ServerState) -> Starlette:
             await guard(request)
             if state.images is None:
                 raise ApiError(404, "This server does not make images.", code="not_found")
-            try:
-                body = json.loads(await request.body() or b"null")
-            except ValueError as exc:
-                raise ApiError(400, f"The request body is not valid JSON ({exc}).") from exc
+            body = await _json_body(request)
             if not isinstance(body, dict) or not isinstance(body.get("prompt"), str) or not body["prompt"].strip():
                 raise ApiError(400, "'prompt' is required.", param="prompt")
             recs = await asyncio.to_thread(lambda: [r for r in state.library.list() if r.task == "image"])
@@ -295,8 +319,26 @@ def create_app(state: ServerState) -> Starlette:
                              Route("/v1/chat/completions", chat, methods=["POST"]),
                              Route("/v1/images/generations", images, methods=["POST"]),
                              Route("/v1/embeddings", embeddings, methods=["POST"]),
+                             Route("/v1/completions", completions, methods=["POST"]),
                              Route("/atelier/status", status, methods=["GET"])],
                      exception_handlers={404: not_found})
+
+
+async def _json_body(request: Request):
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, f"The request body is larger than {MAX_BODY // 2**20} MiB.")
+    try:
+        return json.loads(raw or b"null")
+    except ValueError as exc:
+        raise ApiError(400, f"The request body is not valid JSON ({exc}).") from exc
+
+
+async def _known_model(state: "ServerState", model: str) -> None:
+    recs = await asyncio.to_thread(state.chat_models)
+    if not any(r.id == model for r in recs):
+        raise ApiError(404, f"The model '{model}' does not exist (see GET /v1/models).", param="model",
+                       code="model_not_found")
 
 
 def _failure(exc: BaseException) -> ApiError:
@@ -313,7 +355,8 @@ def _usage(stats) -> dict:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-async def _complete(state: ServerState, job: Job, request: Request, cid: str, created: int, model: str):
+async def _complete(state: ServerState, job: Job, request: Request, cid: str, created: int, model: str,
+                    text: bool = False):
     from desktop_app.engines.chat_types import Reply
 
     reply, stats = Reply(), None
@@ -336,6 +379,11 @@ async def _complete(state: ServerState, job: Job, request: Request, cid: str, cr
     finally:
         state.active -= 1
     state.requests += 1
+    finish = FINISH.get(getattr(stats, "finish_reason", "stop"), "stop")
+    if text:
+        return JSONResponse({"id": cid, "object": "text_completion", "created": created, "model": model,
+                             "choices": [{"index": 0, "text": reply.answer, "logprobs": None, "finish_reason": finish}],
+                             "usage": _usage(stats)})
     message = {"role": "assistant", "content": reply.answer}
     if reply.thinking:
         message["reasoning_content"] = reply.thinking
@@ -345,17 +393,22 @@ async def _complete(state: ServerState, job: Job, request: Request, cid: str, cr
                          "usage": _usage(stats)})
 
 
-async def _stream(state: ServerState, job: Job, cid: str, created: int, model: str):
+async def _stream(state: ServerState, job: Job, cid: str, created: int, model: str, text: bool = False):
     def chunk(delta: dict, finish=None, usage=None) -> str:
-        d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        if text:  # a text completion's chunk: the new text itself
+            d = {"id": cid, "object": "text_completion", "created": created, "model": model,
+                 "choices": [{"index": 0, "text": delta.get("content", ""), "logprobs": None, "finish_reason": finish}]}
+        else:
+            d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
         if usage is not None:
             d["usage"] = usage
         return f"data: {json.dumps(d, ensure_ascii=False)}\n\n"
 
     state.active += 1
     try:
-        yield chunk({"role": "assistant", "content": ""})
+        if not text:
+            yield chunk({"role": "assistant", "content": ""})
         while True:
             item = await job.out.get()
             if item is _DONE:

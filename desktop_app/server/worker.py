@@ -27,7 +27,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     out: asyncio.Queue
     token: CancelToken = field(default_factory=CancelToken)
-    kind: str = "chat"  # chat | embed (``messages`` then holds the texts)
+    kind: str = "chat"  # chat | complete (``messages``: the prompt) | embed (``messages``: the texts)
 
     def put(self, item: Any) -> None:
         try:
@@ -88,7 +88,8 @@ class ChatWorker:
                     job.put(("embeddings", *engine.embed(job.messages)))
                     self.served += 1
                     continue
-                it = engine.chat(job.messages, job.params, job.token)
+                it = engine.chat([], job.params, job.token, raw_prompt=job.messages) if job.kind == "complete" \
+                    else engine.chat(job.messages, job.params, job.token)
                 try:
                     for ev in it:
                         job.put(ev)

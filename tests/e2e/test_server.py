@@ -240,3 +240,17 @@ def test_embeddings_as_plain_floats(server):
     r = httpx.post(server + "/v1/embeddings", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
                    json={"model": STARTER_ID, "input": []})
     assert r.status_code == 400 and r.json()["error"]["param"] == "input"
+
+
+def test_text_completions(client):
+    r = client.completions.create(model=STARTER_ID, prompt="The capital of France is", max_tokens=5, temperature=0.0,
+                                  seed=3)
+    assert r.object == "text_completion" and r.choices[0].text and r.usage.completion_tokens <= 6
+    again = client.completions.create(model=STARTER_ID, prompt="The capital of France is", max_tokens=5,
+                                      temperature=0.0, seed=3)
+    assert again.choices[0].text == r.choices[0].text
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model=STARTER_ID, prompt="The capital of France is", max_tokens=5, temperature=0.0, seed=3, stream=True))
+    assert streamed == r.choices[0].text
+    default = client.completions.create(model=STARTER_ID, prompt="Once upon a time", temperature=0.0)
+    assert default.usage.completion_tokens <= 17  # OpenAI's default of 16 tokens
