@@ -14,7 +14,7 @@ import threading
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from desktop_app.server.worker import _DONE
+from desktop_app.server.worker import _DONE, run_request
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +75,7 @@ class GuiChatWorker(QObject):
                     info = yield from load_job(job.model_id, self.ctx.hardware, broker=self.ctx.broker)(state, token)
                     yield info
                 self.model_id = job.model_id
-                if job.kind == "embed":
-                    job.put(("embeddings", *state["engine"].embed(job.messages)))
-                    self.served += 1
-                    return
-                eng = state["engine"]
-                it = eng.chat([], job.params, job.token, raw_prompt=job.messages) if job.kind == "complete" \
-                    else eng.chat(job.messages, job.params, job.token)
-                try:
-                    for ev in it:
-                        if token.cancelled:  # the app is closing
-                            job.token.cancel()
-                        job.put(ev)
-                        if ev.type == "done" and ev.stats is not None and ev.stats.finish_reason == "cancelled":
-                            self.cancelled += 1
-                finally:
-                    it.close()
-                self.served += 1
+                run_request(state["engine"], job, self, closing=token)
             except BaseException as exc:  # noqa: BLE001 - the request says it; the thread lives on
                 job.put(exc)
             finally:

@@ -61,13 +61,21 @@ def _text_of(content) -> str:
     raise ApiError(400, "A message's content must be a string or a list of text parts.", param="messages")
 
 
-def parse_chat_request(body: dict) -> tuple[str, list[dict], dict, bool]:
-    """(model, messages, sampling params, stream) from a chat completions body, or ApiError(400)."""
+def _model_and_stream(body) -> tuple[str, bool]:
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "'model' is required (see GET /v1/models).", param="model")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError(400, "'stream' must be true or false.", param="stream")
+    return model, stream
+
+
+def parse_chat_request(body: dict) -> tuple[str, list[dict], dict, bool]:
+    """(model, messages, sampling params, stream) from a chat completions body, or ApiError(400)."""
+    model, stream = _model_and_stream(body)
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise ApiError(400, "'messages' must be a non-empty list.", param="messages")
@@ -77,30 +85,18 @@ def parse_chat_request(body: dict) -> tuple[str, list[dict], dict, bool]:
             raise ApiError(400, "Each message needs a role: system, user or assistant.", param="messages")
         role = "system" if m["role"] == "developer" else m["role"]
         messages.append({"role": role, "content": _text_of(m.get("content"))})
-    params = parse_sampling(body)
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ApiError(400, "'stream' must be true or false.", param="stream")
-    return model, messages, params, stream
+    return model, messages, parse_sampling(body), stream
 
 
 def parse_completion_request(body: dict) -> tuple[str, str, dict, bool]:
     """(model, prompt, sampling params, stream) from a /v1/completions body, or ApiError(400)."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ApiError(400, "'model' is required (see GET /v1/models).", param="model")
+    model, stream = _model_and_stream(body)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1:
         prompt = prompt[0]
     if not isinstance(prompt, str) or not prompt:
         raise ApiError(400, "'prompt' must be a non-empty string (one prompt per request).", param="prompt")
-    params = parse_sampling({"max_tokens": 16, **body})  # OpenAI's default for completions
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ApiError(400, "'stream' must be true or false.", param="stream")
-    return model, prompt, params, stream
+    return model, prompt, parse_sampling({"max_tokens": 16, **body}), stream  # OpenAI's default: 16
 
 
 def parse_sampling(body: dict) -> dict:
@@ -186,37 +182,28 @@ def create_app(state: ServerState) -> Starlette:
         return JSONResponse({"object": "list", "data": [
             {"id": r.id, "object": "model", "created": int(r.added_at or 0), "owned_by": "atelier"} for r in recs]})
 
-    async def chat(request: Request):
+    async def generate(request: Request, text: bool):
+        """A chat completion (``text`` False) or a text completion of a raw prompt."""
         try:
             await guard(request)
             body = await _json_body(request)
-            model, messages, params, stream = parse_chat_request(body)
+            model, what, params, stream = (parse_completion_request if text else parse_chat_request)(body)
             await _known_model(state, model)
         except ApiError as e:
             return e.response()
-        job = Job(model, messages, params, asyncio.get_running_loop(), asyncio.Queue())
+        job = Job(model, what, params, asyncio.get_running_loop(), asyncio.Queue(), kind="complete" if text else "chat")
         state.worker.submit(job)
-        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        cid, created = f"{'cmpl' if text else 'chatcmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
         if stream:
-            return StreamingResponse(_stream(state, job, cid, created, model), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        return await _complete(state, job, request, cid, created, model)
+            return StreamingResponse(_stream(state, job, cid, created, model, text=text),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return await _complete(state, job, request, cid, created, model, text=text)
+
+    async def chat(request: Request):
+        return await generate(request, text=False)
 
     async def completions(request: Request):
-        try:
-            await guard(request)
-            body = await _json_body(request)
-            model, prompt, params, stream = parse_completion_request(body)
-            await _known_model(state, model)
-        except ApiError as e:
-            return e.response()
-        job = Job(model, prompt, params, asyncio.get_running_loop(), asyncio.Queue(), kind="complete")
-        state.worker.submit(job)
-        cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        if stream:
-            return StreamingResponse(_stream(state, job, cid, created, model, text=True),
-                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        return await _complete(state, job, request, cid, created, model, text=True)
+        return await generate(request, text=True)
 
     async def embeddings(request: Request):
         try:

@@ -36,6 +36,28 @@ class Job:
             self.token.cancel()
 
 
+def run_request(engine, job: Job, counts, closing=None) -> None:
+    """One request on the loaded ``engine`` (both servers' model threads): chat, raw completion
+    or embeddings; every event goes to the request; ``counts`` gets ``served``/``cancelled``;
+    ``closing`` (a token): the app is quitting, so the request stops too."""
+    if job.kind == "embed":
+        job.put(("embeddings", *engine.embed(job.messages)))
+        counts.served += 1
+        return
+    it = engine.chat([], job.params, job.token, raw_prompt=job.messages) if job.kind == "complete" \
+        else engine.chat(job.messages, job.params, job.token)
+    try:
+        for ev in it:
+            if closing is not None and closing.cancelled:
+                job.token.cancel()
+            job.put(ev)
+            if ev.type == "done" and ev.stats is not None and ev.stats.finish_reason == "cancelled":
+                counts.cancelled += 1
+    finally:
+        it.close()
+    counts.served += 1
+
+
 class ChatWorker:
     def __init__(self, library=None, broker=None, hardware=None) -> None:
         self.library, self.broker, self.hardware = library, broker, hardware
@@ -83,21 +105,7 @@ class ChatWorker:
             self.current = job
             try:
                 self._ensure(job)
-                engine = self.state["engine"]
-                if job.kind == "embed":
-                    job.put(("embeddings", *engine.embed(job.messages)))
-                    self.served += 1
-                    continue
-                it = engine.chat([], job.params, job.token, raw_prompt=job.messages) if job.kind == "complete" \
-                    else engine.chat(job.messages, job.params, job.token)
-                try:
-                    for ev in it:
-                        job.put(ev)
-                        if ev.type == "done" and ev.stats is not None and ev.stats.finish_reason == "cancelled":
-                            self.cancelled += 1
-                finally:
-                    it.close()
-                self.served += 1
+                run_request(self.state["engine"], job, self)
             except BaseException as exc:  # noqa: BLE001 - reported to the request, the thread lives on
                 log.warning("server request failed: %s", exc)
                 job.put(exc)
