@@ -29,6 +29,9 @@ HANDLERS = {
     "run": "chat:cmd_run",
     "imagine": "imagine:cmd_imagine",
     "serve": "serve:cmd_serve",
+    "remotes.add": "remotes:cmd_add",
+    "remotes.list": "remotes:cmd_list",
+    "remotes.rm": "remotes:cmd_rm",
     "upscale": "postprocess:cmd_upscale",
     "remove-bg": "postprocess:cmd_remove_bg",
     "desktop-install": "desktop:cmd_desktop_install",
@@ -115,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="chat with a model once, streaming the reply")
     r.add_argument("--model", default=None, help="library id or path (default: the starter model)")
     r.add_argument("--prompt", required=True)
+    r.add_argument("--remote", default=None, help="a configured server's name, or a base URL (used once)")
     r.add_argument("--system", default=None)
     r.add_argument("--max-tokens", type=int, default=512)
     r.add_argument("--seed", type=int, default=None)
@@ -144,6 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let a chat model turn --prompt (a short idea) into a full prompt for the model's family")
     g.add_argument("--chat-model", default=None, help="the chat model for --enhance (default: the starter model)")
     g.add_argument("--json", action="store_true")
+
+    rs = sub.add_parser("remotes", help="team servers speaking the OpenAI API (vLLM, llama.cpp server, Ollama)")
+    rss = rs.add_subparsers(dest="remotes_command", metavar="ACTION", required=True)
+    ra = rss.add_parser("add", help="add (or replace) a server")
+    ra.add_argument("name")
+    ra.add_argument("url", help="base URL, e.g. http://gpu-box:8000/v1")
+    ra.add_argument("--api-key", default=None, help="(or ATELIER_REMOTE_KEY); kept in the keyring")
+    ra.add_argument("--json", action="store_true")
+    rl = rss.add_parser("list", help="the servers and their models")
+    rl.add_argument("--json", action="store_true")
+    rr = rss.add_parser("rm", help="forget a server (and its key)")
+    rr.add_argument("name")
+    rr.add_argument("--json", action="store_true")
 
     sv = sub.add_parser("serve", help="serve the installed chat models through the OpenAI API")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
@@ -178,6 +195,8 @@ def _handler(args: argparse.Namespace):
     key = args.command
     if key == "models":
         key = f"models.{args.models_command}"
+    elif key == "remotes":
+        key = f"remotes.{args.remotes_command}"
     target = HANDLERS[key]
     mod_name, func = target.split(":")
     mod = importlib.import_module(f"desktop_app.commands.{mod_name}")

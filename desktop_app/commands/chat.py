@@ -8,6 +8,7 @@ object: ``text``, ``tokens``, ``ttft_s``, ``tokens_per_s`` plus ``model``, ``n_c
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -37,7 +38,46 @@ def _resolve_model(model: str | None):
     return rec
 
 
+def run_remote(args) -> int:
+    """`atelier run --remote NAME|URL --model MODEL`: the same streaming, from a team server."""
+    from desktop_app.core.remotes import resolve
+    from desktop_app.engines.base import CancelToken
+    from desktop_app.engines.chat_types import Reply, SamplingParams
+
+    if not getattr(args, "model", None):
+        raise AtelierError("--remote needs --model: one of the server's models (see 'atelier remotes list').")
+    as_json = bool(getattr(args, "json", False))
+    out = sys.stderr if as_json else sys.stdout
+    server = resolve(args.remote, os.environ.get("ATELIER_REMOTE_KEY") or None)
+    params = SamplingParams(max_tokens=args.max_tokens)
+    if getattr(args, "temperature", None) is not None:
+        params.temperature = float(args.temperature)
+    if getattr(args, "seed", None) is not None:
+        params.seed = int(args.seed)
+    messages = ([{"role": "system", "content": args.system}] if getattr(args, "system", None) else [])
+    messages.append({"role": "user", "content": args.prompt})
+    reply = Reply()
+    try:
+        for ev in server.chat(args.model, messages, params, CancelToken()):
+            reply.add(ev)
+            if ev.type == "answer":
+                out.write(ev.text)
+                out.flush()
+            elif ev.type == "thinking":
+                sys.stderr.write(ev.text)
+    finally:
+        out.write("\n")
+        out.flush()
+    if as_json:
+        d = reply.stats.to_dict(with_text=True)
+        d.update(model=args.model, server=server.name, base_url=server.base_url, seed=params.seed)
+        emit_json(d)
+    return 0
+
+
 def cmd_run(args) -> int:
+    if getattr(args, "remote", None):
+        return run_remote(args)
     from desktop_app.engines.base import CancelToken
     from desktop_app.engines.chat_types import LoadConfig, SamplingParams
     from desktop_app.engines.chat_client import ChatEngineProcess

@@ -35,8 +35,9 @@ def cmd_list(args) -> int:
     lib = Library()
     ensure_starter_registered(lib)
     recs = lib.list(task=getattr(args, "task", None))
+    remote = _remote_models() if getattr(args, "task", None) in (None, "chat") else []
     if args.json:
-        emit_json([r.to_dict() for r in recs])
+        emit_json([r.to_dict() for r in recs] + remote)
         return 0
     if not recs:
         print("No models installed. Try 'atelier models catalog' or 'atelier models discover'.")
@@ -45,7 +46,27 @@ def cmd_list(args) -> int:
     for r in recs:
         where = "" if r.managed else "  (in place)"
         print(f"{r.id:<{w}}  {r.task:<18} {r.format:<11} {_size(r.size_bytes):>9}  {r.path}{where}")
+    for m in remote:
+        print(f"{m['id']:<{w}}  {'chat':<18} {'remote':<11} {'':>9}  on {m['server']} ({m['url']})")
     return 0
+
+
+def _remote_models() -> list[dict]:
+    """The models of the team servers the user added (atelier remotes), each marked remote; a
+    server that does not answer is one line on stderr."""
+    from desktop_app.core.remotes import get_key, list_servers
+    from desktop_app.engines.remote_chat import RemoteServer
+
+    out = []
+    for s in list_servers():
+        try:
+            ids = RemoteServer(s["name"], s["url"], get_key(s["name"])).models()
+        except Exception as exc:  # noqa: BLE001 - listed as unreachable, the rest still lists
+            print(f"atelier: {exc}", file=sys.stderr)
+            continue
+        out += [{"id": i, "task": "chat", "format": "remote", "remote": True, "server": s["name"], "url": s["url"]}
+                for i in ids]
+    return out
 
 
 class _StderrProgress:

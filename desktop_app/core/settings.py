@@ -42,6 +42,7 @@ OPTIONS: dict[str, Option] = {
     "welcome_shown": Option(False, "The welcome page was seen (Help › Welcome shows it again)."),
     "downloads_auto_resume": Option(False, "Resume downloads that quitting interrupted as soon as Atelier starts (off: they wait, paused, until you resume them)."),
     "image_metadata_paths": Option(False, "Saved images name the model and LoRA files by their full path (off: names and hashes only, for privacy)."),
+    "remote_servers": Option({}, "Team servers speaking the OpenAI API: {name: base URL} (their API keys are in the keyring)."),
     "memory_pinned": Option([], "Slots (chat, image) whose model the memory broker never moves or unloads to make room."),
     "enhance_system_prompts": Option({}, "The Studio's Enhance prompt instructions per style ('tags': SD 1.5/SDXL, 'natural': SD 3.5/FLUX); a missing one: the built-in."),
     "studio_model_params": Option({}, "The Studio's last size and steps per image model (restored when it is chosen)."),

@@ -1,0 +1,195 @@
+"""A remote chat engine (Qt-free): any server that speaks the OpenAI API (vLLM, llama.cpp's
+server, Ollama, another Atelier's ``atelier serve``), streamed as ChatEvents like the local
+engine's, so that history, stop, ``<think>`` display and stats work the same.
+
+HTTP with the standard library's ``http.client`` (no new dependency): a short connect timeout
+(an unreachable server is a clear error at once, not a hang), a longer read timeout (a big model
+takes a while to read the prompt). A server that dies mid-reply raises :class:`RemoteError` after
+the text already streamed (the caller keeps it). The offline switch blocks every server outside
+this machine; loopback stays allowed. The API key, when there is one, is sent only to its server.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Iterator
+
+from desktop_app.core.errors import AtelierError, OfflineError
+from desktop_app.engines.chat_types import ChatEvent, ChatStats, SamplingParams
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 300.0
+
+
+class RemoteError(AtelierError):
+    """The server could not be reached, or failed or vanished mid-reply."""
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in ("localhost",) or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_url(url: str) -> str:
+    """``http(s)://host[:port][/path]`` ending in ``/v1`` (added when missing); else AtelierError."""
+    u = urllib.parse.urlsplit((url or "").strip())
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise AtelierError(f"{url!r} is not a server address: use http://HOST:PORT/v1 (or https://…).")
+    path = u.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, path, "", ""))
+
+
+@dataclass
+class RemoteServer:
+    name: str
+    base_url: str
+    api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        self.base_url = normalise_url(self.base_url)
+        self._u = urllib.parse.urlsplit(self.base_url)
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback_host(self._u.hostname or "")
+
+    def _check_offline(self) -> None:
+        if self.loopback:
+            return
+        from desktop_app.core.settings import Settings
+
+        if Settings().offline:
+            raise OfflineError(f"Offline mode is on: the server {self.name} ({self._u.hostname}) is outside this "
+                               "machine, so Atelier does not contact it. Turn Offline off in Settings to use it.")
+
+    def _request(self, method: str, path: str, body: dict | None = None):
+        self._check_offline()
+        cls = http.client.HTTPSConnection if self._u.scheme == "https" else http.client.HTTPConnection
+        conn = cls(self._u.hostname, self._u.port, timeout=CONNECT_TIMEOUT)
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                   "User-Agent": "Atelier/0.1"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        try:
+            conn.connect()
+            conn.sock.settimeout(READ_TIMEOUT)
+            conn.request(method, self._u.path + path, body=json.dumps(body).encode() if body is not None else None,
+                         headers=headers)
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise RemoteError(f"Cannot reach the server {self.name} at {self.base_url}: "
+                              f"{getattr(exc, 'strerror', None) or exc}. Check that it runs, then retry.") from exc
+        if resp.status >= 400:
+            detail = resp.read(4000).decode("utf-8", "replace")
+            conn.close()
+            try:
+                detail = json.loads(detail)["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                detail = detail.strip()[:300] or resp.reason
+            if resp.status == 401:
+                raise RemoteError(f"The server {self.name} refused the API key (401): {detail}")
+            raise RemoteError(f"The server {self.name} answered {resp.status}: {detail}")
+        return conn, resp
+
+    def models(self) -> list[str]:
+        """The model ids the server lists (GET /v1/models)."""
+        conn, resp = self._request("GET", "/models")
+        try:
+            data = json.loads(resp.read(2_000_000))
+        except ValueError as exc:
+            raise RemoteError(f"The server {self.name} gave no model list (not an OpenAI-compatible server?).") from exc
+        finally:
+            conn.close()
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise RemoteError(f"The server {self.name} gave no model list (not an OpenAI-compatible server?).")
+        return [str(m["id"])[:300] for m in items if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+    def chat(self, model: str, messages: list[dict], params: SamplingParams | dict | None = None,
+             token=None) -> Iterator[ChatEvent]:
+        """Stream a reply; the last event is ``done`` with stats (finish_reason stop, length or
+        cancelled). ``think`` tags in the text are split out like the local engine's."""
+        from desktop_app.engines.think import ThinkParser
+
+        p = SamplingParams.from_dict(params) if isinstance(params, dict) else (params or SamplingParams())
+        body = {"model": model, "messages": messages, "stream": True, "temperature": p.temperature, "top_p": p.top_p,
+                "stream_options": {"include_usage": True}}
+        if p.max_tokens and p.max_tokens > 0:
+            body["max_tokens"] = p.max_tokens
+        if p.seed is not None:
+            body["seed"] = p.seed
+        if p.stop:
+            body["stop"] = list(p.stop)
+        t0 = time.perf_counter()
+        conn, resp = self._request("POST", "/chat/completions", body)
+        parser = ThinkParser()
+        stats = ChatStats()
+        n, t_first, t_last, finish = 0, None, None, None
+        try:
+            while True:
+                if token is not None and token.cancelled:
+                    finish = "cancelled"
+                    break
+                try:
+                    line = resp.readline()
+                except (OSError, http.client.HTTPException) as exc:
+                    raise RemoteError(f"The server {self.name} stopped answering mid-reply ({exc}); "
+                                      "the reply so far is kept.") from exc
+                if not line:
+                    if finish is None:
+                        raise RemoteError(f"The server {self.name} closed the connection mid-reply; "
+                                          "the reply so far is kept.")
+                    break
+                line = line.strip()
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    continue
+                if isinstance(chunk.get("error"), dict):
+                    raise RemoteError(f"The server {self.name} failed: {chunk['error'].get('message', '')}")
+                if isinstance(chunk.get("usage"), dict):
+                    stats.prompt_tokens = int(chunk["usage"].get("prompt_tokens") or 0)
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    for key, kind in (("reasoning_content", "thinking"), ("content", None)):
+                        text = delta.get(key)
+                        if isinstance(text, str) and text:
+                            now = time.perf_counter()
+                            t_first = t_first or now
+                            t_last = now
+                            n += 1
+                            if kind == "thinking":
+                                yield ChatEvent("thinking", text)
+                            else:
+                                for k, seg in parser.feed(text):
+                                    yield ChatEvent(k, seg)
+                    if choice.get("finish_reason"):
+                        finish = "length" if choice["finish_reason"] == "length" else "stop"
+        finally:
+            conn.close()
+        for k, seg in parser.finish():
+            yield ChatEvent(k, seg)
+        stats.tokens = n
+        stats.ttft_s = (t_first - t0) if t_first else None
+        stats.tokens_per_s = ((n - 1) / (t_last - t_first)) if n > 1 and t_last > t_first else None
+        stats.total_s = time.perf_counter() - t0
+        stats.finish_reason = finish or "stop"
+        stats.text, stats.thinking = parser.answer, parser.thinking
+        yield ChatEvent("done", stats=stats)
