@@ -36,6 +36,12 @@ def test_resources_panel_measures_and_unloads_the_chat_model(qtbot, starter_mode
 
     shots = Path(__file__).resolve().parents[2] / "screenshots"
     shots.mkdir(exist_ok=True)
+    from PySide6.QtWidgets import QCheckBox, QLabel
+
+    qtbot.waitUntil(lambda: panel.findChild(QLabel, "resourcesModel_chat") is not None
+                    and panel.findChild(QLabel, "resourcesModel_chat").isVisible(), timeout=5_000)
+    assert "SmolLM2" in panel.findChild(QLabel, "resourcesModel_chat").text()
+    assert panel.findChild(QCheckBox, "resourcesPin_chat") is not None  # Pin: never moved by the broker
     assert panel.grab().save(str(shots / "resources_panel.png"))
     n = panel.measurements
     qtbot.wait(2500)
