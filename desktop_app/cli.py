@@ -29,6 +29,8 @@ HANDLERS = {
     "run": "chat:cmd_run",
     "imagine": "imagine:cmd_imagine",
     "serve": "serve:cmd_serve",
+    "audit.verify": "audit:cmd_verify",
+    "audit.export": "audit:cmd_export",
     "remotes.add": "remotes:cmd_add",
     "remotes.list": "remotes:cmd_list",
     "remotes.rm": "remotes:cmd_rm",
@@ -149,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--chat-model", default=None, help="the chat model for --enhance (default: the starter model)")
     g.add_argument("--json", action="store_true")
 
+    au = sub.add_parser("audit", help="check or export the tamper-evident log of inference calls")
+    aus = au.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    av = aus.add_parser("verify", help="check the hash chain; exit 0 only when all of it holds")
+    av.add_argument("--dir", default=None, help="the log's folder (default: the policy's, or the data folder)")
+    av.add_argument("--json", action="store_true")
+    ae = aus.add_parser("export", help="write the records for auditors (.csv or .json)")
+    ae.add_argument("--since", default=None, help="an ISO date, e.g. 2026-12-01")
+    ae.add_argument("--to", required=True)
+    ae.add_argument("--dir", default=None)
+    ae.add_argument("--json", action="store_true")
+
     rs = sub.add_parser("remotes", help="team servers speaking the OpenAI API (vLLM, llama.cpp server, Ollama)")
     rss = rs.add_subparsers(dest="remotes_command", metavar="ACTION", required=True)
     ra = rss.add_parser("add", help="add (or replace) a server")
@@ -195,8 +208,8 @@ def _handler(args: argparse.Namespace):
     key = args.command
     if key == "models":
         key = f"models.{args.models_command}"
-    elif key == "remotes":
-        key = f"remotes.{args.remotes_command}"
+    elif key in ("remotes", "audit"):
+        key = f"{key}.{getattr(args, key + '_command')}"
     target = HANDLERS[key]
     mod_name, func = target.split(":")
     mod = importlib.import_module(f"desktop_app.commands.{mod_name}")
