@@ -178,9 +178,15 @@ class ModelThread(QObject):
     def submit(self, fn: Callable[[dict, CancelToken], Any], what: str = "") -> JobHandle:
         """Queue ``fn(state, token)`` to run in this thread; returns its JobHandle (connect to it).
         ``what``: how the user would name the job, for an unhandled failure ("Loading the model")."""
-        if not self._thread.isRunning():
-            raise RuntimeError(f"thread {self.name} is shut down")
         handle = JobHandle(next(_job_ids), CancelToken(), what)
+        if not self._thread.isRunning():
+            # The app is closing: a queued signal (hardware ready, library changed) that still
+            # reaches a view asks for work nobody will see. Never run it, never raise on the GUI
+            # thread; the handle is born cancelled and done, and fires nothing.
+            log.info("thread %s is shut down; not running %s", self.name, what or "a job")
+            handle.token.cancel()
+            handle.done = True
+            return handle
         self._handles[handle.id] = handle
         self._submit.emit((handle.id, fn, handle.token))
         return handle

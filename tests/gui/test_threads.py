@@ -99,8 +99,8 @@ def test_shutdown_mid_job_joins_the_thread_and_runs_cleanup(qtbot):
     assert t.shutdown(5000)
     assert closed.is_set()
     assert "atelier-shutdown-test" not in running_qthreads()
-    with pytest.raises(RuntimeError):
-        t.submit(lambda s, tok: None)
+    late = t.submit(lambda s, tok: None)  # born cancelled: it never runs (see the test below)
+    assert late.done and late.token.cancelled
 
 
 def test_background_runner_success_progress_failure_cancel(qtbot):
@@ -213,3 +213,16 @@ def test_network_lane_never_delays_the_disk_lane(qtbot):
     finally:
         release.set()
         ctx.shutdown()
+
+
+def test_work_asked_for_after_shutdown_never_runs_and_never_raises(qtbot):
+    """A queued signal (hardware ready, library changed) can reach a view while the app closes,
+    after its thread has stopped: the request returns a dead handle instead of raising on the GUI
+    thread (CI once failed on exactly that)."""
+    runner = BackgroundRunner("closing")
+    assert runner.shutdown()
+    ran, fired = [], []
+    handle = runner.run(lambda token: ran.append(1), on_success=fired.append, on_failure=fired.append)
+    assert handle.done and handle.token.cancelled
+    qtbot.wait(100)
+    assert ran == [] and fired == []
