@@ -26,6 +26,10 @@ HANDLERS = {
     "models.catalog": "models:cmd_catalog",
     "models.configs": "configs:cmd_configs",
     "models.plan": "plan:cmd_plan",
+    "models.digest": "policy:cmd_digest",
+    "policy": "policy:cmd_policy",
+    "settings.list": "policy:cmd_settings",
+    "settings.set": "policy:cmd_settings",
     "run": "chat:cmd_run",
     "imagine": "imagine:cmd_imagine",
     "serve": "serve:cmd_serve",
@@ -110,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "Studio loads while the chat model is loaded)")
     pn.add_argument("--ctx", type=int, default=None, help="the chat model's context length")
     pn.add_argument("--json", action="store_true")
+    dg = ms.add_parser("digest", help="a model's sha256, as an administrator lists it in the policy's allowed_models")
+    dg.add_argument("model", help="library id or path")
+    dg.add_argument("--json", action="store_true")
     cf = ms.add_parser("configs", help="fetch a diffusion family's config files (no weights) for single-file checkpoints")
     cf.add_argument("repo", nargs="?", default=None, help="diffusers repo (default: the family's usual one)")
     cf.add_argument("--family", required=True,
@@ -150,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let a chat model turn --prompt (a short idea) into a full prompt for the model's family")
     g.add_argument("--chat-model", default=None, help="the chat model for --enhance (default: the starter model)")
     g.add_argument("--json", action="store_true")
+
+    po = sub.add_parser("policy", help="the administrator's policy in force (models, network, history, audit)")
+    po.add_argument("--json", action="store_true")
+    st = sub.add_parser("settings", help="list or change settings (those the policy fixes are refused)")
+    sts = st.add_subparsers(dest="settings_command", metavar="ACTION", required=True)
+    sl = sts.add_parser("list", help="every setting, its value, and whether the policy locks it")
+    sl.add_argument("--json", action="store_true")
+    ss = sts.add_parser("set", help="change one setting")
+    ss.add_argument("key")
+    ss.add_argument("value", help="text, or JSON for numbers, true/false and lists")
+    ss.add_argument("--json", action="store_true")
 
     au = sub.add_parser("audit", help="check or export the tamper-evident log of inference calls")
     aus = au.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -208,7 +226,7 @@ def _handler(args: argparse.Namespace):
     key = args.command
     if key == "models":
         key = f"models.{args.models_command}"
-    elif key in ("remotes", "audit"):
+    elif key in ("remotes", "audit", "settings"):
         key = f"{key}.{getattr(args, key + '_command')}"
     target = HANDLERS[key]
     mod_name, func = target.split(":")
@@ -236,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
 
     for why in Settings().problems:  # a hand-edited settings.json: said, never a crash
         print(f"atelier: warning: {why}.", file=sys.stderr)
+    if args.command not in ("audit", "policy"):  # the administrator's policy: its folders, its retention
+        from desktop_app.core.policy import apply_at_startup
+
+        for line in apply_at_startup():
+            print(f"atelier: warning: {line}", file=sys.stderr)
     try:
         return int(_handler(args)(args) or 0)
     except KeyboardInterrupt:

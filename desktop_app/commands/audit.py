@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from desktop_app.commands import emit_json
@@ -12,11 +11,9 @@ from desktop_app.core.errors import AtelierError
 def _folder(args) -> Path:
     if getattr(args, "dir", None):
         return Path(args.dir)
-    if os.environ.get("ATELIER_AUDIT_DIR"):
-        return Path(os.environ["ATELIER_AUDIT_DIR"])
-    from desktop_app.core.paths import get_paths
+    from desktop_app.core.audit import log_folder
 
-    return get_paths().data / "audit"
+    return log_folder()
 
 
 def cmd_verify(args) -> int:

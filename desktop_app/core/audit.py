@@ -67,7 +67,7 @@ class AuditLog:
         self.folder, self.mode = Path(folder), mode
 
     def append(self, kind: str, model_id: str, model_sha256: str, params: dict, outcome: str, *,
-               prompt: str | None = None, reply: str | None = None, counts: dict | None = None,
+               prompt: Any = None, reply: Any = None, counts: dict | None = None,
                duration_s: float = 0.0, extra: dict | None = None) -> dict | None:
         """One record (``kind``: chat, image, upscale, remove_bg, enhance); None when off."""
         if self.mode == "off":
@@ -83,8 +83,8 @@ class AuditLog:
         if self.mode == "full":
             rec["prompt"], rec["reply"] = prompt, reply
         else:
-            rec["prompt_sha256"] = hashlib.sha256((prompt or "").encode()).hexdigest()
-            rec["reply_sha256"] = hashlib.sha256((reply or "").encode()).hexdigest()
+            rec["prompt_sha256"] = _text_digest(prompt)
+            rec["reply_sha256"] = _text_digest(reply)
         if extra:
             rec.update(extra)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -104,6 +104,75 @@ class AuditLog:
             finally:
                 _funlock(f)
         return rec
+
+
+def _text_digest(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True) \
+        if value is not None else ""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def log_folder() -> Path:
+    """Where the log lives: the policy's ``audit.path``, else ``ATELIER_AUDIT_DIR``, else the data dir's
+    ``audit`` folder."""
+    from desktop_app.core.policy import current
+
+    pol = current()
+    if pol.audit_path:
+        return Path(pol.audit_path).expanduser()
+    if os.environ.get("ATELIER_AUDIT_DIR"):
+        return Path(os.environ["ATELIER_AUDIT_DIR"]).expanduser()
+    from desktop_app.core.paths import get_paths
+
+    return get_paths(create=False).data / "audit"
+
+
+def current_log() -> "AuditLog | None":
+    """The log in force (the policy's mode, else the user's ``audit_mode`` setting); None when off.
+    Raises AtelierError when it is on and cannot be written: under an audit, no inference runs
+    unrecorded."""
+    from desktop_app.core.errors import AtelierError
+    from desktop_app.core.settings import Settings
+
+    mode = Settings().get("audit_mode")
+    if mode not in ("metadata", "full"):
+        return None
+    folder = log_folder()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}-{threading.get_ident()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise AtelierError(f"The audit log at {folder} cannot be written ({exc.strerror or exc}); nothing runs "
+                           "unrecorded while the audit is on.") from exc
+    return AuditLog(folder, mode)
+
+
+class Call:
+    """One inference call: made (and the log checked) before the work starts, ``end``ed by the thread
+    that finished it. ``Call.start`` returns one that records nothing when the audit is off."""
+
+    def __init__(self, log: "AuditLog | None", kind: str, model_id: str, model_sha256: str, params: dict,
+                 prompt: Any) -> None:
+        import time
+
+        self.log, self.kind, self.model_id, self.model_sha256 = log, kind, model_id, model_sha256
+        self.params, self.prompt, self.t0, self.ended = params, prompt, time.monotonic(), False
+
+    @classmethod
+    def start(cls, kind: str, model_id: str, model_sha256: str, params: dict, prompt: Any) -> "Call":
+        return cls(current_log(), kind, model_id, model_sha256, params, prompt)
+
+    def end(self, outcome: str, reply: Any = None, counts: dict | None = None, extra: dict | None = None) -> None:
+        import time
+
+        if self.ended or self.log is None:
+            self.ended = True
+            return
+        self.ended = True
+        self.log.append(self.kind, self.model_id, self.model_sha256, self.params, outcome, prompt=self.prompt,
+                        reply=reply, counts=counts, duration_s=time.monotonic() - self.t0, extra=extra)
 
 
 def _drop_torn_tail(f) -> None:

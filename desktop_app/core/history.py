@@ -356,6 +356,18 @@ class HistoryStore:
         log.info("conversation %d deleted", conversation_id)
         return cur.rowcount > 0
 
+    def delete_older_than(self, cutoff: float) -> int:
+        """Delete the conversations last changed before ``cutoff`` (epoch seconds), then compact the
+        file so their text is gone from disk; returns how many (the policy's history.retain_days)."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM conversations WHERE updated < ?", (float(cutoff),))
+            n = cur.rowcount
+            self._last_write.clear()
+            if n:
+                self.vacuum()
+        log.info("%d conversation(s) older than the retention deleted", n)
+        return n
+
     def delete_all(self) -> None:
         """Delete every conversation: the rows, then VACUUM and a WAL checkpoint (TRUNCATE) so no
         text remains in the database file or its journal."""

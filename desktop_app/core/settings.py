@@ -47,6 +47,8 @@ OPTIONS: dict[str, Option] = {
     "enhance_system_prompts": Option({}, "The Studio's Enhance prompt instructions per style ('tags': SD 1.5/SDXL, 'natural': SD 3.5/FLUX); a missing one: the built-in."),
     "studio_model_params": Option({}, "The Studio's last size and steps per image model (restored when it is chosen)."),
     "chat_prompt_lookup": Option(False, "Prompt-lookup decoding: faster replies that repeat the prompt (code, edits)."),
+    "audit_mode": Option("off", "Keep a tamper-evident log of every inference call: off, metadata (digests of prompts "
+                         "and replies) or full (their text); an administrator's policy may fix it."),
 }
 
 
@@ -97,15 +99,44 @@ class Settings:
                 self.problems.append(f"{self.path.name}: {why}; the default ({json.dumps(OPTIONS[key].default)}) "
                                      "is used")
 
-    def get(self, key: str) -> Any:
+    def own(self, key: str) -> Any:
+        """The user's own value (what the file holds), whatever the administrator's policy fixes."""
         if key not in OPTIONS:
             raise KeyError(key)
         value = self._values.get(key, OPTIONS[key].default)
         return OPTIONS[key].default if type_problem(key, value) else value
 
+    def get(self, key: str) -> Any:
+        """The value in force: the administrator's policy (core/policy.py) wins over the user's."""
+        value = self.own(key)
+        from desktop_app.core.policy import current
+
+        pol = current()
+        if not pol.present:
+            return value
+        locked = pol.locked()
+        if key in locked:
+            return locked[key]
+        if key == "extra_model_dirs" and pol.model_dirs:
+            return list(dict.fromkeys([*pol.model_dirs, *value]))
+        return value
+
+    def locked_reason(self, key: str) -> str:
+        """Why the policy fixes ``key`` ('' when the user may change it)."""
+        from desktop_app.core.policy import current
+
+        return current().reason(key)
+
     def set(self, key: str, value: Any) -> None:
         if key not in OPTIONS:
             raise KeyError(key)
+        from desktop_app.core.policy import current
+
+        pol = current()
+        if key in pol.locked() and value != pol.locked()[key]:
+            from desktop_app.core.policy import PolicyLocked
+
+            raise PolicyLocked(f"Cannot set {key}: it is fixed by {pol.source}.")
         why = type_problem(key, value)
         if why:
             raise AtelierError(f"Cannot set {key}: {why}.")

@@ -24,6 +24,7 @@ from typing import Callable
 
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
 from desktop_app.engines import wire as P
+from desktop_app.engines.audited import Call, admit, chat_events
 from desktop_app.engines.base import CancelToken
 from desktop_app.engines.chat_types import (
     ChatEvent, ChatStats, ContextOverflow, LoadConfig, SamplingParams, Truncation, final_stats,
@@ -54,6 +55,7 @@ class ChatEngineProcess(EngineHost):
         self.config: LoadConfig | None = LoadConfig.from_dict(config) if isinstance(config, dict) else config
         self._info: dict = {}
         self._want_loaded = False  # a model was loaded and not unloaded: restart it after a crash
+        self._sha256 = ""  # the model's digest (policy and audit; engines/audited.py)
         self.restarts = 0
 
     # -- state --------------------------------------------------------------------------------
@@ -117,6 +119,7 @@ class ChatEngineProcess(EngineHost):
         path = Path(self.config.model_path)
         if not path.is_file():
             raise ModelFormatError(f"Model file not found: {path}. Check the path or re-download the model.")
+        self._sha256 = admit(path, self.config.model_id or "", "", token)  # NotApproved before any load
         self._info = {}
         self._want_loaded = True
         for ev in self._job({"op": "load", "config": self.config.to_dict()}, {}, token):
@@ -173,23 +176,43 @@ class ChatEngineProcess(EngineHost):
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """(a vector per text, tokens read) from the loaded model (engines/chat_embed.py)."""
         self._ensure_loaded(None)
-        for ev in self._job({"op": "embed", "texts": list(texts)}, {}, None):
-            if ev.type == P.DONE:
-                return list(ev.get("vectors") or []), int(ev.get("prompt_tokens") or 0)
-            if ev.type in (P.ERROR, P.CANCELLED):
-                self._raise_for(ev)
-        raise EngineCrashed("The chat engine gave no answer.")
+        call = self._call("embed", {}, list(texts))
+        try:
+            for ev in self._job({"op": "embed", "texts": list(texts)}, {}, None):
+                if ev.type == P.DONE:
+                    vectors, n = list(ev.get("vectors") or []), int(ev.get("prompt_tokens") or 0)
+                    call.end("done", {"vectors": len(vectors)}, {"prompt_tokens": n})
+                    return vectors, n
+                if ev.type in (P.ERROR, P.CANCELLED):
+                    self._raise_for(ev)
+            raise EngineCrashed("The chat engine gave no answer.")
+        except BaseException as exc:
+            call.end("error", None, {}, {"error": str(exc)[:500]})
+            raise
+
+    def _call(self, kind: str, params: dict, prompt) -> Call:
+        """The audit record of one call (the policy is checked again: it may have changed since the load)."""
+        c = self.config
+        path, model_id = (c.model_path, c.model_id or "") if c else ("", "")
+        self._sha256 = admit(path, model_id, self._sha256) if path else self._sha256
+        return Call.start(kind, model_id or Path(path).name, self._sha256, params, prompt)
 
     # -- generation -----------------------------------------------------------------------------
     def chat(self, messages: list[dict], params: SamplingParams | dict | None = None,
              token: CancelToken | None = None, overflow: str = "truncate_oldest",
-             raw_prompt: str | None = None) -> Iterator[ChatEvent]:
+             raw_prompt: str | None = None, purpose: str = "chat") -> Iterator[ChatEvent]:
         """Stream a reply as ChatEvents (as ChatEngine.chat). A crash mid-reply raises
         EngineCrashed after the text already streamed. ``raw_prompt``: complete this text
-        instead, with no chat template (engines/chat_raw.py)."""
+        instead, with no chat template (engines/chat_raw.py). ``purpose``: the audit record's
+        kind (chat, enhance)."""
         params = SamplingParams.from_dict(params) if isinstance(params, dict) else (params or SamplingParams())
         token = token or CancelToken()
         self._ensure_loaded(token)
+        call = self._call(purpose, params.to_dict(), raw_prompt if raw_prompt is not None else messages)
+        yield from chat_events(call, self._reply(messages, params, token, overflow, raw_prompt))
+
+    def _reply(self, messages, params: SamplingParams, token: CancelToken, overflow: str,
+               raw_prompt: str | None) -> Iterator[ChatEvent]:
         header = {"op": "chat", "messages": messages, "params": params.to_dict(), "overflow": overflow}
         if raw_prompt is not None:
             header["raw_prompt"] = raw_prompt

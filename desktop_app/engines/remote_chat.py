@@ -120,10 +120,17 @@ class RemoteServer:
     def chat(self, model: str, messages: list[dict], params: SamplingParams | dict | None = None,
              token=None) -> Iterator[ChatEvent]:
         """Stream a reply; the last event is ``done`` with stats (finish_reason stop, length or
-        cancelled). ``think`` tags in the text are split out like the local engine's."""
-        from desktop_app.engines.think import ThinkParser
+        cancelled). ``think`` tags in the text are split out like the local engine's. The audit log
+        records the call as one to ``remote:NAME/MODEL`` (engines/audited.py)."""
+        from desktop_app.engines.audited import Call, chat_events
 
         p = SamplingParams.from_dict(params) if isinstance(params, dict) else (params or SamplingParams())
+        call = Call.start("chat", f"remote:{self.name}/{model}", "", p.to_dict(), messages)
+        yield from chat_events(call, self._stream(model, messages, p, token))
+
+    def _stream(self, model: str, messages: list[dict], p: SamplingParams, token) -> Iterator[ChatEvent]:
+        from desktop_app.engines.think import ThinkParser
+
         body = {"model": model, "messages": messages, "stream": True, "temperature": p.temperature, "top_p": p.top_p,
                 "stream_options": {"include_usage": True}}
         if p.max_tokens and p.max_tokens > 0:

@@ -291,7 +291,12 @@ def scan_model_folder(folder: Path, app: str = "folder") -> Iterator[tuple[Model
 # ---------------------------------------------------------------------------------------
 def discover(extra_dirs: Iterable[str | Path] = (), library: Library | None = None, register: bool = True,
              include_settings_dirs: bool = True) -> DiscoveryReport:
-    """Scan every known location (+ ``extra_dirs``) and register what is new (in place)."""
+    """Scan every known location (+ ``extra_dirs``) and register what is new (in place). Refused
+    (PolicyLocked) when the administrator's policy turns imports off and ``register`` is asked."""
+    if register:
+        from desktop_app.core.policy import refuse_import
+
+        refuse_import()
     library = library or Library()
     report = DiscoveryReport()
     dirs = [Path(d).expanduser() for d in extra_dirs]

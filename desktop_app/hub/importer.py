@@ -80,10 +80,16 @@ def import_path(
     disk_probe: Callable[[Path], int] = default_disk_probe,
     task: str | None = None,
 ) -> ModelRecord:
-    """Check and register a model file or diffusers folder; returns the record."""
+    """Check and register a model file or diffusers folder; returns the record. Refused (PolicyLocked)
+    when the administrator's policy turns imports off, or pickle off and ``allow_pickle`` asks for it."""
+    from desktop_app.core.policy import refuse_import, refuse_locked
+
+    refuse_import()
     settings = Settings()
     if allow_pickle is None:
         allow_pickle = bool(settings.get("allow_pickle"))
+    elif allow_pickle and not settings.get("allow_pickle"):
+        refuse_locked("allow_pickle")
     library = library or Library()
     cancel = cancel or CancelToken()
     src = Path(path).expanduser().resolve()

@@ -158,8 +158,10 @@ def import_pack(folder: str | Path, library: Library | None = None, cancel: Canc
     whose contents are already in the library is not added twice: its AlreadyInstalled goes to
     ``skipped`` (when given)."""
     from desktop_app.core.errors import AlreadyInstalled
+    from desktop_app.core.policy import refuse_import
     from desktop_app.hub.importer import import_path, remove_model
 
+    refuse_import()
     library = library or Library()
     folder = Path(folder).expanduser().resolve()
     pack = verify_pack(folder, cancel)

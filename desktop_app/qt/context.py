@@ -74,6 +74,13 @@ class AppContext(QObject):
                 ensure_starter_registered(self.library)
             except Exception:  # noqa: BLE001 - a broken library file must not stop the app
                 log.exception("could not register the starter model")
+            try:  # the policy's retention (the folders it names are in extra_model_dirs)
+                from desktop_app.core.policy import apply_at_startup
+
+                for line in apply_at_startup(self.library, register_dirs=False):
+                    log.error("%s", line)  # the policy's own error is in the window's banner
+            except Exception:  # noqa: BLE001
+                log.exception("the policy's start-up work failed")
             if folders:
                 try:
                     from desktop_app.hub.discovery import register_folders

@@ -73,6 +73,12 @@ class MainWindow(QMainWindow):
         lines = [f"⚠ Nothing can be saved in this session: {problem} Chats stay private, and settings, "
                  "downloads and imports are not kept."] if problem else []
         lines += [f"⚠ {why}." for why in self.ctx.settings.problems]  # a hand-edited settings.json
+        from desktop_app.core.policy import current as current_policy
+
+        pol = current_policy()
+        if pol.error:  # a malformed policy is never ignored: the app runs locked down, and says why
+            lines.append(f"⚠ The administrator's policy is not valid, so Atelier runs in its most restrictive "
+                         f"mode: {pol.error}")
         if lines:  # paths and file names: plain text, never markup
             from PySide6.QtCore import Qt
 

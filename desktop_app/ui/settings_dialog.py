@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -92,7 +92,7 @@ class SettingsDialog(QDialog):
         self.extra_list = named(QListWidget(), "extraModelDirs", "Read-only model folders")
         self.extra_list.setToolTip(OPTIONS["extra_model_dirs"].description)
         self.extra_list.setMaximumHeight(90)
-        for d in self.settings.get("extra_model_dirs") or []:
+        for d in self.settings.own("extra_model_dirs") or []:  # the policy's own folders are not the user's
             self.extra_list.addItem(str(d))
         add_extra = named(QPushButton("Add…"), "extraDirAdd", "Add a read-only model folder")
         add_extra.clicked.connect(self._on_add_extra_dir)
@@ -176,8 +176,41 @@ class SettingsDialog(QDialog):
             b.setAccessibleName(b.text().replace("&", ""))
 
         lay = QVBoxLayout(self)
+        self.policy_label = named(QLabel(), "policyLocks")
+        self.policy_label.setWordWrap(True)
+        self.policy_label.setTextFormat(Qt.TextFormat.PlainText)  # a path from a file: never markup
+        lay.addWidget(self.policy_label)
         lay.addLayout(form)
         lay.addWidget(buttons)
+        self._show_policy_locks()
+
+    def _show_policy_locks(self) -> None:
+        """What the administrator's policy fixes: shown with its value, disabled, and the reason."""
+        from desktop_app.core.policy import current
+
+        pol = current()
+        widgets = {"offline": self.offline_check, "allow_pickle": self.pickle_check,
+                   "hf_endpoint": self.endpoint_edit, "proxy": self.proxy_edit}
+        locked = pol.locked()
+        for key, w in widgets.items():
+            if key not in locked:
+                continue
+            if isinstance(w, QCheckBox):
+                w.setChecked(bool(locked[key]))
+            else:
+                w.setText(str(locked[key]))
+            w.setEnabled(False)
+            w.setToolTip(f"Locked. {pol.reason(key)}")
+            w.setAccessibleDescription(pol.reason(key))
+        lines = []
+        if locked:
+            lines.append(f"Some settings are fixed by {pol.source}; they are shown greyed out.")
+        if pol.error:
+            lines.append(f"The policy is not valid, so the most restrictive settings apply: {pol.error}")
+        if pol.model_dirs:
+            lines.append("Model folders provided by the policy: " + ", ".join(pol.model_dirs))
+        self.policy_label.setText("\n".join(lines))
+        self.policy_label.setVisible(bool(lines))
 
     @staticmethod
     def _wrap(layout) -> QWidget:
@@ -225,9 +258,11 @@ class SettingsDialog(QDialog):
             "extra_model_dirs": [self.extra_list.item(i).text() for i in range(self.extra_list.count())],
             "offline": self.offline_check.isChecked() if self.offline_check.isEnabled()
             else bool(self.settings.get("offline")),
-            "hf_endpoint": self.endpoint_edit.text().strip().rstrip("/"),
-            "proxy": self.proxy_edit.text().strip(),
-            "allow_pickle": self.pickle_check.isChecked(),
+            "hf_endpoint": self.endpoint_edit.text().strip().rstrip("/") if self.endpoint_edit.isEnabled()
+            else self.settings.get("hf_endpoint"),
+            "proxy": self.proxy_edit.text().strip() if self.proxy_edit.isEnabled() else self.settings.get("proxy"),
+            "allow_pickle": self.pickle_check.isChecked() if self.pickle_check.isEnabled()
+            else bool(self.settings.get("allow_pickle")),
             "downloads_auto_resume": self.resume_check.isChecked(),
             "image_metadata_paths": self.privacy_check.isChecked(),
         }
@@ -236,7 +271,8 @@ class SettingsDialog(QDialog):
         """Write changed options and the token; returns the changed keys ('token' for the token)."""
         changed = []
         for key, value in self.values().items():
-            if self.settings.get(key) != value:
+            now = self.settings.own(key) if key == "extra_model_dirs" else self.settings.get(key)
+            if now != value:
                 self.settings.set(key, value)
                 changed.append(key)
         token = self.token_edit.text().strip()

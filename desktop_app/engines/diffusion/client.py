@@ -34,13 +34,26 @@ of kind ``crashed`` and the next job starts a fresh child (or call ``restart()``
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 from desktop_app.core.errors import AtelierError
 from desktop_app.engines.base import CancelToken
 from desktop_app.engines.diffusion import protocol as P
 from desktop_app.engines.diffusion.protocol import Event, GenerateRequest, ModelSpec, RemoveBgRequest, UpscaleRequest
 from desktop_app.engines.host import REPO_ROOT, EngineHost  # noqa: F401 - REPO_ROOT: older imports
+
+
+def _refused(exc: AtelierError) -> Event:
+    from desktop_app.core.policy import NotApproved
+
+    kind = "not_approved" if isinstance(exc, NotApproved) else "audit"
+    return Event(P.ERROR, None, {"kind": kind, "message": str(exc)})
+
+
+def _sha(data: bytes | None) -> str:
+    return hashlib.sha256(data or b"").hexdigest()
 
 
 class EngineProcess(EngineHost):
@@ -57,8 +70,23 @@ class EngineProcess(EngineHost):
     restart_hint = "It restarts on the next generation"
 
     def load(self, model: ModelSpec, token: CancelToken | None = None) -> Iterator[Event]:
-        """Load (or keep) a model: ``loaded`` (only when it was not loaded yet) then ``done``."""
+        """Load (or keep) a model: ``loaded`` (only when it was not loaded yet) then ``done``; a model
+        the administrator's policy does not approve ends at once in a ``not_approved`` error."""
+        try:
+            self._admit_spec(model, token)
+        except AtelierError as exc:
+            return iter([_refused(exc)])
         return self._job({"op": "load", "model": model.to_dict()}, {}, token)
+
+    def _admit_spec(self, model: ModelSpec, token=None) -> str:
+        """The policy's gate for a pipeline and what it loads with it (transformer file, LoRAs are
+        checked by generate); returns the model's digest for the audit."""
+        from desktop_app.engines.audited import admit
+
+        digest = admit(model.path, Path(model.path).name, "", token)
+        if model.transformer_gguf:
+            admit(model.transformer_gguf, Path(model.transformer_gguf).name, "", token)
+        return digest
 
     def unload(self) -> Iterator[Event]:
         """Free the model (the child stays up): ``unloaded`` then ``done``."""
@@ -66,19 +94,51 @@ class EngineProcess(EngineHost):
 
     def generate(self, request: GenerateRequest, token: CancelToken | None = None) -> Iterator[Event]:
         """Run one generation job; yields events until exactly one terminal event."""
-        return self._request_job("generate", request, token)
+        def model_digest():
+            from desktop_app.engines.audited import admit
+
+            for lora in request.loras:
+                admit(lora.path, Path(lora.path).name, "", token)
+            return self._admit_spec(request.model, token)
+
+        params = {k: getattr(request, k) for k in ("mode", "steps", "guidance", "width", "height", "seed", "batch",
+                                                   "scheduler", "strength", "negative")}
+        params["loras"] = [{"name": Path(lo.path).name, "weight": lo.weight} for lo in request.loras]
+        return self._audited("image", request.model.path, model_digest, params, request.prompt,
+                             lambda: self._request_job("generate", request, token))
 
     def upscale(self, request: UpscaleRequest, token: CancelToken | None = None) -> Iterator[Event]:
         """Super resolution in the child: ``notice`` (kind "upscaler": model, tile), ``progress`` per
         tile (step = tile index, total = tiles), one ``result`` (PNG; data: width, height, scale,
         tiles, params), then ``done``; or ``cancelled`` (checked between tiles) / ``error``."""
-        return self._request_job("upscale", request, token)
+        from desktop_app.engines.audited import admit
+
+        return self._audited("upscale", request.model_path, lambda: admit(request.model_path, "", "", token),
+                             {"scale": request.scale, "tile": request.tile},
+                             {"image_sha256": _sha(request.image)}, lambda: self._request_job("upscale", request, token))
 
     def remove_background(self, request: RemoveBgRequest, token: CancelToken | None = None) -> Iterator[Event]:
         """Background removal in the child: ``progress`` per stage (step 1..3: preprocess,
         inference, postprocess), one ``result`` (PNG: RGBA cut-out, or the "L" mask with
         ``mask_only``), then ``done``; or ``cancelled`` / ``error``."""
-        return self._request_job("remove_bg", request, token)
+        from desktop_app.engines.audited import admit
+
+        return self._audited("remove_bg", request.model_path, lambda: admit(request.model_path, "", "", token),
+                             {"soft": request.soft, "mask_only": request.mask_only},
+                             {"image_sha256": _sha(request.image)},
+                             lambda: self._request_job("remove_bg", request, token))
+
+    def _audited(self, kind: str, model_path: str, digest, params: dict, prompt, job) -> Iterator[Event]:
+        """The policy's gate (``digest()`` raises NotApproved: an error event, nothing runs), then the
+        job's events with one audit record when it ends (engines/audited.py)."""
+        from desktop_app.engines.audited import Call, image_events
+
+        try:
+            sha = digest()
+            call = Call.start(kind, Path(model_path).name, sha, params, prompt)
+        except AtelierError as exc:
+            return iter([_refused(exc)])
+        return image_events(call, job())
 
     def _request_job(self, op: str, request, token: CancelToken | None) -> Iterator[Event]:
         """Validate ``request`` (an invalid one ends at once in an ``invalid_request`` error event),

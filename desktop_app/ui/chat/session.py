@@ -23,21 +23,32 @@ def title_from(text: str) -> str:
 class ChatStores:
     def __init__(self) -> None:
         self.error = ""  # why the saved history could not be opened ("" when it could)
+        from desktop_app.core.policy import current
+
+        pol = current()
+        # history.mode = "private_only": every chat is private, nothing is written (the button is locked)
+        self.policy_note = (f"Every chat is private: {pol.source} keeps no chat history." if pol.private_only
+                            else "")
+        self.saved: HistoryStore | None = None
+        self.private_store: HistoryStore | None = None
+        self.private = False
+        if self.policy_note:
+            return
         try:
-            self.saved: HistoryStore | None = HistoryStore()
+            self.saved = HistoryStore()
         except Exception as exc:  # noqa: BLE001 - the chat still works, privately
             log.error("history unavailable: %s", exc)
             self.saved = None
             self.error = str(exc)
-        self.private_store: HistoryStore | None = None
-        self.private = False
 
     @property
     def active(self) -> HistoryStore | None:
         return self.private_store if self.private else self.saved
 
     def set_private(self, on: bool, in_use=None) -> bool:
-        """Enter or leave private mode; False when nothing changed."""
+        """Enter or leave private mode; False when nothing changed (or the policy keeps it on)."""
+        if not on and self.policy_note:
+            return False
         if on == self.private and (not on or self.private_store is not None):
             return False
         if on:

@@ -125,6 +125,12 @@ class ConversationSidebar(QWidget):
         if box.clickedButton() is yes:
             self.delete_all_requested.emit()
 
+    def lock_private(self, why: str) -> None:
+        """The administrator's policy keeps every chat private: the button stays on, and says why."""
+        self.private_button.setEnabled(False)
+        self.private_button.setToolTip(why)
+        self.private_banner.setText(f"Private chat: nothing is saved. {why}")
+
     def show_private(self, on: bool, history_saved: bool) -> None:
         """Private mode: the banner shows; the saved list, its search and "Delete all" rest."""
         self.private_button.blockSignals(True)

@@ -59,7 +59,11 @@ class ChatTab(MessageActions, ChatImagine, QWidget):
 
         self._build_ui()
         self._wire()
-        if self.stores.error:
+        if self.stores.policy_note:
+            self.notices.show_notice(self.stores.policy_note, sticky=True)
+            self.set_private(True)
+            self.sidebar.lock_private(self.stores.policy_note)
+        elif self.stores.error:
             self.notices.show_notice(f"Chat history unavailable: {self.stores.error} This chat is not saved.",
                                      error=True, sticky=True)
             self.set_private(True)

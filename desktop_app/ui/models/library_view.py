@@ -37,13 +37,15 @@ log = logging.getLogger(__name__)
 
 
 class LibraryRow:
-    __slots__ = ("record", "fit", "exists", "fit_error")
+    __slots__ = ("record", "fit", "exists", "fit_error", "refused")
 
-    def __init__(self, record: ModelRecord, fit: Any = None, exists: bool = True, fit_error: str = "") -> None:
+    def __init__(self, record: ModelRecord, fit: Any = None, exists: bool = True, fit_error: str = "",
+                 refused: str = "") -> None:
         self.record = record
         self.fit = fit
         self.exists = exists
         self.fit_error = fit_error
+        self.refused = refused  # why the administrator's policy does not let it load ("" when it may)
 
 
 def where_label(rec: ModelRecord) -> str:
@@ -67,7 +69,8 @@ class LibraryTableModel(RowTableModel):
         c = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             if c == self.COL_NAME:
-                return r.display_name + ("" if row.exists else "  (missing on disk)")
+                return r.display_name + ("" if row.exists else "  (missing on disk)") + (
+                    "  (not approved by your administrator)" if row.refused else "")
             if c == self.COL_TASK:
                 return TASK_LABELS.get(r.task, r.task)
             if c == self.COL_FORMAT:
@@ -98,6 +101,8 @@ class LibraryTableModel(RowTableModel):
                 return (f"Estimated memory: {human_size(est)}. " if est else "") + (note or "")
             if c == self.COL_PATH:
                 return r.path
+            if row.refused:
+                return row.refused
             return f"{r.id}\n{r.repo_id or r.source}" + (f"\nLicence: {r.license}" if r.license else "")
         if role == Qt.ItemDataRole.BackgroundRole and c == self.COL_FIT and row.fit is not None:
             kind = badge_kind(row.fit)
@@ -116,13 +121,19 @@ def _fit_for(rec: ModelRecord, hw: Any) -> tuple[Any, str]:
 
 def list_rows(library, hw: Any, token=None) -> list[LibraryRow]:
     """Records with existence and fit badge (runs in the background: it reads file headers)."""
+    from desktop_app.core.policy import current, record_digest
+
+    pol = current()
     rows = []
     for rec in library.list():
         if token is not None:
             token.raise_if_cancelled()
         exists = Path(rec.path).exists()
         fit, err = (None, "The file is missing.") if not exists else ((None, "") if hw is None else _fit_for(rec, hw))
-        rows.append(LibraryRow(rec, fit, exists, err))
+        refused = ""
+        if exists and pol.restricts_models and not pol.approves(record_digest(rec, token)):  # hashed once, cached
+            refused = f"Not approved by {pol.source}: it cannot be loaded."
+        rows.append(LibraryRow(rec, fit, exists, err, refused))
     rows.sort(key=lambda r: (r.record.task, r.record.display_name.lower()))
     return rows
 

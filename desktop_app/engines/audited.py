@@ -1,0 +1,101 @@
+"""The policy's gate and the audit log's records around every load and inference call (issue 16).
+
+Both engine clients (chat: engines/chat_client.py; images, upscale, background removal:
+engines/diffusion/client.py) go through here, so the GUI, the CLI and the server obey the same
+policy and write the same records, from the thread that drives the engine (never the GUI thread).
+
+- :func:`admit` before a model is used: under ``allowed_models`` the model's digest must be listed
+  (:class:`~desktop_app.core.policy.NotApproved` otherwise); it returns the digest the records carry.
+- :func:`chat_events` / :func:`image_events` pass an engine's events through unchanged and append one
+  record when the call ends: done, stopped (cancelled, or the caller stopped reading) or error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from desktop_app.core.audit import Call, current_log
+
+
+def admit(path: str | Path, model_id: str = "", sha256: str = "", token=None) -> str:
+    """The model's digest ('' when neither the policy nor the audit needs it); raises NotApproved."""
+    from desktop_app.core.policy import current, model_digest
+
+    pol = current()
+    if pol.restricts_models:
+        return pol.check_model(path, model_id, sha256, token)
+    if sha256:
+        return sha256.lower()
+    if current_log() is not None and Path(path).exists():
+        return model_digest(path, token)
+    return ""
+
+
+def _outcome(exc: BaseException | None, done: bool) -> str:
+    if exc is not None and not isinstance(exc, GeneratorExit):
+        from desktop_app.core.errors import Cancelled
+
+        return "stopped" if isinstance(exc, Cancelled) else "error"
+    return "done" if done else "stopped"
+
+
+def chat_events(call: Call, events: Iterator) -> Iterator:
+    """ChatEvents through; the record has the reply (answer and thinking) and the token counts."""
+    answer, thinking, stats, exc = [], [], None, None
+    try:
+        for ev in events:
+            if ev.type == "answer":
+                answer.append(ev.text)
+            elif ev.type == "thinking":
+                thinking.append(ev.text)
+            elif ev.type == "done":
+                stats = ev.stats
+            yield ev
+    except BaseException as e:  # noqa: BLE001 - recorded, then raised again
+        exc = e
+        raise
+    finally:
+        counts = {}
+        reply: Any = "".join(answer)
+        if stats is not None:
+            counts = {"prompt_tokens": stats.prompt_tokens, "tokens": stats.tokens,
+                      "finish_reason": stats.finish_reason}
+            reply = stats.text or reply
+            thinking = [stats.thinking] if stats.thinking else thinking
+        if thinking:
+            reply = {"answer": reply, "thinking": "".join(thinking)}
+        done = stats is not None and stats.finish_reason != "cancelled"
+        extra = {"error": str(exc)[:500]} if _outcome(exc, done) == "error" else None
+        call.end(_outcome(exc, done), reply, counts, extra)
+
+
+def image_events(call: Call, events: Iterator) -> Iterator:
+    """Image-engine events through; the record has each result's sha256 (the PNG bytes as the engine
+    made them) and the steps run."""
+    images, steps, outcome, error = [], 0, "", ""
+    exc = None
+    try:
+        for ev in events:
+            if ev.type == "progress":
+                steps = max(steps, int(ev.get("step") or 0))
+            elif ev.type == "result" and ev.image:
+                images.append({"sha256": hashlib.sha256(ev.image).hexdigest(), "bytes": len(ev.image),
+                               "seed": (ev.get("params") or {}).get("seed")})
+            elif ev.type == "done":
+                outcome = "done"
+            elif ev.type == "cancelled":
+                outcome = "stopped"
+            elif ev.type == "error":
+                outcome, error = "error", str(ev.get("message") or ev.get("kind") or "")
+            yield ev
+    except BaseException as e:  # noqa: BLE001 - recorded, then raised again
+        exc = e
+        raise
+    finally:
+        if not outcome:
+            outcome = _outcome(exc, False)
+        call.end(outcome, {"images": images}, {"steps": steps, "images": len(images)},
+                 {"error": error[:500]} if error else None)

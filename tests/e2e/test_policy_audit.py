@@ -1,0 +1,72 @@
+"""`atelier run` under the administrator's policy, with the real starter model (issue 16): a model
+the policy does not approve is refused in one line; an approved one runs and each reply is one
+record of a hash chain that `atelier audit verify` checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.policy import model_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def atelier(*args, home, policy):
+    env = dict(os.environ, ATELIER_HOME=str(home), ATELIER_POLICY=str(policy), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "desktop_app", *args], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=ROOT)
+
+
+def test_run_is_refused_then_recorded(atelier_home, starter_model, tmp_path):
+    pol, audit = tmp_path / "policy.toml", tmp_path / "audit"
+    pol.write_text(f"offline = true\nallowed_models = ['{'1' * 64}']\n[audit]\nmode = 'full'\npath = '{audit}'\n")
+    r = atelier("run", "--prompt", "hi", "--max-tokens", "4", home=atelier_home, policy=pol)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    err = [x for x in r.stderr.splitlines() if x.startswith("atelier: error:")]
+    assert len(err) == 1 and "is not approved by your administrator" in err[0]
+    assert not list(audit.glob("*.jsonl")) if audit.exists() else True
+
+    digest = model_digest(starter_model)
+    r = atelier("models", "digest", "smollm2-135m-instruct.q4_1.gguf", "--json", home=atelier_home, policy=pol)
+    assert r.returncode == 0 and json.loads(r.stdout)["sha256"] == digest and not json.loads(r.stdout)["approved"]
+    pol.write_text(f"offline = true\nallowed_models = ['starter:{digest}']\n"
+                   f"[audit]\nmode = 'full'\npath = '{audit}'\n")
+    for prompt in ("What is 2 + 2?", "Name a colour."):
+        r = atelier("run", "--prompt", prompt, "--max-tokens", "8", "--temperature", "0", "--seed", "1", "--json",
+                    home=atelier_home, policy=pol)
+        assert r.returncode == 0, r.stderr
+    reply = json.loads(r.stdout)["text"]
+    recs = [json.loads(x) for f in sorted(audit.glob("*.jsonl")) for x in f.read_text().splitlines()]
+    assert [r_["kind"] for r_ in recs] == ["chat", "chat"] and all(r_["outcome"] == "done" for r_ in recs)
+    last = recs[-1]
+    assert last["model_sha256"] == digest and last["model_id"] == "smollm2-135m-instruct.q4_1.gguf"
+    assert last["prompt"][-1] == {"role": "user", "content": "Name a colour."} and last["reply"] == reply
+    assert last["counts"]["tokens"] >= 1 and last["params"]["max_tokens"] == 8 and last["duration_s"] > 0
+    assert last["prev"] == recs[0]["sha256"] and last["user"]
+    r = atelier("audit", "verify", "--json", home=atelier_home, policy=pol)
+    assert r.returncode == 0 and json.loads(r.stdout) == {"records": 2, "ok": True, "first_bad": None}
+
+    # an edited reply is found and named
+    f = sorted(audit.glob("*.jsonl"))[-1]
+    lines = f.read_text().splitlines()
+    lines[1] = lines[1].replace(json.dumps(reply)[1:-1] or "\"reply\"", "I was edited", 1)
+    f.write_text("\n".join(lines) + "\n")
+    r = atelier("audit", "verify", "--json", home=atelier_home, policy=pol)
+    d = json.loads(r.stdout)
+    assert r.returncode == 1 and not d["ok"] and d["first_bad"]["line"] == 2
+
+
+def test_an_unwritable_audit_log_stops_inference(atelier_home, starter_model, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    pol = tmp_path / "policy.toml"
+    pol.write_text(f"[audit]\nmode = 'metadata'\npath = '{blocker / 'audit'}'\n")
+    r = atelier("run", "--prompt", "hi", "--max-tokens", "4", home=atelier_home, policy=pol)
+    assert r.returncode == 1 and "The audit log at" in r.stderr and "cannot be written" in r.stderr

@@ -1,0 +1,77 @@
+"""The administrator's policy in the window (issue 16): locked settings shown greyed with the reason,
+models the policy does not approve marked in the library, every chat private under private_only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.policy import model_digest
+from tests.gui.test_models_tab import CPU_16GB, make_tab, use_profile  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.gui
+SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+
+
+def policy(home, text):
+    p = home / "policy.toml"
+    p.write_text(text)
+    os.environ["ATELIER_POLICY"] = str(p)  # restored by the autouse fixture
+    return p
+
+
+def test_locked_settings_and_a_refused_model(make_tab, qtbot, monkeypatch, tmp_path, atelier_home, tiny_gguf):  # noqa: F811
+    use_profile(monkeypatch, tmp_path, CPU_16GB)
+    admin_dir = tmp_path / "srv-models"
+    admin_dir.mkdir()
+    approved = admin_dir / "Approved-Q4_K_M.gguf"
+    approved.write_bytes(tiny_gguf.read_bytes())
+    policy(atelier_home, f"offline = true\nallow_pickle = false\nallowed_models = ['{model_digest(approved)}']\n"
+                         f"model_dirs = ['{admin_dir}']\n[audit]\nmode = 'metadata'\npath = '{tmp_path / 'au'}'\n")
+    h = make_tab()
+    dlg = h.tab.settings_dialog()
+    qtbot.addWidget(dlg)
+    for w in (dlg.offline_check, dlg.pickle_check, dlg.endpoint_edit, dlg.proxy_edit):
+        assert not w.isEnabled() and "administrator's policy" in w.toolTip()
+    assert dlg.offline_check.isChecked() and not dlg.pickle_check.isChecked()
+    assert "fixed by your administrator's policy" in dlg.policy_label.text()
+    assert str(admin_dir) in dlg.policy_label.text()
+    assert [dlg.extra_list.item(i).text() for i in range(dlg.extra_list.count())] == []  # not the user's own
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    SHOTS.mkdir(exist_ok=True)
+    assert dlg.grab().save(str(SHOTS / "settings_locked_by_policy.png"))
+    dlg.save()  # saving changes nothing the policy fixes, and never raises
+    assert h.ctx.settings.own("offline") is False
+    dlg.close()
+
+    lib = h.tab.library
+    h.tab.sections.setCurrentWidget(lib)
+
+    def names():
+        m = lib.model
+        return {m.data(m.index(i, m.COL_NAME)) for i in range(m.rowCount())}
+
+    # the policy's folder registered at start-up; the starter model is not on the list
+    qtbot.waitUntil(lambda: any("Approved" in n for n in names()) and any("smollm2" in n.lower() for n in names()),
+                    timeout=15000)
+    qtbot.waitUntil(lambda: any("not approved" in n for n in names()), timeout=15000)
+    ns = names()
+    assert any("Approved" in n and "not approved" not in n for n in ns)
+    assert any("smollm2" in n.lower() and "(not approved by your administrator)" in n for n in ns)
+    h.host.resize(1100, 520)
+    assert h.host.grab().save(str(SHOTS / "models_not_approved.png"))
+
+
+def test_private_only_keeps_every_chat_private(atelier_home):
+    from desktop_app.ui.chat.session import ChatStores
+
+    policy(atelier_home, "[history]\nmode = 'private_only'")
+    stores = ChatStores()
+    assert stores.saved is None and "Every chat is private" in stores.policy_note
+    assert stores.set_private(True) and stores.active is not None and stores.active.private
+    assert stores.set_private(False) is False and stores.private  # the policy keeps it on
+    assert not (atelier_home / "data" / "history.sqlite3").exists()
+    stores.close()
