@@ -31,6 +31,8 @@ def test_locked_settings_and_a_refused_model(make_tab, qtbot, monkeypatch, tmp_p
     policy(atelier_home, f"offline = true\nallow_pickle = false\nallowed_models = ['{model_digest(approved)}']\n"
                          f"model_dirs = ['{admin_dir}']\n[audit]\nmode = 'metadata'\npath = '{tmp_path / 'au'}'\n")
     h = make_tab()
+    assert not h.tab.sections.isTabVisible(h.tab.sections.indexOf(h.tab.hub))  # offline by policy: no hub
+    assert "as set by your administrator's policy" in h.tab.offline_label.text()
     dlg = h.tab.settings_dialog()
     qtbot.addWidget(dlg)
     for w in (dlg.offline_check, dlg.pickle_check, dlg.endpoint_edit, dlg.proxy_edit):

@@ -133,7 +133,14 @@ class ModelsTab(QWidget):
                 self.downloads.start_runner()  # jobs that waited while offline resume now
 
     def _update_offline_label(self) -> None:
-        if self.ctx.settings.offline:
+        from desktop_app.core.policy import current
+
+        pol = current()
+        if pol.offline:  # the administrator's offline: the hub is not only off, it is hidden
+            self.sections.setTabVisible(self.sections.indexOf(self.hub), False)
+            self.offline_label.setText(f"Offline, as set by {pol.source}: the hub is hidden. Catalog and library "
+                                       "work as usual.")
+        elif self.ctx.settings.offline:
             self.offline_label.setText("Offline mode: the hub is not contacted. Catalog and library work as usual.")
         else:
             self.offline_label.setText(f"Hub: {self.ctx.settings.hf_endpoint} (contacted only when you ask)")
