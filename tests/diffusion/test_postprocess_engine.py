@@ -172,3 +172,33 @@ def test_remove_background_cancel_and_errors(post_engine, post_models, tmp_path)
     bad = run(post_engine.remove_background(RemoveBgRequest(str(post_models["u2net"]), png(subject_image()),
                                                             threshold=300)))[-1]
     assert bad.type == "error" and bad["kind"] == "invalid_request"
+
+
+def test_upscale_and_background_removal_are_refused_or_recorded_by_the_policy(post_engine, post_models,
+                                                                               atelier_home, tmp_path):
+    """Issue 16: post-processing models pass the same gate and leave the same records as images."""
+    import hashlib
+    import json
+    import os
+
+    from desktop_app.core.audit import verify
+    from desktop_app.core.policy import model_digest
+
+    audit = tmp_path / "audit"
+    pol = atelier_home / "policy.toml"
+    os.environ["ATELIER_POLICY"] = str(pol)  # restored by the autouse fixture
+    pol.write_text(f"allowed_models = ['{model_digest(post_models['u2net'])}']\n"
+                   f"[audit]\nmode = 'metadata'\npath = '{audit}'\n")
+    src = png(noise_image(40, 30))
+    refused = run(post_engine.upscale(UpscaleRequest(str(post_models["esrgan"]), src, tile=40, overlap=8)))
+    assert [e.type for e in refused] == ["error"] and refused[0]["kind"] == "not_approved"
+    cut = run(post_engine.remove_background(RemoveBgRequest(str(post_models["u2net"]), src)))
+    assert cut[-1].type == "done", cut[-1].data
+    (res,) = [e for e in cut if e.type == "result"]
+    (rec,) = [json.loads(x) for f in sorted(audit.glob("*.jsonl")) for x in f.read_text().splitlines()]
+    assert rec["kind"] == "remove_bg" and rec["outcome"] == "done"
+    assert rec["model_sha256"] == model_digest(post_models["u2net"])
+    assert rec["prompt_sha256"] == hashlib.sha256(json.dumps(
+        {"image_sha256": hashlib.sha256(src).hexdigest()}, sort_keys=True).encode()).hexdigest()
+    assert rec["counts"]["images"] == 1 and verify(audit)["ok"]
+    assert hashlib.sha256(res.image).hexdigest() not in (audit / sorted(os.listdir(audit))[-1]).read_text()
