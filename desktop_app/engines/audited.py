@@ -43,8 +43,10 @@ def _outcome(exc: BaseException | None, done: bool) -> str:
 
 
 def chat_events(call: Call, events: Iterator) -> Iterator:
-    """ChatEvents through; the record has the reply (answer and thinking) and the token counts."""
-    answer, thinking, stats, exc = [], [], None, None
+    """ChatEvents through; the record has the reply (answer and thinking) and the token counts.
+    The engine's generator is closed here as soon as the caller stops (a stopped reply frees the
+    engine at once), and no exception is kept (it would keep the engine's job alive in a cycle)."""
+    answer, thinking, stats, failed = [], [], None, None
     try:
         for ev in events:
             if ev.type == "answer":
@@ -54,10 +56,12 @@ def chat_events(call: Call, events: Iterator) -> Iterator:
             elif ev.type == "done":
                 stats = ev.stats
             yield ev
-    except BaseException as e:  # noqa: BLE001 - recorded, then raised again
-        exc = e
+    except BaseException as exc:  # noqa: BLE001 - recorded, then raised again
+        if not isinstance(exc, GeneratorExit):  # the caller stopped reading: the stats say how far it got
+            failed = _outcome(exc, False), str(exc)[:500]
         raise
     finally:
+        _close(events)
         counts = {}
         reply: Any = "".join(answer)
         if stats is not None:
@@ -67,16 +71,21 @@ def chat_events(call: Call, events: Iterator) -> Iterator:
             thinking = [stats.thinking] if stats.thinking else thinking
         if thinking:
             reply = {"answer": reply, "thinking": "".join(thinking)}
-        done = stats is not None and stats.finish_reason != "cancelled"
-        extra = {"error": str(exc)[:500]} if _outcome(exc, done) == "error" else None
-        call.end(_outcome(exc, done), reply, counts, extra)
+        outcome = failed[0] if failed else ("done" if stats is not None and stats.finish_reason != "cancelled"
+                                            else "stopped")
+        call.end(outcome, reply, counts, {"error": failed[1]} if outcome == "error" else None)
+
+
+def _close(events) -> None:
+    close = getattr(events, "close", None)
+    if close is not None:
+        close()
 
 
 def image_events(call: Call, events: Iterator) -> Iterator:
     """Image-engine events through; the record has each result's sha256 (the PNG bytes as the engine
-    made them) and the steps run."""
+    made them) and the steps run. The engine's job is closed as soon as the caller stops."""
     images, steps, outcome, error = [], 0, "", ""
-    exc = None
     try:
         for ev in events:
             if ev.type == "progress":
@@ -91,11 +100,11 @@ def image_events(call: Call, events: Iterator) -> Iterator:
             elif ev.type == "error":
                 outcome, error = "error", str(ev.get("message") or ev.get("kind") or "")
             yield ev
-    except BaseException as e:  # noqa: BLE001 - recorded, then raised again
-        exc = e
+    except BaseException as exc:  # noqa: BLE001 - recorded, then raised again
+        if not outcome:
+            outcome, error = _outcome(exc, False), str(exc)[:500]
         raise
     finally:
-        if not outcome:
-            outcome = _outcome(exc, False)
-        call.end(outcome, {"images": images}, {"steps": steps, "images": len(images)},
+        _close(events)
+        call.end(outcome or "stopped", {"images": images}, {"steps": steps, "images": len(images)},
                  {"error": error[:500]} if error else None)

@@ -60,3 +60,62 @@ def test_an_image_job_is_refused_or_recorded_as_the_policy_says(engine, tiny_mod
     assert "prompt" not in last and last["prompt_sha256"] == hashlib.sha256(b"secret patient name").hexdigest()
     assert "secret patient name" not in (audit / sorted(os.listdir(audit))[-1]).read_text()
     assert verify(audit) == {"records": 2, "ok": True, "first_bad": None, "torn_tail": False}
+
+
+WRITER = """
+import sys
+from desktop_app.core.audit import AuditLog
+log = AuditLog(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    log.append("chat", "bulk", "ab" * 32, {"i": i}, "done", prompt=f"p{i}", reply="r", counts={"tokens": 1})
+"""
+
+
+def test_ten_thousand_records_from_concurrent_chat_and_image_jobs_verify(engine, tiny_models, starter_model,
+                                                                         atelier_home, tmp_path):
+    """Real chat replies (the starter model, its engine child) and real image jobs (tiny SD 1.5) run at
+    once in two threads while two other processes append to the same log: 10,000+ records, one chain."""
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    from desktop_app.engines.chat_client import ChatEngineProcess
+    from desktop_app.engines.chat_types import LoadConfig
+
+    audit = tmp_path / "audit"
+    policy(atelier_home, f"[audit]\nmode = 'full'\npath = '{audit}'")
+    root = Path(__file__).resolve().parents[2]
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(audit), "4990"], cwd=root) for _ in range(2)]
+    failures: list = []
+
+    def chats():
+        try:
+            with ChatEngineProcess() as chat:
+                chat.load(LoadConfig.for_model(str(starter_model)))
+                for i in range(10):
+                    chat.complete([{"role": "user", "content": f"Count to {i}"}], {"max_tokens": 4, "seed": i})
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    def images():
+        try:
+            for i in range(10):
+                run_job(engine, GenerateRequest(model=ModelSpec(str(tiny_models["sd15"])), prompt=f"fox {i}",
+                                                steps=1, seed=i, preview=False))
+        except BaseException as exc:  # noqa: BLE001
+            failures.append(exc)
+
+    threads = [threading.Thread(target=chats), threading.Thread(target=images)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    for w in writers:
+        assert w.wait(300) == 0
+    assert not failures, failures
+    recs = [json.loads(x) for f in sorted(audit.glob("audit-*.jsonl")) for x in f.read_text().splitlines()]
+    kinds = [r["kind"] for r in recs if r["model_id"] != "bulk"]
+    assert kinds.count("chat") == 10 and kinds.count("image") == 10
+    assert len(recs) == 10_000
+    assert verify(audit) == {"records": 10_000, "ok": True, "first_bad": None, "torn_tail": False}

@@ -70,3 +70,24 @@ def test_an_unwritable_audit_log_stops_inference(atelier_home, starter_model, tm
     pol.write_text(f"[audit]\nmode = 'metadata'\npath = '{blocker / 'audit'}'\n")
     r = atelier("run", "--prompt", "hi", "--max-tokens", "4", home=atelier_home, policy=pol)
     assert r.returncode == 1 and "The audit log at" in r.stderr and "cannot be written" in r.stderr
+
+
+def test_a_reply_the_caller_stops_is_recorded_as_stopped_and_frees_the_engine(atelier_home, starter_model,
+                                                                              tmp_path, monkeypatch):
+    """The audit's wrapper closes the engine's job as soon as the caller stops reading (CI once
+    caught it keeping the job alive, so that the next message found the engine busy)."""
+    from desktop_app.engines.chat_client import ChatEngineProcess
+    from desktop_app.engines.chat_types import LoadConfig
+
+    pol = tmp_path / "policy.toml"
+    pol.write_text(f"[audit]\nmode = 'full'\npath = '{tmp_path / 'audit'}'\n")
+    monkeypatch.setenv("ATELIER_POLICY", str(pol))
+    with ChatEngineProcess() as chat:
+        chat.load(LoadConfig.for_model(str(starter_model)))
+        it = chat.chat([{"role": "user", "content": "Write a long story."}], {"max_tokens": 200, "seed": 1})
+        got = [next(it) for _ in range(3)]
+        it.close()  # the caller stops: no cancel token, no "done"
+        assert got and chat.complete([{"role": "user", "content": "Hi"}], {"max_tokens": 4}).tokens >= 1
+    recs = [json.loads(x) for f in sorted((tmp_path / "audit").glob("*.jsonl")) for x in f.read_text().splitlines()]
+    assert [r["outcome"] for r in recs] == ["stopped", "done"]
+    assert recs[0]["reply"] == "".join(e.text for e in got if e.type == "answer")  # what was read, no more
