@@ -167,12 +167,12 @@ class Call:
     def end(self, outcome: str, reply: Any = None, counts: dict | None = None, extra: dict | None = None) -> None:
         import time
 
-        if self.ended or self.log is None:
-            self.ended = True
+        if self.ended:
             return
         self.ended = True
-        self.log.append(self.kind, self.model_id, self.model_sha256, self.params, outcome, prompt=self.prompt,
-                        reply=reply, counts=counts, duration_s=time.monotonic() - self.t0, extra=extra)
+        if self.log is not None:
+            self.log.append(self.kind, self.model_id, self.model_sha256, self.params, outcome, prompt=self.prompt,
+                            reply=reply, counts=counts, duration_s=time.monotonic() - self.t0, extra=extra)
 
 
 def _drop_torn_tail(f) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -248,3 +249,16 @@ def check_diffusers_folder(path: Path, allow_pickle: bool = False) -> dict:
         if pickles and not safes and not allow_pickle:
             refuse_pickle(pickles[0], allow_pickle)
     return index
+
+
+def file_sha256(path: Path, cancel=None, chunk: int = 4 * 1024 * 1024) -> str:
+    """A file's sha256, read in chunks; ``cancel`` (a CancelToken) is checked between them."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            b = f.read(chunk)
+            if not b:
+                return h.hexdigest()
+            h.update(b)

@@ -31,7 +31,7 @@ import json
 import os
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,6 @@ class Policy:
     retain_days: int | None = None
     audit_mode: str | None = None
     audit_path: str = ""
-    raw: dict = field(default_factory=dict, compare=False)
 
     @property
     def source(self) -> str:
@@ -165,7 +164,7 @@ def parse(text: str, path: str | Path = "policy.toml") -> Policy:
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise ValueError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
-    kw: dict[str, Any] = {"path": str(path), "present": True, "raw": raw}
+    kw: dict[str, Any] = {"path": str(path), "present": True}
     for key in ("offline", "allow_import", "allow_pickle"):
         if key in raw:
             kw[key] = _want(raw[key], bool, key)
@@ -247,18 +246,6 @@ def current() -> Policy:
 
 
 # -- digests -------------------------------------------------------------------------------------
-def _file_sha256(path: Path, token=None) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            if token is not None and getattr(token, "cancelled", False):
-                from desktop_app.core.errors import Cancelled
-
-                raise Cancelled()
-            h.update(chunk)
-    return h.hexdigest()
-
-
 _FOLDER_SKIP = {".git", ".cache", "__pycache__"}
 
 
@@ -272,10 +259,12 @@ def model_digest(path: str | Path, token=None) -> str:
     """The sha256 an admin lists in ``allowed_models``: a file's own sha256; for a folder (a
     diffusers pipeline), the sha256 of its manifest, one line ``relative/path<TAB>sha256`` per file
     in sorted order (``atelier models digest`` prints it). Cached by path, size and mtime."""
+    from desktop_app.core.model_files import file_sha256
+
     p = Path(path).expanduser().resolve()
     files = [p] if p.is_file() else sorted(
         f for f in p.rglob("*") if f.is_file() and not _FOLDER_SKIP & set(f.relative_to(p).parts))
-    stamp = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    stamp = [[str(f), st.st_size, st.st_mtime_ns] for f in files for st in (f.stat(),)]
     cache_file = _digest_cache()
     try:
         cache = json.loads(cache_file.read_text("utf-8"))
@@ -287,9 +276,9 @@ def model_digest(path: str | Path, token=None) -> str:
     if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("sha256"), str):
         return hit["sha256"]
     if p.is_file():
-        digest = _file_sha256(p, token)
+        digest = file_sha256(p, token)
     else:
-        lines = "".join(f"{f.relative_to(p).as_posix()}\t{_file_sha256(f, token)}\n" for f in files)
+        lines = "".join(f"{f.relative_to(p).as_posix()}\t{file_sha256(f, token)}\n" for f in files)
         digest = hashlib.sha256(lines.encode("utf-8")).hexdigest()
     cache[str(p)] = {"stamp": stamp, "sha256": digest}
     try:

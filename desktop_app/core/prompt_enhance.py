@@ -123,10 +123,7 @@ def enhance_stream(engine, idea: str, family: str | None, token=None, custom_sys
     messages = build_messages(idea, family, custom_system)
     sampling = {"max_tokens": MAX_TOKENS, "temperature": 0.7, "top_p": 0.9, "seed": seed}
     reply = Reply()
-    import inspect
-
-    audited = "purpose" in inspect.signature(engine.chat).parameters  # the child-process engine's record
-    it = engine.chat(messages, sampling, token, purpose="enhance") if audited else engine.chat(messages, sampling, token)
+    it = engine.chat(messages, sampling, token, purpose="enhance")  # the audit record's kind
     try:
         for ev in it:
             reply.add(ev)

@@ -20,8 +20,10 @@ from typing import Any
 from desktop_app.core.audit import Call, current_log
 
 
-def admit(path: str | Path, model_id: str = "", sha256: str = "", token=None) -> str:
-    """The model's digest ('' when neither the policy nor the audit needs it); raises NotApproved."""
+def admit(path: str | Path, model_id: str = "", sha256: str = "", token=None,
+          digest_needed: bool | None = None) -> str:
+    """The model's digest ('' when neither the policy nor the audit needs it); raises NotApproved.
+    ``digest_needed``: whether a record will carry it (None: whether the audit is on now)."""
     from desktop_app.core.policy import current, model_digest
 
     pol = current()
@@ -29,17 +31,31 @@ def admit(path: str | Path, model_id: str = "", sha256: str = "", token=None) ->
         return pol.check_model(path, model_id, sha256, token)
     if sha256:
         return sha256.lower()
-    if current_log() is not None and Path(path).exists():
+    if digest_needed is None:
+        digest_needed = current_log() is not None
+    if digest_needed and Path(path).exists():
         return model_digest(path, token)
     return ""
 
 
-def _outcome(exc: BaseException | None, done: bool) -> str:
-    if exc is not None and not isinstance(exc, GeneratorExit):
-        from desktop_app.core.errors import Cancelled
+def start_call(kind: str, path: str | Path, params: dict, prompt: Any, *, model_id: str = "", sha256: str = "",
+               token=None, also: tuple = ()) -> Call:
+    """The policy's gate and the start of one call's record, the audit log checked once: the model
+    at ``path`` and every file in ``also`` (LoRAs, a transformer file) must be approved (NotApproved
+    otherwise); the Call's ``model_sha256`` is the model's digest. Raises AtelierError when the
+    audit is on and its log cannot be written."""
+    log = current_log()
+    for extra in also:
+        admit(extra, Path(extra).name, "", token, digest_needed=False)
+    digest = admit(path, model_id, sha256, token, digest_needed=log is not None)
+    return Call(log, kind, model_id or Path(path).name, digest, params, prompt)
 
-        return "stopped" if isinstance(exc, Cancelled) else "error"
-    return "done" if done else "stopped"
+
+def _outcome(exc: BaseException) -> str:
+    """An exception that ended a call: stopped (a cancel, or the caller closed the stream) or error."""
+    from desktop_app.core.errors import Cancelled
+
+    return "stopped" if isinstance(exc, (Cancelled, GeneratorExit)) else "error"
 
 
 def chat_events(call: Call, events: Iterator) -> Iterator:
@@ -58,7 +74,7 @@ def chat_events(call: Call, events: Iterator) -> Iterator:
             yield ev
     except BaseException as exc:  # noqa: BLE001 - recorded, then raised again
         if not isinstance(exc, GeneratorExit):  # the caller stopped reading: the stats say how far it got
-            failed = _outcome(exc, False), str(exc)[:500]
+            failed = _outcome(exc), str(exc)[:500]
         raise
     finally:
         _close(events)
@@ -102,7 +118,7 @@ def image_events(call: Call, events: Iterator) -> Iterator:
             yield ev
     except BaseException as exc:  # noqa: BLE001 - recorded, then raised again
         if not outcome:
-            outcome, error = _outcome(exc, False), str(exc)[:500]
+            outcome, error = _outcome(exc), str(exc)[:500]
         raise
     finally:
         _close(events)

@@ -499,9 +499,12 @@ class ChatEngine:
         params: SamplingParams | dict | None = None,
         token: CancelToken | None = None,
         overflow: str = "truncate_oldest",
+        purpose: str = "chat",
     ) -> Iterator[ChatEvent]:
         """Stream a reply to ``messages`` as ChatEvents (see the class doc). Raises
-        ``ContextOverflow`` (policy ``stop``) before any event; other failures as AtelierError."""
+        ``ContextOverflow`` (policy ``stop``) before any event; other failures as AtelierError.
+        ``purpose`` is the audit record's kind, as for the child-process client; this in-process
+        engine writes no record (it runs inside that client's child, which records the call)."""
         params = SamplingParams.from_dict(params) if isinstance(params, dict) else (params or SamplingParams())
         token = token or CancelToken()
         llm = self._require()

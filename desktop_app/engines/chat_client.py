@@ -24,7 +24,7 @@ from typing import Callable
 
 from desktop_app.core.errors import AtelierError, Cancelled, ModelFormatError
 from desktop_app.engines import wire as P
-from desktop_app.engines.audited import Call, admit, chat_events
+from desktop_app.engines.audited import Call, admit, chat_events, start_call
 from desktop_app.engines.base import CancelToken
 from desktop_app.engines.chat_types import (
     ChatEvent, ChatStats, ContextOverflow, LoadConfig, SamplingParams, Truncation, final_stats,
@@ -192,10 +192,10 @@ class ChatEngineProcess(EngineHost):
 
     def _call(self, kind: str, params: dict, prompt) -> Call:
         """The audit record of one call (the policy is checked again: it may have changed since the load)."""
-        c = self.config
-        path, model_id = (c.model_path, c.model_id or "") if c else ("", "")
-        self._sha256 = admit(path, model_id, self._sha256) if path else self._sha256
-        return Call.start(kind, model_id or Path(path).name, self._sha256, params, prompt)
+        c = self.config  # set: _ensure_loaded raised before a call without a model
+        call = start_call(kind, c.model_path, params, prompt, model_id=c.model_id or "", sha256=self._sha256)
+        self._sha256 = call.model_sha256
+        return call
 
     # -- generation -----------------------------------------------------------------------------
     def chat(self, messages: list[dict], params: SamplingParams | dict | None = None,

@@ -17,7 +17,7 @@ from typing import Callable
 
 from desktop_app.core.errors import AlreadyInstalled, AtelierError, Cancelled
 from desktop_app.core.library import Library, ModelRecord, path_size, unique_id
-from desktop_app.core.model_files import check_diffusers_folder, record_for_path
+from desktop_app.core.model_files import check_diffusers_folder, file_sha256, record_for_path
 from desktop_app.core.safepath import is_strictly_inside, remove_inside
 from desktop_app.core.settings import Settings
 from desktop_app.core.cancel import CancelToken
@@ -30,18 +30,6 @@ CHUNK = 4 * 1024 * 1024
 def _unique_id(library: Library, base: str, path: str) -> str:
     """``base`` made unique among the library's ids (an id already naming ``path`` is kept)."""
     return unique_id(base, {r.id for r in library.list() if r.path != path})
-
-
-def file_sha256(path: Path, cancel: CancelToken | None = None) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            b = f.read(CHUNK)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
 
 
 def _copy_file(src: Path, dst: Path, cancel: CancelToken, progress: Callable[[int, int], None] | None,

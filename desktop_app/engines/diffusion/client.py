@@ -52,6 +52,11 @@ def _refused(exc: AtelierError) -> Event:
     return Event(P.ERROR, None, {"kind": kind, "message": str(exc)})
 
 
+def _spec_files(model: ModelSpec) -> tuple[str, ...]:
+    """What a pipeline loads besides its own folder or file that the policy must approve too."""
+    return (model.transformer_gguf,) if model.transformer_gguf else ()
+
+
 def _sha(data: bytes | None) -> str:
     return hashlib.sha256(data or b"").hexdigest()
 
@@ -72,21 +77,14 @@ class EngineProcess(EngineHost):
     def load(self, model: ModelSpec, token: CancelToken | None = None) -> Iterator[Event]:
         """Load (or keep) a model: ``loaded`` (only when it was not loaded yet) then ``done``; a model
         the administrator's policy does not approve ends at once in a ``not_approved`` error."""
+        from desktop_app.engines.audited import admit
+
         try:
-            self._admit_spec(model, token)
+            for path in (model.path, *_spec_files(model)):
+                admit(path, Path(path).name, "", token, digest_needed=False)
         except AtelierError as exc:
             return iter([_refused(exc)])
         return self._job({"op": "load", "model": model.to_dict()}, {}, token)
-
-    def _admit_spec(self, model: ModelSpec, token=None) -> str:
-        """The policy's gate for a pipeline and what it loads with it (transformer file, LoRAs are
-        checked by generate); returns the model's digest for the audit."""
-        from desktop_app.engines.audited import admit
-
-        digest = admit(model.path, Path(model.path).name, "", token)
-        if model.transformer_gguf:
-            admit(model.transformer_gguf, Path(model.transformer_gguf).name, "", token)
-        return digest
 
     def unload(self) -> Iterator[Event]:
         """Free the model (the child stays up): ``unloaded`` then ``done``."""
@@ -94,48 +92,38 @@ class EngineProcess(EngineHost):
 
     def generate(self, request: GenerateRequest, token: CancelToken | None = None) -> Iterator[Event]:
         """Run one generation job; yields events until exactly one terminal event."""
-        def model_digest():
-            from desktop_app.engines.audited import admit
-
-            for lora in request.loras:
-                admit(lora.path, Path(lora.path).name, "", token)
-            return self._admit_spec(request.model, token)
-
         params = {k: getattr(request, k) for k in ("mode", "steps", "guidance", "width", "height", "seed", "batch",
                                                    "scheduler", "strength", "negative")}
         params["loras"] = [{"name": Path(lo.path).name, "weight": lo.weight} for lo in request.loras]
-        return self._audited("image", request.model.path, model_digest, params, request.prompt,
-                             lambda: self._request_job("generate", request, token))
+        return self._audited("image", request.model.path, params, request.prompt,
+                             lambda: self._request_job("generate", request, token), token,
+                             also=(*_spec_files(request.model), *(lo.path for lo in request.loras)))
 
     def upscale(self, request: UpscaleRequest, token: CancelToken | None = None) -> Iterator[Event]:
         """Super resolution in the child: ``notice`` (kind "upscaler": model, tile), ``progress`` per
         tile (step = tile index, total = tiles), one ``result`` (PNG; data: width, height, scale,
         tiles, params), then ``done``; or ``cancelled`` (checked between tiles) / ``error``."""
-        from desktop_app.engines.audited import admit
-
-        return self._audited("upscale", request.model_path, lambda: admit(request.model_path, "", "", token),
-                             {"scale": request.scale, "tile": request.tile},
-                             {"image_sha256": _sha(request.image)}, lambda: self._request_job("upscale", request, token))
+        return self._audited("upscale", request.model_path, {"scale": request.scale, "tile": request.tile},
+                             {"image_sha256": _sha(request.image)},
+                             lambda: self._request_job("upscale", request, token), token)
 
     def remove_background(self, request: RemoveBgRequest, token: CancelToken | None = None) -> Iterator[Event]:
         """Background removal in the child: ``progress`` per stage (step 1..3: preprocess,
         inference, postprocess), one ``result`` (PNG: RGBA cut-out, or the "L" mask with
         ``mask_only``), then ``done``; or ``cancelled`` / ``error``."""
-        from desktop_app.engines.audited import admit
-
-        return self._audited("remove_bg", request.model_path, lambda: admit(request.model_path, "", "", token),
-                             {"soft": request.soft, "mask_only": request.mask_only},
+        return self._audited("remove_bg", request.model_path, {"soft": request.soft, "mask_only": request.mask_only},
                              {"image_sha256": _sha(request.image)},
-                             lambda: self._request_job("remove_bg", request, token))
+                             lambda: self._request_job("remove_bg", request, token), token)
 
-    def _audited(self, kind: str, model_path: str, digest, params: dict, prompt, job) -> Iterator[Event]:
-        """The policy's gate (``digest()`` raises NotApproved: an error event, nothing runs), then the
-        job's events with one audit record when it ends (engines/audited.py)."""
-        from desktop_app.engines.audited import Call, image_events
+    def _audited(self, kind: str, model_path: str, params: dict, prompt, job, token,
+                 also: tuple = ()) -> Iterator[Event]:
+        """The policy's gate (a model it does not approve, or an audit log that cannot be written: an
+        error event, nothing runs), then the job's events with one audit record when it ends
+        (engines/audited.py)."""
+        from desktop_app.engines.audited import image_events, start_call
 
         try:
-            sha = digest()
-            call = Call.start(kind, Path(model_path).name, sha, params, prompt)
+            call = start_call(kind, model_path, params, prompt, token=token, also=also)
         except AtelierError as exc:
             return iter([_refused(exc)])
         return image_events(call, job())
