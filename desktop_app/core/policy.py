@@ -145,7 +145,7 @@ def _restrictive(path: Path, error: str) -> Policy:
 def _want(value: Any, kind: type | tuple, what: str) -> Any:
     if kind is bool and not isinstance(value, bool) or kind is int and (
             not isinstance(value, int) or isinstance(value, bool)):
-        raise ValueError(f"{what} must be {'true or false' if kind is bool else 'a whole number'}, not {value!r}")
+        raise ValueError(f"{what} must be {'true or false' if kind is bool else 'a whole number'}, not {value!r}"[:160])
     if kind is list and not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
         raise ValueError(f"{what} must be a list of texts, not {value!r}"[:160])
     if kind is str and not isinstance(value, str):

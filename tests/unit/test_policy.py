@@ -78,6 +78,12 @@ def test_a_malformed_policy_is_the_most_restrictive_one_and_says_why(atelier_hom
     assert Settings().offline is True
 
 
+def test_a_huge_bad_value_gives_a_short_error(atelier_home):
+    write_policy(atelier_home, f"offline = '{'x' * 100_000}'")
+    pol = P.current()
+    assert "offline must be true or false" in pol.error and len(pol.error) < 400 and pol.offline is True
+
+
 def test_an_unreadable_policy_is_restrictive_too(atelier_home):
     path = write_policy(atelier_home, "")
     path.unlink()
