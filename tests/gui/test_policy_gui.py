@@ -77,3 +77,26 @@ def test_private_only_keeps_every_chat_private(atelier_home):
     assert stores.set_private(False) is False and stores.private  # the policy keeps it on
     assert not (atelier_home / "data" / "history.sqlite3").exists()
     stores.close()
+
+
+def test_the_window_says_a_malformed_policy_and_keeps_chats_private(qtbot, atelier_home):
+    from desktop_app.ui.main_window import MainWindow
+
+    policy(atelier_home, "alowed_models = []\n")  # misspelt: never ignored
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.resize(1100, 700)
+    win.show()
+    qtbot.waitExposed(win)
+    win.start()
+    banner = win.storage_banner.text()
+    assert win.storage_banner.isVisible() and "most restrictive mode" in banner and "alowed_models" in banner
+    from PySide6.QtWidgets import QPushButton
+
+    qtbot.waitUntil(lambda: win.findChild(QPushButton, "chatPrivate") is not None, timeout=10000)  # built lazily
+    private = win.findChild(QPushButton, "chatPrivate")
+    assert private is not None and private.isChecked() and not private.isEnabled()
+    assert "Every chat is private" in private.toolTip()
+    SHOTS.mkdir(exist_ok=True)
+    assert win.grab().save(str(SHOTS / "window_malformed_policy.png"))
+    win.close()
