@@ -517,7 +517,7 @@ class HistoryStore:
     def import_conversations(self, conversations: Iterable[dict]) -> int:
         """Insert many conversations in one transaction (import, benchmarks). Each dict: ``title``,
         optional ``created``/``updated``/``model_id``/``system_prompt``/``params`` and ``messages``
-        (dicts with ``role``, ``content``, optional ``thinking``, ``stats``, ``created``). Returns
+        (dicts with ``role``, ``content``, optional ``thinking``, ``stats``, ``created``, ``versions``). Returns
         the number of conversations inserted."""
         n = 0
         now = time.time()
@@ -539,10 +539,10 @@ class HistoryStore:
                             raise ValueError(f"role must be one of {ROLES}, not {m['role']!r}")
                         rows.append((cid, m["role"], m.get("content", ""), m.get("thinking", ""), m.get("model_id"),
                                      json.dumps(m.get("params") or {}), json.dumps(m.get("stats") or {}),
-                                     float(m.get("created", created)), 1))
+                                     float(m.get("created", created)), 1, json.dumps(m.get("versions") or {})))
                     self._db.executemany(
                         "INSERT INTO messages (conversation_id, role, content, thinking, model_id, params, stats, "
-                        "created, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "created, finished, versions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         rows,
                     )
                     n += 1

@@ -49,6 +49,7 @@ def integrity_problem(path: Path) -> str:
 
 _CONV_COLS = "id, title, created, updated, model_id, system_prompt, params"
 _MSG_COLS = "id, conversation_id, role, content, thinking, model_id, params, stats, created"
+_MSG_COLS_V3 = _MSG_COLS + ", versions"  # schema 3 on: a reply's versions and an edit's branches
 
 
 def _salvage_rows(con: sqlite3.Connection, table: str, cols: str, max_errors: int = 20000) -> list[tuple]:
@@ -68,6 +69,18 @@ def _salvage_rows(con: sqlite3.Connection, table: str, cols: str, max_errors: in
     return out
 
 
+def _versions(v: dict) -> dict:
+    """A salvaged ``versions`` value kept only when it has the shape history_versions writes
+    (``{"all": [version | None, ...], "current": i}``); anything else reads as one version."""
+    all_ = v.get("all")
+    cur = v.get("current")
+    if not isinstance(all_, list) or not all_ or not isinstance(cur, int) or not 0 <= cur < len(all_):
+        return {}
+    if not all(x is None or (isinstance(x, dict) and isinstance(x.get("content", ""), str)) for x in all_):
+        return {}
+    return {"all": all_, "current": cur}
+
+
 def salvage_history(path: Path) -> list[dict]:
     """What can be read back from a damaged history file, as ``import_conversations`` dicts."""
     try:
@@ -77,7 +90,10 @@ def salvage_history(path: Path) -> list[dict]:
     try:
         try:
             convs = _salvage_rows(con, "conversations", _CONV_COLS)
-            msgs = _salvage_rows(con, "messages", _MSG_COLS)
+            try:
+                msgs = _salvage_rows(con, "messages", _MSG_COLS_V3)
+            except sqlite3.OperationalError:  # a file from before schema 3: no versions column
+                msgs = [(*r, "{}") for r in _salvage_rows(con, "messages", _MSG_COLS)]
         except sqlite3.DatabaseError:  # not a database at all, or no such tables
             return []
     finally:
@@ -100,7 +116,7 @@ def salvage_history(path: Path) -> list[dict]:
                       "model_id": model_id if isinstance(model_id, str) else None,
                       "system_prompt": system_prompt if isinstance(system_prompt, str) else None,
                       "params": js(params), "messages": []}
-    for _mid, cid, role, content, thinking, model_id, params, stats, created in msgs:
+    for _mid, cid, role, content, thinking, model_id, params, stats, created, versions in msgs:
         if role not in ROLES:
             continue
         conv = by_id.get(cid)
@@ -109,5 +125,6 @@ def salvage_history(path: Path) -> list[dict]:
                                  "updated": num(created, now), "messages": []}
         conv["messages"].append({"role": role, "content": str(content or ""), "thinking": str(thinking or ""),
                                  "model_id": model_id if isinstance(model_id, str) else None,
-                                 "params": js(params), "stats": js(stats), "created": num(created, now)})
+                                 "params": js(params), "stats": js(stats), "created": num(created, now),
+                                 "versions": _versions(js(versions))})
     return list(by_id.values())

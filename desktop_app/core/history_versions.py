@@ -81,7 +81,7 @@ def show_version(store, message_id: int, index: int):
 # --- edits that branch: a user message's versions each keep the messages that followed it -------
 def _tail(store, msg) -> list[dict]:
     return [{"role": m.role, "content": m.content, "thinking": m.thinking, "stats": dict(m.stats or {}),
-             "model_id": m.model_id, "versions": m.versions}
+             "model_id": m.model_id, "params": dict(m.params or {}), "versions": m.versions}
             for m in store.messages(msg.conversation_id) if m.id > msg.id]
 
 
@@ -113,7 +113,7 @@ def show_branch(store, message_id: int, index: int):
     store.truncate_after(message_id)
     for t in all_[i].get("tail") or []:
         m = store.add_message(msg.conversation_id, t["role"], t["content"], thinking=t.get("thinking", ""),
-                              model_id=t.get("model_id"), stats=t.get("stats") or {})
+                              model_id=t.get("model_id"), params=t.get("params") or {}, stats=t.get("stats") or {})
         if t.get("versions"):
             _write(store, m.id, t["versions"])
     _write(store, message_id, {"all": all_, "current": i}, {**all_[i], "thinking": "", "stats": {}})

@@ -65,3 +65,44 @@ def test_garbled_pages_recover_what_sqlite_can_read(tmp_path):
     msgs = [m for c in s.list_conversations(limit=100) for m in s.messages(c.id)]
     assert len(msgs) > 200 and all(m.content.startswith("message ") for m in msgs)
     s.close()
+
+
+def test_salvage_keeps_a_replys_versions_and_an_edits_branches(tmp_path):
+    from desktop_app.core import history_versions as V
+
+    p = tmp_path / "history.sqlite3"
+    s = HistoryStore(p)
+    c = s.create_conversation("Versions")
+    u = s.add_message(c.id, "user", "first question")
+    a = s.add_message(c.id, "assistant", "answer one")
+    new = s.add_message(c.id, "assistant", "", finished=False)
+    V.start_regenerated(s, new.id, V.versions_of(s.get_message(a.id)))
+    s.delete_message(a.id)
+    s.finish_message(new.id, "answer two")
+    V.settle(s, new.id)
+    V.branch_edit(s, u.id, "second question")
+    s.add_message(c.id, "assistant", "answer to the edit")
+    s.close()
+    con = sqlite3.connect(p)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    p.write_bytes(p.read_bytes()[:-4096] + bytes([0xA5]) * 4096)  # the last page garbled
+    s = HistoryStore(p)
+    assert "damaged" in s.recovery_notice
+    (conv,) = [x for x in s.list_conversations(limit=10) if s.messages(x.id)]
+    user = s.messages(conv.id)[0]
+    assert user.content == "second question" and V.position(user) == (1, 2)
+    V.show_branch(s, user.id, 0)  # the old branch comes back, with the reply's two versions
+    msgs = s.messages(conv.id)
+    assert [m.content for m in msgs] == ["first question", "answer two"]
+    assert [v["content"] for v in V.versions_of(msgs[1])] == ["answer one", "answer two"]
+    s.close()
+
+
+def test_salvage_drops_a_versions_value_of_the_wrong_shape():
+    from desktop_app.core.history_recovery import _versions
+
+    assert _versions({"all": [{"content": "a"}, {"content": "b"}], "current": 1})["current"] == 1
+    for bad in ({"all": "x", "current": 0}, {"all": [{"content": "a"}], "current": 5}, {"all": [3], "current": 0},
+                {"all": [], "current": 0}, {"current": 0}, {"all": [{"content": 1}], "current": 0}):
+        assert _versions(bad) == {}

@@ -118,3 +118,14 @@ def test_an_edit_branches_and_each_branch_keeps_what_followed_it():
         back = [x for x in h.messages(c.id) if x.role == "assistant"][-1]
         assert back.content == "a2 again" and V.position(back) == (1, 2)
         assert [v["content"] for v in V.versions_of(back)] == ["a2 for the edit", "a2 again"]
+
+
+def test_a_branch_left_and_taken_back_keeps_its_inline_image():
+    with HistoryStore() as h:
+        c = h.create_conversation("Images")
+        u = h.add_message(c.id, "user", "/imagine a red fox")
+        h.add_message(c.id, "assistant", "Image: a red fox", params={"image": {"path": "/x/fox.png", "seed": 7}})
+        V.branch_edit(h, u.id, "/imagine a blue fox")
+        V.show_branch(h, u.id, 0)
+        back = h.messages(c.id)[-1]
+        assert back.content == "Image: a red fox" and back.params["image"] == {"path": "/x/fox.png", "seed": 7}
