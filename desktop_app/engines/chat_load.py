@@ -37,7 +37,24 @@ def resolve_model(model_id: str, library=None):
 
 
 def where_text(plan: str | None, n_gpu_layers: int = 0) -> str:
-    return {"gpu": "GPU", "partial": f"partial GPU, {n_gpu_layers} layers", "cpu": "CPU"}.get(plan or "", "CPU")
+    return {"gpu": "GPU", "partial": f"partial GPU, {n_gpu_layers} layers", "cpu": "CPU",
+            "remote": "remote server"}.get(plan or "", "CPU")
+
+
+def _load_remote(state: dict, model_id: str, token):
+    """A team server's model (``remote:SERVER/MODEL``): no weights here, only a check that the
+    server answers (a short connect timeout: an unreachable one fails at once) and lists it."""
+    from desktop_app.core.remotes import parse_remote_id, resolve
+    from desktop_app.engines.remote_chat import RemoteChatEngine
+
+    name, model = parse_remote_id(model_id)
+    engine = RemoteChatEngine(resolve(name), model)
+    yield {"type": "load_started", "model_id": model_id, "name": f"{model} on {name}", "plan": "remote",
+           "plan_note": "", "n_gpu_layers": 0}
+    engine.check()
+    token.raise_if_cancelled()
+    state["engine"], state["model_id"] = engine, model_id
+    return {"type": "loaded", **engine.info()}
 
 
 def apply_decision(cfg, decision) -> None:
@@ -71,6 +88,10 @@ def load_job(model_id: str, hardware: Any = None, n_ctx: int | None = None, libr
             old.unload()  # free the previous model before the next one takes memory
         if broker is not None:
             broker.unloaded("chat", moving=placement is not None)
+        from desktop_app.core.remotes import parse_remote_id
+
+        if parse_remote_id(model_id) is not None:
+            return (yield from _load_remote(state, model_id, token))
         rec = resolve_model(model_id, library)
         hw = hardware
         if hw is None:

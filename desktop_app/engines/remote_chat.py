@@ -105,6 +105,11 @@ class RemoteServer:
 
     def models(self) -> list[str]:
         """The model ids the server lists (GET /v1/models)."""
+        return [mid for mid, _task in self.model_entries()]
+
+    def model_entries(self) -> list[tuple[str, str]]:
+        """(id, task) of each model the server lists; task "image" only where the server says so
+        (another Atelier's ``atelier serve`` marks its image models), else "chat"."""
         conn, resp = self._request("GET", "/models")
         try:
             data = json.loads(resp.read(2_000_000))
@@ -115,7 +120,8 @@ class RemoteServer:
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise RemoteError(f"The server {self.name} gave no model list (not an OpenAI-compatible server?).")
-        return [str(m["id"])[:300] for m in items if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        return [(str(m["id"])[:300], "image" if m.get("task") == "image" else "chat")
+                for m in items if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
     def chat(self, model: str, messages: list[dict], params: SamplingParams | dict | None = None,
              token=None) -> Iterator[ChatEvent]:
@@ -200,3 +206,35 @@ class RemoteServer:
         stats.finish_reason = finish or "stop"
         stats.text, stats.thinking = parser.answer, parser.thinking
         yield ChatEvent("done", stats=stats)
+
+
+class RemoteChatEngine:
+    """A server's model where the Chat tab (and Enhance prompt) expects a local engine: ``chat``,
+    ``info``, ``unload``. Loading is only a check that the server answers and lists the model."""
+
+    def __init__(self, server: RemoteServer, model: str) -> None:
+        self.server, self.model = server, model
+
+    @property
+    def model_id(self) -> str:
+        from desktop_app.core.remotes import remote_id
+
+        return remote_id(self.server.name, self.model)
+
+    def check(self) -> None:
+        ids = self.server.models()
+        if self.model not in ids:
+            listed = ", ".join(ids[:5]) or "none"
+            raise RemoteError(f"The server {self.server.name} no longer lists the model {self.model} "
+                              f"(it lists: {listed}). Refresh it in Models › Servers.")
+
+    def chat(self, messages: list[dict], params=None, token=None, overflow: str | None = None,
+             purpose: str = "chat") -> Iterator[ChatEvent]:
+        return self.server.chat(self.model, messages, params, token)
+
+    def info(self) -> dict:
+        return {"model_id": self.model_id, "name": f"{self.model} on {self.server.name}", "plan": "remote",
+                "n_ctx": 0, "n_gpu_layers": 0, "engine_pid": None, "remote": True, "url": self.server.base_url}
+
+    def unload(self) -> None:
+        pass

@@ -22,6 +22,7 @@ class AppContext(QObject):
     # library_changed is not emitted as well, so that no view lists and fits everything twice.
     hardware_ready = Signal(object)
     library_changed = Signal()
+    remotes_changed = Signal()  # a team server was added, removed or listed again (core/remotes)
     loaded_models_changed = Signal(object)  # dict name -> description
     status_message = Signal(str)
     memory_notice = Signal(str)  # the memory broker moved a model: what and why, in words

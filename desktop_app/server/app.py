@@ -180,7 +180,8 @@ def create_app(state: ServerState) -> Starlette:
             return e.response()
         recs = await asyncio.to_thread(state.listed_models)
         return JSONResponse({"object": "list", "data": [
-            {"id": r.id, "object": "model", "created": int(r.added_at or 0), "owned_by": "atelier"} for r in recs]})
+            {"id": r.id, "object": "model", "created": int(r.added_at or 0), "owned_by": "atelier",
+             "task": r.task} for r in recs]})
 
     async def generate(request: Request, text: bool):
         """A chat completion (``text`` False) or a text completion of a raw prompt."""

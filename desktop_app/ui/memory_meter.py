@@ -37,6 +37,8 @@ def meter_text(usage) -> tuple[str, str]:
     parts, tips = [], []
     for s in usage.slots:
         held = human(s.ram_bytes) + (f" + {human(s.vram_bytes)} VRAM" if s.vram_bytes else "")
+        if not s.ram_bytes and (s.description or "").endswith("(remote server)"):
+            held = "on a team server"  # nothing of it is in this machine's memory
         parts.append(f"{SHORT.get(s.slot, s.slot)} {held}")
         tips.append(f"{s.description}: {held}")
     free = max(0, usage.ram_total_bytes - usage.ram_used_bytes)

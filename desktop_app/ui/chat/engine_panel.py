@@ -15,6 +15,8 @@ from desktop_app.ui.widgets.named import named
 
 def effective_text(info: dict) -> str:
     """One line: what the loaded model runs with (the engine's info)."""
+    if info.get("remote"):
+        return f"In use: a team server ({info.get('url', '')}); these options apply to models on this machine."
     if not info.get("n_threads"):
         return "No model loaded."
     auto = " (auto)" if info.get("threads_auto") else ""

@@ -3,6 +3,8 @@ machine), Export and the Parameters toggle. It lays out and asks; the tab does t
 
 from __future__ import annotations
 
+import logging
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QToolButton, QWidget
 
@@ -10,11 +12,13 @@ from desktop_app.core.starter import STARTER_ID
 from desktop_app.ui.widgets.named import named
 
 STARTER_LABEL = "Starter model (SmolLM2 135M)"
+log = logging.getLogger(__name__)
 
 
-def list_chat_models(library, hardware) -> list[dict]:
+def list_chat_models(library, hardware, settings=None) -> list[dict]:
     """The library's chat models with their fit badges (reads GGUF headers: run it off the GUI
-    thread). A file that cannot be read says so in its badge."""
+    thread), then the team servers' models as last listed (core/remotes: no socket is opened).
+    A file that cannot be read says so in its badge."""
     from desktop_app.ui.widgets.fit import plan_or_error
 
     out = []
@@ -27,6 +31,12 @@ def list_chat_models(library, hardware) -> list[dict]:
             else:
                 badge = f"unreadable: {exc}"[:60]
         out.append({"id": rec.id, "name": rec.display_name, "badge": badge, **plan})
+    from desktop_app.core.remotes import remote_entries
+
+    try:
+        out += remote_entries("chat", settings)
+    except Exception as exc:  # noqa: BLE001 - a broken cache never hides the local models
+        log.warning("could not list the remote models: %s", exc)
     return out
 
 
@@ -75,7 +85,7 @@ class ChatHeader(QWidget):
         combo.clear()
         if not any(m["id"] == STARTER_ID for m in models):
             combo.addItem(STARTER_LABEL, STARTER_ID)
-        for m in sorted(models, key=lambda m: (m["id"] != STARTER_ID, m["name"].lower())):
+        for m in sorted(models, key=lambda m: (m["id"] != STARTER_ID, bool(m.get("server")), m["name"].lower())):
             label = m["name"] + (f"  —  {m['badge']}" if m["badge"] else "")
             combo.addItem(label, m["id"])
             combo.setItemData(combo.count() - 1, m.get("note") or label, Qt.ItemDataRole.ToolTipRole)

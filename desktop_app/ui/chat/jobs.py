@@ -60,6 +60,9 @@ def generate_job(store, message_id: int, messages: list[dict], params: dict, ove
         except EngineCrashed as exc:
             stats = {"finish_reason": "crashed", "error": str(exc)}  # the partial reply is kept, marked
             raise
+        except Exception as exc:  # e.g. a team server that vanished mid-reply: kept, marked too
+            stats = {"finish_reason": "error", "error": str(exc)[:500]}
+            raise
         finally:
             it.close()  # releases the engine for the next reply even when we were closed early
             final = dict(stats or {"finish_reason": "cancelled"})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 from desktop_app.ui.widgets.throttle import Coalescer
 from desktop_app.ui.widgets.named import named
@@ -30,6 +30,8 @@ class ChatNotices(QWidget):
     (old turns left out, then the length limit); a sticky one (history off or recovered) stays
     until the app closes: switching chats keeps it."""
 
+    retry_requested = Signal()
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         v = QVBoxLayout(self)
@@ -42,11 +44,20 @@ class ChatNotices(QWidget):
         self.notice.setWordWrap(True)
         self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.notice.hide()
-        v.addWidget(self.notice)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.notice, 1)
+        self.retry_button = named(QPushButton("Retry"), "chatRetry", "Retry loading the model")
+        self.retry_button.hide()
+        self.retry_button.clicked.connect(lambda: (self.retry_button.hide(), self.retry_requested.emit()))
+        row.addWidget(self.retry_button, 0, Qt.AlignmentFlag.AlignTop)
+        v.addLayout(row)
         self._lines: list[str] = []
         self._sticky: list[str] = []
 
-    def show_notice(self, text: str, error: bool = False, sticky: bool = False) -> None:
+    def show_notice(self, text: str, error: bool = False, sticky: bool = False, retry: bool = False) -> None:
+        """``retry``: with a Retry button (a model or a team server that could not be reached)."""
+        self.retry_button.setVisible(retry or not self.retry_button.isHidden())
         line = ("⚠ " if error else "ℹ ") + text
         if sticky:
             self._sticky = [n for n in self._sticky if n != line] + [line]
@@ -56,6 +67,7 @@ class ChatNotices(QWidget):
 
     def clear_notices(self) -> None:
         """Drop this chat's notices; the sticky ones stay."""
+        self.retry_button.hide()
         self._lines = list(self._sticky)
         if self._lines:
             self.notice.setText("\n".join(self._lines))

@@ -155,7 +155,9 @@ class ChatTab(MessageActions, ChatImagine, QWidget):
         del_sc.setContext(Qt.ShortcutContext.WidgetShortcut)
         del_sc.activated.connect(self.sidebar.confirm_delete_selected)
         self.ctx.library_changed.connect(self._on_library_changed)
+        self.ctx.remotes_changed.connect(self._on_library_changed)
         self.ctx.hardware_ready.connect(self._on_library_changed)
+        self.notices.retry_requested.connect(lambda: self.controller.load(self.chosen_model))
         self.conv_model.set_store(self.store)
 
     # ================================================================== life cycle
@@ -324,8 +326,8 @@ class ChatTab(MessageActions, ChatImagine, QWidget):
         """List chat models and their fit badges in the background (reads GGUF headers)."""
         if self._shut:
             return
-        lib, hw = self.ctx.library, self.ctx.hardware
-        self._badge_op = self.ctx.background.run(lambda _t: list_chat_models(lib, hw), self._on_models_listed,
+        lib, hw, settings = self.ctx.library, self.ctx.hardware, self.ctx.settings
+        self._badge_op = self.ctx.background.run(lambda _t: list_chat_models(lib, hw, settings), self._on_models_listed,
                                                  lambda exc: log.warning("could not list chat models: %s", exc))
 
     @Slot(object)
@@ -479,9 +481,12 @@ class ChatTab(MessageActions, ChatImagine, QWidget):
             if isinstance(exc, ContextOverflow):
                 self._ask_overflow(str(exc))
             elif self.controller.load_error:
-                self.notices.show_notice(f"Could not load the model: {self.controller.load_error}", error=True)
+                self.notices.show_notice(f"Could not load the model: {self.controller.load_error}", error=True,
+                                         retry=True)
             else:
-                self.notices.show_notice(f"The reply failed: {exc}", error=True)
+                from desktop_app.engines.remote_chat import RemoteError
+
+                self.notices.show_notice(f"The reply failed: {exc}", error=True, retry=isinstance(exc, RemoteError))
             log.info("reply %s failed", end.reply_id)
 
     def _on_load_started(self, v: dict) -> None:
@@ -506,7 +511,7 @@ class ChatTab(MessageActions, ChatImagine, QWidget):
     def _on_load_failed(self, message: str) -> None:
         self.status_row.hide_loading()
         self.ctx.set_loaded("chat", None)
-        self.notices.show_notice(f"Could not load the model: {message}", error=True)
+        self.notices.show_notice(f"Could not load the model: {message}", error=True, retry=True)
         self.model_loaded.emit({"error": message})
 
     def _on_load_cancelled(self) -> None:

@@ -16,6 +16,7 @@ from desktop_app.ui.models.catalog_view import CatalogView
 from desktop_app.ui.models.downloads_view import DownloadsView
 from desktop_app.ui.models.hub_view import HubSearchView
 from desktop_app.ui.models.library_view import LibraryView
+from desktop_app.ui.models.servers_view import ServersView
 from desktop_app.ui.widgets.named import named
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,14 @@ class ModelsTab(QWidget):
         self.hub = HubSearchView(ctx, self)
         self.downloads = DownloadsView(ctx, self)
         self.library = LibraryView(ctx, self)
+        self.servers = ServersView(ctx, self)
 
         self.sections = named(QTabWidget(self), "modelsSections", "Models sections")
         self.sections.addTab(self.catalog, "Catalog")
         self.sections.addTab(self.hub, "Hub search")
         self.sections.addTab(self.downloads, "Downloads")
         self.sections.addTab(self.library, "Library")
+        self.sections.addTab(self.servers, "Servers")
 
         self.offline_label = named(QLabel(""), "modelsOfflineLabel")
         self.settings_btn = named(QPushButton("Se&ttings…"), "modelsSettings", "Open the settings")
@@ -65,6 +68,7 @@ class ModelsTab(QWidget):
         self.catalog.start()
         self.library.start()
         self.downloads.start()
+        self.servers.start()
 
     def shutdown(self) -> None:
         self._shut_down = True
@@ -74,7 +78,7 @@ class ModelsTab(QWidget):
             settings_events().saved.disconnect(self._on_any_settings_saved)
         except (RuntimeError, TypeError):
             pass
-        for view in (self.catalog, self.hub, self.library, self.downloads):
+        for view in (self.catalog, self.hub, self.library, self.downloads, self.servers):
             try:
                 view.shutdown()
             except Exception:  # noqa: BLE001
@@ -128,6 +132,8 @@ class ModelsTab(QWidget):
         if "extra_model_dirs" in changed and self.ctx.settings.get("extra_model_dirs"):
             self.library.register_folders(self.ctx.settings.get("extra_model_dirs"))
         if "offline" in changed:
+            self.servers.show_list()  # a server outside this computer is blocked, or no longer
+            self.ctx.remotes_changed.emit()
             self.downloads.offline_changed()  # an "offline" note goes when it is no longer true
             if not self.ctx.settings.offline:
                 self.downloads.start_runner()  # jobs that waited while offline resume now
