@@ -92,8 +92,8 @@ class GuiChatWorker(QObject):
 class ServerRunner:
     """uvicorn in a thread: start (after the imports, off the GUI thread), stop, and the state."""
 
-    def __init__(self, ctx, worker: GuiChatWorker) -> None:
-        self.ctx, self.worker = ctx, worker
+    def __init__(self, ctx, worker: GuiChatWorker, images=None) -> None:
+        self.ctx, self.worker, self.images = ctx, worker, images  # images: ui/server_images.GuiImageWorker
         self.server = None
         self.thread: threading.Thread | None = None
         self.state = None
@@ -115,7 +115,7 @@ class ServerRunner:
 
         if not is_loopback(host) and not api_key:
             raise AtelierError(f"Listening on {host} (not this machine only) needs an API key.")
-        self.state = ServerState(self.ctx.library, api_key, self.worker)
+        self.state = ServerState(self.ctx.library, api_key, self.worker, self.images)
         config = uvicorn.Config(create_app(self.state), host=host, port=int(port), log_level="warning",
                                 access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)

@@ -146,6 +146,26 @@ def parse_sampling(body: dict) -> dict:
     return params
 
 
+def image_options(body: dict) -> dict:
+    """Atelier's own fields of an image request, beside OpenAI's (other clients leave them out):
+    ``negative_prompt``, ``steps`` (1-150), ``guidance_scale`` (0-30)."""
+    out: dict = {}
+    neg = body.get("negative_prompt")
+    if neg is not None:
+        if not isinstance(neg, str):
+            raise ApiError(400, "'negative_prompt' must be a string.", param="negative_prompt")
+        out["negative"] = neg
+    for key, name, lo, hi, kind in (("steps", "steps", 1, 150, int), ("guidance_scale", "guidance", 0.0, 30.0, float)):
+        v = body.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not isinstance(v, int)) \
+                or not lo <= v <= hi:
+            raise ApiError(400, f"'{key}' must be a number from {lo} to {hi}.", param=key)
+        out[name] = kind(v)
+    return out
+
+
 FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
 
@@ -273,11 +293,15 @@ def create_app(state: ServerState) -> Starlette:
                 except ValueError as exc:
                     raise ApiError(400, "'size' must be WIDTHxHEIGHT, e.g. 512x512.", param="size") from exc
             seed = body.get("seed")
+            if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+                raise ApiError(400, "'seed' must be an integer.", param="seed")
+            options = image_options(body)
         except ApiError as e:
             return e.response()
         token = CancelToken()
         try:
-            results = await asyncio.to_thread(state.images.generate, rec, body["prompt"], width, height, n, seed, token)
+            results = await asyncio.to_thread(state.images.generate, rec, body["prompt"], width, height, n, seed, token,
+                                              options)
         except AtelierError as exc:
             return ApiError(400, str(exc)).response()
         finally:

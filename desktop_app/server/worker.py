@@ -139,7 +139,7 @@ class ImageWorker:
         self.served = 0
 
     def generate(self, rec, prompt: str, width: int | None, height: int | None, n: int, seed: int | None,
-                 token: CancelToken) -> list[tuple[bytes, dict]]:
+                 token: CancelToken, options: dict | None = None) -> list[tuple[bytes, dict]]:
         from desktop_app.core.errors import AtelierError
         from desktop_app.engines.diffusion.protocol import GenerateRequest, ModelSpec
 
@@ -149,7 +149,7 @@ class ImageWorker:
 
                 self.engine = EngineProcess()
             req = GenerateRequest(model=ModelSpec.for_record(rec), prompt=prompt, width=width, height=height,
-                                  seed=seed, batch=n, preview=False, model_sha256=rec.sha256 or "")
+                                  seed=seed, batch=n, preview=False, **(options or {}), model_sha256=rec.sha256 or "")
             req.validate()
             out = []
             for ev in self.engine.generate(req, token):

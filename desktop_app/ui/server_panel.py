@@ -1,4 +1,4 @@
-"""File › Local server: serve the installed chat models through the OpenAI API from the running
+"""File › Local server: serve the installed chat and image models through the OpenAI API from the running
 app (desktop_app/qt/server_bridge.py), with the address, the API key and a live request count.
 Starting (imports, binding the port) and stopping run in the background lane, never on the GUI
 thread. This machine only by default; another address needs the key (one is generated)."""
@@ -28,12 +28,15 @@ class ServerPanel(QDialog):
         self.ctx = ctx
         self.setObjectName("serverPanel")
         self.setWindowTitle("Local server (OpenAI API)")
+        from desktop_app.ui.server_images import GuiImageWorker
+
         self.worker = GuiChatWorker(ctx, self)
-        self.runner = ServerRunner(ctx, self.worker)
+        self.images = GuiImageWorker(ctx, self)
+        self.runner = ServerRunner(ctx, self.worker, self.images)
         self._op = None
         v = QVBoxLayout(self)
-        v.addWidget(QLabel("Other programs on this computer can use Atelier's chat models through the OpenAI API.\n"
-                           "Requests run on the Chat tab's model, one after another."))
+        v.addWidget(QLabel("Other programs on this computer can use Atelier's chat and image models through the "
+                           "OpenAI API.\nRequests run on the Chat tab's and the Image Studio's models, one after another."))
         form = QFormLayout()
         self.host_edit = named(QLineEdit("127.0.0.1"), "serverHost", "Address to listen on")
         self.host_edit.setToolTip("127.0.0.1: this computer only. Another address (e.g. 0.0.0.0) needs the API key.")

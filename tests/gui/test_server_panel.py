@@ -66,3 +66,73 @@ def test_the_app_serves_its_chat_model(qtbot, starter_model):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     win.close()
+
+
+def test_the_app_serves_images_on_the_studios_engine(qtbot, starter_model, tmp_path_factory):
+    """/v1/images/generations from the running app: the Image Studio's engine process makes it (no
+    second engine), the memory meter's slot says what is loaded, and the PNG carries its parameters."""
+    import base64
+    import io
+
+    from openai import OpenAI
+    from PIL import Image
+
+    from desktop_app.core.library import ModelRecord
+    from tests.diffusion import tiny_pipelines as tp
+
+    folder = tp.build_sd15(tmp_path_factory.mktemp("srv_tiny") / "tiny-sd15")
+    win = MainWindow()
+    win.ctx.library.add(ModelRecord(id="tiny-sd15", task="image", format="diffusers", path=str(folder),
+                                    size_bytes=1000, name="Tiny SD 1.5", family="sd15"))
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    panel = win.show_server()
+    port = free_port()
+    with qtbot.waitSignal(panel.state_changed, timeout=60_000):
+        panel.start("127.0.0.1", port, "")
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=180)
+    try:
+        listed = {m.id: getattr(m, "task", None) for m in client.models.list()}
+        assert listed.get("tiny-sd15") == "image" and listed.get(STARTER_ID) == "chat"
+        out = {}
+
+        def ask():
+            try:
+                out["r"] = client.images.generate(model="tiny-sd15", prompt="a red square", size="64x64", n=2,
+                                                  response_format="b64_json",
+                                                  extra_body={"seed": 7, "steps": 2, "negative_prompt": "blue"})
+            except Exception as exc:  # noqa: BLE001 - shown by the assert below
+                out["e"] = exc
+
+        import threading
+
+        t = threading.Thread(target=ask)
+        t.start()
+        qtbot.waitUntil(lambda: not t.is_alive(), timeout=180_000)
+        assert "e" not in out, out.get("e")
+        imgs = [Image.open(io.BytesIO(base64.b64decode(d.b64_json))) for d in out["r"].data]
+        assert [im.size for im in imgs] == [(64, 64), (64, 64)]
+        params = imgs[0].info.get("parameters", "")
+        assert "a red square" in params and "Negative prompt: blue" in params and "Steps: 2" in params
+        assert "Seed: 7" in params and "Seed: 8" in imgs[1].info.get("parameters", "")
+        assert panel.images.served == 1 and panel.images.pending == 0
+        assert "Tiny SD 1.5" in win.ctx.loaded_slots()["image"][0]
+        # the Studio's own thread made it: the image slot's engine process is the Studio thread's
+        engine = win.ctx.model_thread("image")._worker.state["engine"]
+        assert win.ctx.loaded_slots()["image"][1] == engine.pid
+    finally:
+        client.close()
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/images/generations", method="POST",
+                                 data=json.dumps({"prompt": "x", "steps": 0}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as bad:  # a bad field is OpenAI's 400, not a crash
+        urllib.request.urlopen(req, timeout=30)
+    assert bad.value.code == 400 and "steps" in json.loads(bad.value.read())["error"]["message"]
+    with qtbot.waitSignal(panel.state_changed, timeout=30_000):
+        panel.stop()
+    win.close()
