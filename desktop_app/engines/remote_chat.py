@@ -73,10 +73,14 @@ class RemoteServer:
             raise OfflineError(f"Offline mode is on: the server {self.name} ({self._u.hostname}) is outside this "
                                "machine, so Atelier does not contact it. Turn Offline off in Settings to use it.")
 
-    def _request(self, method: str, path: str, body: dict | None = None):
+    def _request(self, method: str, path: str, body: dict | None = None, opened=None):
+        """(connection, response) once the server answered; ``opened(conn)`` is called as soon as
+        the connection exists (a watcher may then close it to cancel a long wait)."""
         self._check_offline()
         cls = http.client.HTTPSConnection if self._u.scheme == "https" else http.client.HTTPConnection
         conn = cls(self._u.hostname, self._u.port, timeout=CONNECT_TIMEOUT)
+        if opened is not None:
+            opened(conn)
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                    "User-Agent": "Atelier/0.1"}
         if self.api_key:
@@ -206,6 +210,78 @@ class RemoteServer:
         stats.finish_reason = finish or "stop"
         stats.text, stats.thinking = parser.answer, parser.thinking
         yield ChatEvent("done", stats=stats)
+
+
+def _b64_pngs(data, name: str) -> list[bytes]:
+    import base64
+    import binascii
+
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise RemoteError(f"The server {name} sent no image.")
+    out = []
+    for it in items[:16]:
+        try:
+            png = base64.b64decode((it or {}).get("b64_json") or "", validate=True)
+        except (binascii.Error, ValueError, AttributeError) as exc:
+            raise RemoteError(f"The server {name} sent an image that is not base64.") from exc
+        if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+            raise RemoteError(f"The server {name} sent something that is not a PNG image.")
+        out.append(png)
+    return out
+
+
+def remote_images(server: RemoteServer, model: str, prompt: str, token=None, **fields) -> list[bytes]:
+    """PNGs from a server's ``/v1/images/generations`` (b64_json; Atelier's ``atelier serve`` also
+    takes negative_prompt, steps, guidance_scale and seed, and puts its parameters in each PNG).
+    Cancelling ``token`` closes the connection at once; the audit log records the call as one to
+    ``remote:NAME/MODEL`` with each PNG's sha256."""
+    import hashlib
+    import socket
+    import threading
+
+    from desktop_app.core.audit import Call
+    from desktop_app.core.errors import Cancelled
+
+    body = {"model": model, "prompt": prompt, "response_format": "b64_json",
+            **{k: v for k, v in fields.items() if v is not None}}
+    call = Call.start("image", f"remote:{server.name}/{model}", "", dict(fields), prompt)
+    conns, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            if token is not None and token.wait(0.2):
+                for c in conns:
+                    try:
+                        c.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read below
+                    except (OSError, AttributeError):
+                        pass
+                return
+            if token is None:
+                return
+
+    watcher = threading.Thread(target=watch, name="remote-image-cancel", daemon=True)
+    watcher.start()
+    try:
+        conn, resp = server._request("POST", "/images/generations", body, opened=conns.append)
+        try:
+            data = json.loads(resp.read(256 * 2**20))
+        finally:
+            conn.close()
+        pngs = _b64_pngs(data, server.name)
+    except Exception as exc:
+        cancelled = token is not None and token.cancelled
+        call.end("stopped" if cancelled else "error", None, {"images": 0}, None if cancelled else {"error": str(exc)[:500]})
+        if cancelled:
+            raise Cancelled() from exc
+        if isinstance(exc, (RemoteError, OfflineError)):
+            raise
+        raise RemoteError(f"The server {server.name} failed to make the image: {exc}") from exc
+    finally:
+        done.set()
+    call.end("done", {"images": [{"sha256": hashlib.sha256(p).hexdigest(), "bytes": len(p)} for p in pngs]},
+             {"images": len(pngs)})
+    return pngs
 
 
 class RemoteChatEngine:

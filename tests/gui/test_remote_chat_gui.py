@@ -129,3 +129,77 @@ def test_offline_blocks_a_server_outside_this_computer(window, qtbot):
     assert time.monotonic() - t0 < 5
     notice = chat.notices.notice.text()
     assert "Offline mode is on" in notice and "far" in notice, notice
+
+
+@pytest.fixture
+def image_server(tmp_path_factory):
+    """Another Atelier (its own home) running `atelier serve` with a tiny SD 1.5 pipeline and a key."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    root = Path(__file__).resolve().parents[2]
+    home = tmp_path_factory.mktemp("gpu_box_home")
+    env = {**os.environ, "ATELIER_HOME": str(home)}
+    from tests.diffusion import tiny_pipelines as tp
+
+    folder = tp.build_sd15(tmp_path_factory.mktemp("gpu_box_tiny") / "tiny-sd15")
+    r = subprocess.run([sys.executable, "-m", "desktop_app", "models", "import", str(folder), "--json"], cwd=root,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    port = free_port()
+    with open(home / "serve.log", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "desktop_app", "serve", "--host", "127.0.0.1", "--port",
+                                 str(port), "--api-key", "box-key"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                                stderr=err)
+    end = time.monotonic() + 60
+    while True:
+        try:
+            rq = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": "Bearer box-key"})
+            urllib.request.urlopen(rq, timeout=2).close()
+            break
+        except OSError:
+            if time.monotonic() > end or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("atelier serve did not start: " + (home / "serve.log").read_text()[-2000:])
+            time.sleep(0.2)
+    yield port
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_the_studio_makes_images_on_another_ateliers_server(window, qtbot, image_server):
+    from desktop_app.engines.diffusion.metadata import parse_parameters
+
+    view = window.models_tab.servers
+    with qtbot.waitSignal(window.ctx.remotes_changed, timeout=30_000):
+        view.add("gpu-box", f"http://127.0.0.1:{image_server}/v1", "box-key")
+    qtbot.waitUntil(lambda: view.tree.topLevelItemCount() == 1 and view.tree.topLevelItem(0).childCount() == 2,
+                    timeout=10_000)
+    kinds = sorted(view.tree.topLevelItem(0).child(i).text(1) for i in range(2))
+    assert kinds == ["chat · remote", "image · remote"]
+    window.tabs.setCurrentIndex(1)
+    studio = window.studio_tab
+    qtbot.waitUntil(lambda: any(m.startswith("remote:gpu-box/") for m in studio._model_ids), timeout=10_000)
+    rid = next(m for m in studio._model_ids if m.startswith("remote:gpu-box/"))
+    assert "remote · gpu-box" in studio.model_combo.itemText(studio._model_ids.index(rid))
+    with qtbot.waitSignal(studio.controller.load_ended, timeout=30_000) as loaded:
+        studio.select_model(rid)
+    assert loaded.args == ["done"] and "gpu-box" in window.loaded_label.text()
+    studio.params.prompt.setPlainText("a lighthouse")
+    studio.params.negative.setPlainText("fog")
+    studio.params.steps.setValue(2)
+    studio.params.width_box.setValue(64)
+    studio.params.height_box.setValue(64)
+    studio.params.batch.setValue(2)
+    with qtbot.waitSignal(studio.generation_finished, timeout=120_000) as gen:
+        studio.generate()
+    assert gen.args == ["done"]
+    paths = [studio.gallery_model.item(i).path for i in range(2)]
+    params = [parse_parameters(p) for p in paths]
+    assert all(x["prompt"] == "a lighthouse" and x["negative"] == "fog" and int(x["steps"]) == 2 for x in params)
+    assert {int(x["seed"]) for x in params} and params[0]["seed"] != params[1]["seed"]
+    SHOTS.mkdir(exist_ok=True)
+    qtbot.wait(100)
+    window.grab().save(str(SHOTS / "studio_remote_server.png"))

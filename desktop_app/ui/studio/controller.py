@@ -53,6 +53,15 @@ def list_image_models(library, hardware) -> tuple[list, dict, dict]:
         plan, exc = plan_or_error(r, hardware)
         badges[r.id] = (plan.badge, getattr(plan, "note", "") or "", plan.plan) if exc is None else (
             "Unreadable", str(exc), "error")
+    from desktop_app.core.remotes import remote_entries
+
+    try:  # a team server's image models, as last listed (no socket opened here)
+        for e in remote_entries("image"):
+            rec = jobs.remote_record(e)
+            recs.append(rec)
+            badges[rec.id] = (e["badge"], e["note"], "remote")
+    except Exception as exc:  # noqa: BLE001 - a broken cache never hides the local models
+        log.warning("could not list the remote image models: %s", exc)
     return recs, badges, post
 
 
@@ -90,6 +99,7 @@ class StudioController(QObject):
         self._shut = False
         ctx.register_mover("image", self.broker_move, restore=self.broker_restore,
                            busy=lambda: self.busy or self.post_busy)
+        ctx.remotes_changed.connect(lambda: None if self._shut else self.refresh_models())  # a team server's models
 
     # ------------------------------------------------------------------ state
     @property
@@ -155,13 +165,15 @@ class StudioController(QObject):
         return self._submit_load(rec)
 
     def _submit_load(self, rec) -> JobHandle:
+        if rec.format == "remote":
+            return self._submit(jobs.remote_load_job(rec, self.ctx.broker), "Checking the image server", "load")
         return self._submit(jobs.load_job(self.spec_for(rec), self.engine_provider, self.ctx.broker, rec),
                             "Loading the image model", "load")
 
     def broker_restore(self) -> JobHandle | None:
         """Plan the loaded pipeline again on its own (it was moved; the others are idle)."""
         rec = next((r for r in self.records.values() if str(r.path) == str(self.loaded_path)), None)
-        if self._shut or self.busy or rec is None or self.load_job is not None:
+        if self._shut or self.busy or rec is None or self.load_job is not None or rec.format == "remote":
             return None
         return self._submit(jobs.load_job(self.spec_for(rec), self.engine_provider, self.ctx.broker, rec, replan=True),
                             "Placing the image model again", "load")
@@ -172,6 +184,8 @@ class StudioController(QObject):
         if self._shut or self.loaded_path is None:
             return None
         rec = next((r for r in self.records.values() if str(r.path) == str(self.loaded_path)), None)
+        if rec is not None and rec.format == "remote":
+            return None  # it holds nothing on this machine
         if decision.placement == "unload" or rec is None:
             self._forget_loaded()
             job, what = jobs.unload_job(self.engine_provider, self.ctx.broker), "Unloading the image model"
@@ -227,6 +241,10 @@ class StudioController(QObject):
             return None
         from desktop_app.ui.studio.mask_canvas import qimage_to_png
 
+        if rec.format == "remote":  # another Atelier's atelier serve makes it
+            self._cancel_load()
+            self._results, self._job_error = 0, False
+            return self._submit(jobs.remote_generate_job(rec, p), "The image generation", "gen")
         spec, provider, broker = self.spec_for(rec), self.engine_provider, self.ctx.broker
         idea = p.get("idea") or (self.idea_provider(p["prompt"]) if self.idea_provider else "")
         private = not self.ctx.settings.get("image_metadata_paths")
@@ -320,7 +338,8 @@ class StudioController(QObject):
         self.loaded_path = data.get("model")
         rec = next((r for r in self.records.values() if str(r.path) == str(data.get("model"))), None)
         name = rec.display_name if rec else Path(str(data.get("model", ""))).name
-        self.ctx.set_loaded("image", f"{name} ({data.get('device', 'cpu')}, {data.get('dtype', '')})", data.get("pid"))
+        where = "remote server" if data.get("remote") else f"{data.get('device', 'cpu')}, {data.get('dtype', '')}"
+        self.ctx.set_loaded("image", f"{name} ({where})", data.get("pid"))
         self.loaded.emit({**data, "name": name})
 
     def _forget_loaded(self) -> None:

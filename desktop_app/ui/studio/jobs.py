@@ -233,3 +233,73 @@ def unload_job(provider: EngineProvider | None = None, broker=None):
         return "unloaded"
 
     return job
+
+
+# --- a team server's image model (another Atelier's ``atelier serve``; issue 15) -------------------
+def remote_record(entry: dict):
+    """A picker entry of core/remotes.remote_entries("image") as the Studio's model record."""
+    from desktop_app.core.library import ModelRecord
+
+    return ModelRecord(id=entry["id"], task="image", format="remote", path=entry["id"], size_bytes=0,
+                       name=f"{entry['model']} on {entry['server']}", source="remote",
+                       extra={"server": entry["server"], "model": entry["model"], "url": entry["url"]})
+
+
+def _server_of(rec):
+    from desktop_app.core.remotes import resolve
+
+    return resolve(rec.extra["server"]), rec.extra["model"]
+
+
+def remote_load_job(rec, broker=None):
+    """fn(state, token): nothing to load here (a pipeline this machine held is freed); check that
+    the server answers and still lists the model."""
+
+    def job(state, token):
+        from desktop_app.core.errors import AtelierError
+
+        if state.get("engine") is not None:
+            yield from unload_job(None, broker)(state, token)
+        elif broker is not None:
+            broker.unloaded("image")
+        server, model = _server_of(rec)
+        if not any(m == model and t == "image" for m, t in server.model_entries()):
+            raise AtelierError(f"The server {server.name} no longer makes images with {model}. "
+                               "Refresh it in Models › Servers.")
+        yield E.Loaded({"model": rec.path, "device": "remote server", "dtype": "", "remote": True})
+        return "loaded"
+
+    return job
+
+
+def remote_generate_job(rec, p: dict, save_dir: Path | None = None):
+    """fn(state, token): the Studio's settings as one request to the server; each PNG it sends
+    (with the parameters the server's engine wrote into it) is saved to the gallery here."""
+
+    def job(state, token):
+        from desktop_app.engines.diffusion.metadata import parse_parameters
+        from desktop_app.engines.remote_chat import remote_images
+        from desktop_app.ui.studio.gallery import new_image_path
+
+        from desktop_app.core.image_presets import apply_style
+
+        server, model = _server_of(rec)
+        prompt, negative = apply_style(p["prompt"], p["negative"], p.get("style") or "None")
+        yield E.Status(f"Generating on {server.name} ({model})…")
+        pngs = remote_images(server, model, prompt, token, negative_prompt=negative or None,
+                             size=f"{int(p['width'])}x{int(p['height'])}", n=int(p["batch"]), seed=p.get("seed"),
+                             steps=int(p["steps"]), guidance_scale=float(p["guidance"]))
+        for i, png in enumerate(pngs):
+            path = new_image_path(f"remote-{i}")
+            if save_dir is not None:
+                save_dir.mkdir(parents=True, exist_ok=True)
+                path = save_dir / path.name
+            path.write_bytes(png)
+            try:
+                params = parse_parameters(png) or {}
+            except Exception:  # noqa: BLE001 - another server's PNG may carry none
+                params = {}
+            yield E.Result(path, {**params, "remote": f"{server.name}/{model}"}, QImage.fromData(png))
+        return "done"
+
+    return job
