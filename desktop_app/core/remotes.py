@@ -52,8 +52,8 @@ def cached_models() -> dict:
     out = {}
     for name, e in d.items():
         if isinstance(name, str) and isinstance(e, dict):
-            out[name] = {k: [str(x)[:300] for x in e.get(k) or [] if isinstance(x, str)][:MAX_MODELS]
-                         for k in ("chat", "image")}
+            out[name] = {k: [x[:300] for x in (e.get(k) if isinstance(e.get(k), list) else []) if isinstance(x, str)]
+                         [:MAX_MODELS] for k in ("chat", "image")}
             out[name]["error"] = e.get("error") if isinstance(e.get("error"), str) else None
             out[name]["checked"] = e.get("checked") if isinstance(e.get("checked"), (int, float)) else None
     return out

@@ -417,25 +417,36 @@ async def _stream(state: ServerState, job: Job, cid: str, created: int, model: s
             d["usage"] = usage
         return f"data: {json.dumps(d, ensure_ascii=False)}\n\n"
 
+    def event(item) -> tuple[str, bool]:
+        """(the SSE text of one engine item, whether the stream ends with it)."""
+        if item is _DONE:
+            return "", True
+        if isinstance(item, BaseException):
+            e = _failure(item)
+            err = {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}}
+            return f"data: {json.dumps(err)}\n\n", True
+        if item.type == "answer" and item.text:
+            return chunk({"content": item.text}), False
+        if item.type == "thinking" and item.text:
+            return chunk({"reasoning_content": item.text}), False
+        if item.type == "done":
+            return chunk({}, FINISH.get(item.stats.finish_reason, "stop"), _usage(item.stats)), False
+        return "", False
+
     state.active += 1
     try:
         if not text:
             yield chunk({"role": "assistant", "content": ""})
-        while True:
-            item = await job.out.get()
-            if item is _DONE:
-                break
-            if isinstance(item, BaseException):
-                e = _failure(item)
-                err = {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}}
-                yield f"data: {json.dumps(err)}\n\n"
-                break
-            if item.type == "answer" and item.text:
-                yield chunk({"content": item.text})
-            elif item.type == "thinking" and item.text:
-                yield chunk({"reasoning_content": item.text})
-            elif item.type == "done":
-                yield chunk({}, FINISH.get(item.stats.finish_reason, "stop"), _usage(item.stats))
+        ended = False
+        while not ended:
+            # every item already waiting goes out in one write: each token is still its own event,
+            # but a client that reads slower than the model writes costs one send, not one per token
+            out, ended = event(await job.out.get())
+            while not ended and not job.out.empty():
+                more, ended = event(job.out.get_nowait())
+                out += more
+            if out:
+                yield out
         yield "data: [DONE]\n\n"
         state.requests += 1
     finally:  # also when the client disconnected (the response task cancels this generator)

@@ -105,3 +105,51 @@ def test_the_windowed_app_opens_its_window(frozen, tmp_path):
     shots = ROOT / "screenshots"
     shots.mkdir(exist_ok=True)
     (shots / "frozen_main_window.png").write_bytes(shot.read_bytes())
+
+
+def test_serve_answers_the_openai_api_from_the_frozen_folder(frozen, tmp_path):
+    """`atelier serve` from the folder alone: uvicorn and Starlette travel in it; a chat completion
+    on the starter model, streamed and not."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([str(frozen / "atelier"), "serve", "--port", str(port)], cwd=tmp_path,
+                                env=no_python_env(tmp_path), stdout=subprocess.DEVNULL, stderr=err)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        end = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/models", timeout=2) as r:
+                    ids = [m["id"] for m in json.loads(r.read())["data"]]
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > end:
+                    pytest.fail("the frozen serve did not start: " + log.read_text()[-3000:])
+                time.sleep(0.3)
+        assert "smollm2-135m-instruct.q4_1.gguf" in ids
+
+        def post(body):
+            rq = urllib.request.Request(base + "/chat/completions", data=json.dumps(body).encode(), method="POST",
+                                        headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(rq, timeout=300) as r:
+                return r.read().decode()
+
+        ask = {"model": "smollm2-135m-instruct.q4_1.gguf", "max_tokens": 6, "temperature": 0, "seed": 1,
+               "messages": [{"role": "user", "content": "Say hi."}]}
+        whole = json.loads(post(ask))
+        assert whole["choices"][0]["message"]["content"].strip() and whole["usage"]["completion_tokens"] >= 1
+        events = [ln[6:] for ln in post({**ask, "stream": True}).splitlines() if ln.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1]
+                       if json.loads(e).get("choices"))
+        assert text == whole["choices"][0]["message"]["content"]  # greedy, same seed: the same reply
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
