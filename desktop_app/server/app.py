@@ -251,7 +251,7 @@ def create_app(state: ServerState) -> Starlette:
             if item is _DONE:
                 break
             if isinstance(item, BaseException):
-                return ApiError(400 if isinstance(item, AtelierError) else 500, str(item)).response()
+                return (_refused(item) or ApiError(400 if isinstance(item, AtelierError) else 500, str(item))).response()
             result = item
         if result is None:
             return ApiError(500, "The model gave no embeddings.", type_="server_error").response()
@@ -303,7 +303,7 @@ def create_app(state: ServerState) -> Starlette:
             results = await asyncio.to_thread(state.images.generate, rec, body["prompt"], width, height, n, seed, token,
                                               options)
         except AtelierError as exc:
-            return ApiError(400, str(exc)).response()
+            return (_refused(exc) or ApiError(400, str(exc))).response()
         finally:
             token.cancel()
         import base64
@@ -353,9 +353,22 @@ async def _known_model(state: "ServerState", model: str) -> None:
                        code="model_not_found")
 
 
+def _refused(exc: BaseException) -> ApiError | None:
+    """The administrator's policy refused the model (core/policy.NotApproved): 403, as OpenAI's
+    permission errors are."""
+    from desktop_app.core.policy import NotApproved
+
+    if isinstance(exc, NotApproved):
+        return ApiError(403, str(exc), type_="permission_error", param="model", code="model_not_approved")
+    return None
+
+
 def _failure(exc: BaseException) -> ApiError:
     from desktop_app.engines.chat_types import SCHEMA_ERROR
 
+    refused = _refused(exc)
+    if refused is not None:
+        return refused
     if str(exc).startswith(SCHEMA_ERROR):
         return ApiError(400, str(exc), param="response_format")
     return ApiError(500, f"The model failed: {exc}", type_="server_error")

@@ -91,3 +91,48 @@ def test_a_reply_the_caller_stops_is_recorded_as_stopped_and_frees_the_engine(at
     recs = [json.loads(x) for f in sorted((tmp_path / "audit").glob("*.jsonl")) for x in f.read_text().splitlines()]
     assert [r["outcome"] for r in recs] == ["stopped", "done"]
     assert recs[0]["reply"] == "".join(e.text for e in got if e.type == "answer")  # what was read, no more
+
+
+def test_the_server_refuses_a_model_the_policy_does_not_approve_with_403(atelier_home, starter_model, tmp_path):
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    pol = tmp_path / "policy.toml"
+    pol.write_text(f"allowed_models = ['{'1' * 64}']\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, ATELIER_HOME=str(atelier_home), ATELIER_POLICY=str(pol), PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "desktop_app", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        end = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/models", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < end and proc.poll() is None, "serve did not start"
+                time.sleep(0.2)
+        for stream in (False, True):
+            body = {"model": "smollm2-135m-instruct.q4_1.gguf", "max_tokens": 4, "stream": stream,
+                    "messages": [{"role": "user", "content": "hi"}]}
+            rq = urllib.request.Request(base + "/chat/completions", data=json.dumps(body).encode(), method="POST",
+                                        headers={"Content-Type": "application/json"})
+            if stream:  # the stream has begun (200): the refusal is its error event
+                with urllib.request.urlopen(rq, timeout=120) as r:
+                    events = [ln[6:] for ln in r.read().decode().splitlines() if ln.startswith("data: ")]
+                err = json.loads(events[-2])["error"]
+                assert err["code"] == "model_not_approved" and "not approved by your administrator" in err["message"]
+                continue
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(rq, timeout=120)
+            err = json.loads(e.value.read())["error"]
+            assert e.value.code == 403 and err["type"] == "permission_error"
+            assert "not approved by your administrator" in err["message"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
