@@ -100,3 +100,26 @@ def test_the_window_says_a_malformed_policy_and_keeps_chats_private(qtbot, ateli
     SHOTS.mkdir(exist_ok=True)
     assert win.grab().save(str(SHOTS / "window_malformed_policy.png"))
     win.close()
+
+
+def test_the_chat_and_studio_pickers_mark_a_model_the_policy_refuses(atelier_home, starter_model, tiny_gguf, tmp_path):
+    from desktop_app.core.library import Library, ModelRecord
+    from desktop_app.core.starter import STARTER_ID, ensure_starter_registered
+    from desktop_app.ui.chat.header import list_chat_models
+    from desktop_app.ui.studio.controller import list_image_models
+
+    lib = Library()
+    ensure_starter_registered(lib)
+    ok = tmp_path / "Approved-Q4_K_M.gguf"
+    ok.write_bytes(tiny_gguf.read_bytes())
+    lib.add(ModelRecord(id="approved", task="chat", format="gguf", path=str(ok), size_bytes=ok.stat().st_size))
+    pipe = tmp_path / "pipe"
+    (pipe / "unet").mkdir(parents=True)
+    (pipe / "model_index.json").write_text("{}")
+    lib.add(ModelRecord(id="pipe", task="image", format="diffusers", path=str(pipe), size_bytes=1, family="sd15"))
+    policy(atelier_home, f"allowed_models = ['{model_digest(ok)}']\n")
+    by_id = {m["id"]: m for m in list_chat_models(lib, None)}
+    assert by_id[STARTER_ID]["badge"] == "not approved by your administrator"
+    assert "not approved" not in by_id["approved"]["badge"]
+    _recs, badges, _post = list_image_models(lib, None)
+    assert badges["pipe"][0] == "not approved by your administrator"

@@ -4,6 +4,7 @@ machine), Export and the Parameters toggle. It lays out and asks; the tab does t
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QToolButton, QWidget
@@ -19,11 +20,17 @@ def list_chat_models(library, hardware, settings=None) -> list[dict]:
     """The library's chat models with their fit badges (reads GGUF headers: run it off the GUI
     thread), then the team servers' models as last listed (core/remotes: no socket is opened).
     A file that cannot be read says so in its badge."""
+    from desktop_app.core.policy import current, record_digest
     from desktop_app.ui.widgets.fit import plan_or_error
 
+    pol = current()
     out = []
     for rec in library.list(task="chat"):
         badge, plan = "", {}
+        if pol.restricts_models and Path(rec.path).exists() and not pol.approves(record_digest(rec)):
+            out.append({"id": rec.id, "name": rec.display_name, "badge": "not approved by your administrator",
+                        "note": f"Not approved by {pol.source}: it cannot be loaded."})
+            continue
         if hardware is not None:
             p, exc = plan_or_error(rec, hardware)
             if exc is None:

@@ -43,13 +43,19 @@ FAMILY_SIZES = {"sd15": 512, "sd2": 768, "sdxl": 1024, "sd3": 1024, "flux": 1024
 def list_image_models(library, hardware) -> tuple[list, dict, dict]:
     """(image records, {id: (badge, note, plan)}, {post task: records}) with one read of the
     library; a record that cannot be planned shows its error as badge. Off the GUI thread."""
+    from desktop_app.core.policy import current, record_digest
     from desktop_app.ui.widgets.fit import plan_or_error
 
+    pol = current()
     every = library.list()
     recs = [r for r in every if r.task == "image"]
     post = {task: [r for r in every if r.task == task] for task in POST_TASKS}
     badges = {}
     for r in recs:  # plan_for_record detects the hardware itself (cached) when it is not known yet
+        if pol.restricts_models and Path(r.path).exists() and not pol.approves(record_digest(r)):
+            badges[r.id] = ("not approved by your administrator", f"Not approved by {pol.source}: it cannot be "
+                            "loaded.", "error")
+            continue
         plan, exc = plan_or_error(r, hardware)
         badges[r.id] = (plan.badge, getattr(plan, "note", "") or "", plan.plan) if exc is None else (
             "Unreadable", str(exc), "error")
