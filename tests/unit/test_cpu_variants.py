@@ -1,0 +1,87 @@
+"""Issue 11, llama.cpp's runtime-dispatched CPU variants: which variant Atelier loads (the best the
+CPU's flags allow, passed over when a real inference with it dies), cached per CPU and build; a
+build without variants needs nothing; and the sdist patch that makes such a build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from desktop_app.core import cpu_variants as V
+
+AVX2_EPYC = {"sse4_2", "avx", "f16c", "fma", "avx2", "bmi2"}
+SPR = AVX2_EPYC | {"avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw", "avx512vbmi", "avx512_vnni",
+                   "avx512_bf16", "amx_tile", "amx_int8", "avx_vnni"}
+
+
+def fake_build(tmp_path: Path, tags) -> Path:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name in ("libggml.so", "libggml-base.so", "libllama.so"):
+        (lib / name).write_bytes(b"\x7fELF")
+    for t in tags:
+        (lib / f"libggml-cpu-{t}.so").write_bytes(b"\x7fELF" + t.encode())
+    return lib
+
+
+def test_the_best_variant_the_flags_allow(tmp_path):
+    lib = fake_build(tmp_path, V.REQUIRES)
+    avail = V.variants(lib)
+    assert set(avail) == set(V.REQUIRES) and avail["haswell"] == "libggml-cpu-haswell.so"
+    assert V.ranked(avail, AVX2_EPYC)[0] == "haswell"
+    assert V.ranked(avail, AVX2_EPYC | {"avx_vnni"})[0] == "alderlake"
+    assert V.ranked(avail, SPR)[0] == "sapphirerapids"
+    assert V.ranked(avail, set())[0] == "x64"  # any x86-64 runs something
+    assert "skylakex" not in V.ranked(avail, AVX2_EPYC)
+
+
+def test_a_variant_that_dies_is_passed_over_and_the_verdict_is_kept(tmp_path, monkeypatch, starter_model):
+    lib = fake_build(tmp_path, V.REQUIRES)
+    tried = []
+
+    def probe(name, model):
+        tried.append(name)
+        return "sapphirerapids" not in name and "zen4" not in name  # SIGILL there (e.g. AMX not allowed)
+
+    assert V.chosen(lib, SPR, run_probe=probe) == "libggml-cpu-icelake.so"
+    first = list(tried)
+    assert first == ["libggml-cpu-sapphirerapids.so", "libggml-cpu-zen4.so", "libggml-cpu-icelake.so"]
+    assert V.chosen(lib, SPR, run_probe=probe) == "libggml-cpu-icelake.so"
+    assert tried == first  # the second time: the cached verdict, no probe
+    saved = json.loads(V._cache_file().read_text())
+    assert "sapphirerapids" in saved["refused"] and saved["variant"] == first[-1]
+    # another build (a library changed): probed again
+    (lib / "libggml-cpu-x64.so").write_bytes(b"\x7fELF changed")
+    V.chosen(lib, SPR, run_probe=probe)
+    assert len(tried) > len(first)
+
+
+def test_a_build_without_variants_needs_nothing(tmp_path):
+    lib = fake_build(tmp_path, [])
+    assert V.variants(lib) == {} and V.chosen(lib, SPR, run_probe=lambda *a: 1 / 0) == ""
+    assert V.describe(lib) == {"dynamic": False}
+    assert V.chosen() == "" or V.chosen().startswith("libggml-cpu-")  # the installed build, whichever it is
+
+
+def test_the_sdist_patch_installs_every_variant_and_loads_one(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "installers"))
+    import llama_variants as LV
+
+    src = tmp_path / "llama_cpp_python-0.3.36"
+    (src / "vendor/llama.cpp/ggml/src").mkdir(parents=True)
+    (src / "llama_cpp").mkdir()
+    (src / "vendor/llama.cpp/ggml/src/CMakeLists.txt").write_text(
+        'if (GGML_SYSTEM_ARCH STREQUAL "x86")\n    ggml_add_cpu_backend_variant(x64)\n'
+        '    ggml_add_cpu_backend_variant(haswell            SSE42 AVX F16C FMA AVX2 BMI2)\n'
+        'elseif (GGML_SYSTEM_ARCH STREQUAL "ARM")\n    ggml_add_cpu_backend_variant(armv8.0_1)\nendif()\n')
+    (src / "CMakeLists.txt").write_text("    llama_cpp_python_install_target(ggml-cpu)\n")
+    (src / "llama_cpp/llama_cpp.py").write_text("_lib = load_shared_library(_lib_base_name, _base_path)\nx = 1\n")
+    assert LV.patch(src) == ["x64", "haswell"]
+    assert LV.patch(src) == ["x64", "haswell"]  # twice: patched once
+    cm = (src / "CMakeLists.txt").read_text()
+    assert cm.count("install_target(ggml-cpu-haswell)") == 1 and "armv8" not in cm
+    py = (src / "llama_cpp/llama_cpp.py").read_text()
+    assert py.count(LV.MARK) == 1 and "ATELIER_GGML_CPU_VARIANT" in py and py.rstrip().endswith("x = 1")
+    compile(py, "llama_cpp.py", "exec")
