@@ -41,13 +41,23 @@ LOADER = '''
 {mark}
 def _atelier_load_cpu_backend() -> None:
     import ctypes as _ct
+    import os as _os
+    import sys as _sys
 
     names = sorted(p.name for p in _base_path.glob("*ggml-cpu-*") if p.suffix in (".so", ".dll", ".dylib"))
     if not names:
         return  # not a dynamic-backend build: the CPU backend is linked in
-    ggml = _ct.CDLL(str(next(_base_path.glob("*ggml.so")) if sys.platform.startswith("linux")
-                        else next(p for p in _base_path.iterdir() if p.stem in ("ggml", "libggml"))))
-    chosen = os.environ.get("ATELIER_GGML_CPU_VARIANT", "")
+    # the very libggml that libllama loaded (a wheel holds copies, not links: libggml.so and
+    # libggml.so.0 are two files, and a second copy would have a registry of its own)
+    where = ""
+    if _sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/maps") as maps:
+                where = next((ln.split()[-1] for ln in maps if "/libggml.so" in ln), "")
+        except OSError:
+            pass
+    ggml = _ct.CDLL(where or str(next(p for p in _base_path.iterdir() if p.stem in ("ggml", "libggml"))))
+    chosen = _os.environ.get("ATELIER_GGML_CPU_VARIANT", "")
     if chosen in names:
         ggml.ggml_backend_load.argtypes = [_ct.c_char_p]
         ggml.ggml_backend_load.restype = _ct.c_void_p
@@ -119,11 +129,44 @@ def build(version: str, python: str = sys.executable, out: Path = CACHE) -> Path
         return target
 
 
+def refresh_loader(wheel: Path) -> None:
+    """Put this file's loader into an already built wheel (no rebuild: only llama_cpp.py and the
+    wheel's RECORD change)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        items = {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()}
+    py = items["llama_cpp/llama_cpp.py"].decode()
+    start = py.index("\n" + MARK)
+    end = py.index("_atelier_load_cpu_backend()\n", start) + len("_atelier_load_cpu_backend()\n")
+    py = py[:start] + LOADER.format(mark=MARK).rstrip("\n") + "\n" + py[end:]
+    compile(py, "llama_cpp.py", "exec")
+    items["llama_cpp/llama_cpp.py"] = py.encode()
+    record = next(n for n in items if n.endswith(".dist-info/RECORD"))
+
+    def digest(data: bytes) -> str:
+        return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+    items[record] = ("".join(f"{n},{digest(d)},{len(d)}\n" for n, d in items.items() if n != record)
+                     + f"{record},,\n").encode()
+    part = wheel.with_suffix(".part")
+    with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as z:
+        for n, d in items.items():
+            z.writestr(n, d)
+    os.replace(part, wheel)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--version", default="0.3.36")
     ap.add_argument("--out", type=Path, default=CACHE)
+    ap.add_argument("--refresh-loader", type=Path, help="update the loader in this built wheel, then stop")
     args = ap.parse_args(argv)
+    if args.refresh_loader:
+        refresh_loader(args.refresh_loader)
+        return 0
     print(build(args.version, out=args.out))
     return 0
 

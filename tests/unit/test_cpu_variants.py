@@ -85,3 +85,39 @@ def test_the_sdist_patch_installs_every_variant_and_loads_one(tmp_path):
     py = (src / "llama_cpp/llama_cpp.py").read_text()
     assert py.count(LV.MARK) == 1 and "ATELIER_GGML_CPU_VARIANT" in py and py.rstrip().endswith("x = 1")
     compile(py, "llama_cpp.py", "exec")
+
+
+def test_the_loader_runs_against_a_real_libggml_and_survives_a_broken_variant(tmp_path):
+    """The loader put into llama_cpp.py, run in a child beside a real libggml (the installed
+    build's): it finds the copy libllama would have loaded, tries the named variant (a broken
+    file here), falls back to ggml's own search, and never takes the process down."""
+    import shutil
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "installers"))
+    import llama_variants as LV
+
+    real = V.lib_dir()
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for p in real.glob("libggml*.so*"):
+        if "ggml-cpu-" not in p.name:
+            shutil.copy2(p, lib / p.name)
+    (lib / "libggml-cpu-x64.so").write_bytes(b"not a library")
+    code = ("import ctypes, pathlib, sys\n"
+            f"_base_path = pathlib.Path({str(lib)!r})\n"
+            f"ctypes.CDLL(str(_base_path / {'libggml.so.0' if (lib / 'libggml.so.0').exists() else 'libggml.so'!r}))\n"
+            + LV.LOADER.format(mark=LV.MARK) + "print('survived')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={"ATELIER_GGML_CPU_VARIANT": "libggml-cpu-x64.so", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0 and r.stdout.strip() == "survived", r.stderr[-2000:]
+
+
+def test_doctor_names_the_variant_in_use():
+    from desktop_app.commands.doctor import llama_cpu_variant
+
+    info = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | LLAMAFILE = 1 | REPACK = 1 |"
+    assert llama_cpu_variant(info, ["avx2"], dynamic=True) == "SSE3 AVX AVX2 F16C FMA BMI2"
+    assert "portable build" in llama_cpu_variant(info, ["avx512f"])
+    assert "no variant of this build" in llama_cpu_variant(info, ["avx512f"], dynamic=True)
