@@ -79,6 +79,17 @@ def test_add_a_server_chat_on_its_model_lose_it_and_retry(window, qtbot, starter
         qtbot.wait(200)
         window.grab().save(str(SHOTS / "chat_remote_model.png"))
 
+        # Stop works as with a local model: the reply so far is kept, marked stopped
+        chat.params.max_tokens.setValue(400)
+        with qtbot.waitSignal(chat.reply_finished, timeout=TIMEOUT) as stopped:
+            with qtbot.waitSignal(chat.controller.reply_delta, timeout=TIMEOUT):
+                chat.send("Tell a long story about the sea.")
+            chat.stop()
+        assert stopped.args[0]["finish_reason"] == "cancelled"
+        kept = chat.store.messages(chat.conversation_id)[-1]
+        assert kept.role == "assistant" and kept.content and kept.stats.get("finish_reason") == "cancelled"
+        chat.params.max_tokens.setValue(12)
+
         # the server goes away: the next message fails at once with a clear error and a Retry
         proc.terminate()
         proc.wait(timeout=30)
