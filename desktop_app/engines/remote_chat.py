@@ -128,14 +128,14 @@ class RemoteServer:
                 for m in items if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
     def chat(self, model: str, messages: list[dict], params: SamplingParams | dict | None = None,
-             token=None) -> Iterator[ChatEvent]:
+             token=None, purpose: str = "chat") -> Iterator[ChatEvent]:
         """Stream a reply; the last event is ``done`` with stats (finish_reason stop, length or
         cancelled). ``think`` tags in the text are split out like the local engine's. The audit log
         records the call as one to ``remote:NAME/MODEL`` (engines/audited.py)."""
         from desktop_app.engines.audited import Call, chat_events
 
         p = SamplingParams.from_dict(params) if isinstance(params, dict) else (params or SamplingParams())
-        call = Call.start("chat", f"remote:{self.name}/{model}", "", p.to_dict(), messages)
+        call = Call.start(purpose, f"remote:{self.name}/{model}", "", p.to_dict(), messages)
         yield from chat_events(call, self._stream(model, messages, p, token))
 
     def _stream(self, model: str, messages: list[dict], p: SamplingParams, token) -> Iterator[ChatEvent]:
@@ -306,7 +306,7 @@ class RemoteChatEngine:
 
     def chat(self, messages: list[dict], params=None, token=None, overflow: str | None = None,
              purpose: str = "chat") -> Iterator[ChatEvent]:
-        return self.server.chat(self.model, messages, params, token)
+        return self.server.chat(self.model, messages, params, token, purpose=purpose)
 
     def info(self) -> dict:
         return {"model_id": self.model_id, "name": f"{self.model} on {self.server.name}", "plan": "remote",

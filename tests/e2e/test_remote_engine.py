@@ -143,3 +143,24 @@ def test_offline_blocks_servers_outside_this_machine(llama_server, monkeypatch):
     assert r.returncode != 0 and "Offline mode is on" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("remotes", "add", "bad", "ftp://x")
     assert r.returncode != 0 and "not a server address" in r.stderr
+
+
+def test_enhance_prompt_on_a_team_servers_model_is_an_enhance_record(llama_server, tmp_path, monkeypatch):
+    """The Studio's Enhance prompt runs on whichever chat model is loaded: a team server's too. Its
+    audit record has the kind "enhance" and names remote:NAME/MODEL."""
+    from desktop_app.core.prompt_enhance import enhance
+    from desktop_app.core.settings import Settings
+    from desktop_app.engines.remote_chat import RemoteChatEngine, RemoteServer
+
+    port, _proc, _log = llama_server
+    monkeypatch.setenv("ATELIER_AUDIT_DIR", str(tmp_path / "audit"))
+    Settings().set("audit_mode", "full")
+    engine = RemoteChatEngine(RemoteServer("box", f"http://127.0.0.1:{port}"), ALIAS)
+    engine.check()
+    prompt, negative = enhance(engine, "a lighthouse in a storm", "sd15", seed=1)
+    assert prompt.strip()
+    from desktop_app.core.audit import log_folder
+
+    lines = [json.loads(x) for f in sorted(log_folder().glob("*.jsonl")) for x in f.read_text().splitlines()]
+    rec = lines[-1]
+    assert rec["kind"] == "enhance" and rec["model_id"] == f"remote:box/{ALIAS}" and rec["outcome"] == "done"
