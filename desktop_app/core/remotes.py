@@ -84,21 +84,27 @@ def refresh(name: str, settings=None) -> dict:
     return entry
 
 
+def blocked_offline(url: str, offline: bool) -> bool:
+    """Whether the offline switch keeps the server at ``url`` out (loopback is always allowed)."""
+    import urllib.parse
+
+    from desktop_app.engines.remote_chat import is_loopback_host
+
+    return offline and not is_loopback_host(urllib.parse.urlsplit(url).hostname or "")
+
+
 def remote_entries(task: str = "chat", settings=None) -> list[dict]:
     """The remote models for a picker, from the cache: ``{"id", "name", "server", "model", "url",
     "badge", "note", "blocked"}``; ``blocked`` when the offline switch keeps that server out."""
     from desktop_app.core.settings import Settings
-    from desktop_app.engines.remote_chat import is_loopback_host
 
     settings = settings or Settings()
     offline = bool(settings.offline)
     cache = cached_models()
     out = []
-    import urllib.parse
-
     for s in list_servers(settings):
         e = cache.get(s["name"]) or {}
-        blocked = offline and not is_loopback_host(urllib.parse.urlsplit(s["url"]).hostname or "")
+        blocked = blocked_offline(s["url"], offline)
         for m in e.get(task) or []:
             badge = f"remote · {s['name']}" + (" · blocked while offline" if blocked else
                                                " · unreachable when last tried" if e.get("error") else "")

@@ -250,18 +250,16 @@ def remote_images(server: RemoteServer, model: str, prompt: str, token=None, **f
 
     def watch():
         while not done.is_set():
-            if token is not None and token.wait(0.2):
+            if token.wait(0.2):
                 for c in conns:
                     try:
                         c.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read below
                     except (OSError, AttributeError):
                         pass
                 return
-            if token is None:
-                return
 
-    watcher = threading.Thread(target=watch, name="remote-image-cancel", daemon=True)
-    watcher.start()
+    if token is not None:  # nothing to watch for without one
+        threading.Thread(target=watch, name="remote-image-cancel", daemon=True).start()
     try:
         conn, resp = server._request("POST", "/images/generations", body, opened=conns.append)
         try:

@@ -104,8 +104,9 @@ class ServersView(QWidget):
             b.setEnabled(not busy)
 
     # ------------------------------------------------------------------ the list (no network)
-    def show_list(self) -> None:
-        """The servers and the models each listed last time (reads two small files, off the GUI thread)."""
+    def show_list(self, say: str = "") -> None:
+        """The servers and the models each listed last time (reads two small files, off the GUI
+        thread); ``say``: the status line to show with it."""
         settings = self.ctx.settings
 
         def read():
@@ -113,18 +114,17 @@ class ServersView(QWidget):
 
             return list_servers(settings), cached_models(), bool(settings.offline)
 
-        self._run(read, self._fill, "")
+        self._run(read, lambda result: self._fill(result, say), "")
 
-    def _fill(self, result) -> None:
-        from desktop_app.engines.remote_chat import is_loopback_host
-        import urllib.parse
+    def _fill(self, result, say: str = "") -> None:
+        from desktop_app.core.remotes import blocked_offline
 
         servers, cache, offline = result
         self._set_busy(False)
         self.tree.clear()
         for s in servers:
             e = cache.get(s["name"]) or {}
-            blocked = offline and not is_loopback_host(urllib.parse.urlsplit(s["url"]).hostname or "")
+            blocked = blocked_offline(s["url"], offline)
             n = len(e.get("chat") or []) + len(e.get("image") or [])
             if blocked:
                 state = "blocked: offline mode is on, and this server is outside this computer"
@@ -146,6 +146,8 @@ class ServersView(QWidget):
             top.setExpanded(True)
         if not servers:
             self.status.setText("No servers yet. Add one with \"Add a server…\".")
+        elif say:
+            self.status.setText(say)
         self.changed.emit()
 
     def selected_server(self) -> str | None:
@@ -187,7 +189,6 @@ class ServersView(QWidget):
     def _after_refresh(self, result) -> None:
         entry, listed = result
         self.ctx.remotes_changed.emit()
-        self.show_list()
         if listed.get("many") is not None:
             text = f"Asked {listed['many']} server(s)."
         elif listed.get("error"):
@@ -195,12 +196,7 @@ class ServersView(QWidget):
         else:
             n = len(listed.get("chat") or []) + len(listed.get("image") or [])
             text = (f"Added {entry['name']}: " if entry else "") + f"{n} model(s) listed."
-        self._after_fill_say = text
-        self.changed.connect(self._say_once)
-
-    def _say_once(self) -> None:
-        self.changed.disconnect(self._say_once)
-        self.status.setText(self._after_fill_say)
+        self.show_list(say=text)
 
     @Slot()
     def _on_remove_clicked(self) -> None:
