@@ -5,20 +5,11 @@ line (where other users of the machine can read it)."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 
 from desktop_app.core.errors import AtelierError
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from desktop_app.core.loopback import is_loopback
 
 
 def build(host: str, api_key: str | None):

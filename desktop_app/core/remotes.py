@@ -88,9 +88,9 @@ def blocked_offline(url: str, offline: bool) -> bool:
     """Whether the offline switch keeps the server at ``url`` out (loopback is always allowed)."""
     import urllib.parse
 
-    from desktop_app.engines.remote_chat import is_loopback_host
+    from desktop_app.core.loopback import is_loopback
 
-    return offline and not is_loopback_host(urllib.parse.urlsplit(url).hostname or "")
+    return offline and not is_loopback(urllib.parse.urlsplit(url).hostname)
 
 
 def remote_entries(task: str = "chat", settings=None) -> list[dict]:

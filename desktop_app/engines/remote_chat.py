@@ -12,7 +12,6 @@ this machine; loopback stays allowed. The API key, when there is one, is sent on
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import time
 import urllib.parse
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from desktop_app.core.errors import AtelierError, OfflineError
+from desktop_app.core.loopback import is_loopback
 from desktop_app.engines.chat_types import ChatEvent, ChatStats, SamplingParams
 
 CONNECT_TIMEOUT = 5.0
@@ -28,15 +28,6 @@ READ_TIMEOUT = 300.0
 
 class RemoteError(AtelierError):
     """The server could not be reached, or failed or vanished mid-reply."""
-
-
-def is_loopback_host(host: str) -> bool:
-    if host in ("localhost",) or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def normalise_url(url: str) -> str:
@@ -62,7 +53,7 @@ class RemoteServer:
 
     @property
     def loopback(self) -> bool:
-        return is_loopback_host(self._u.hostname or "")
+        return is_loopback(self._u.hostname)
 
     def _check_offline(self) -> None:
         if self.loopback:
@@ -250,17 +241,19 @@ def remote_images(server: RemoteServer, model: str, prompt: str, token=None, **f
 
     def watch():
         while not done.is_set():
-            if token.wait(0.2):
-                for c in conns:
+            if token.wait(0.2):  # cancelled: close each socket, also one that exists only later
+                for c in conns:  # (cancelled while it connects: the socket is not there yet)
                     try:
                         c.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read below
                     except (OSError, AttributeError):
                         pass
-                return
+                done.wait(0.05)
 
     if token is not None:  # nothing to watch for without one
         threading.Thread(target=watch, name="remote-image-cancel", daemon=True).start()
     try:
+        if token is not None and token.cancelled:
+            raise Cancelled()
         conn, resp = server._request("POST", "/images/generations", body, opened=conns.append)
         try:
             data = json.loads(resp.read(256 * 2**20))

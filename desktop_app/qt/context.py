@@ -26,6 +26,7 @@ class AppContext(QObject):
     loaded_models_changed = Signal(object)  # dict name -> description
     status_message = Signal(str)
     memory_notice = Signal(str)  # the memory broker moved a model: what and why, in words
+    image_engine_taken = Signal(object)  # the local server loaded a model on the Studio's engine: its LOADED data
     open_in_studio = Signal(str)  # an image path (a chat's inline image): show it in the Studio
 
     def __init__(self, parent: QObject | None = None) -> None:

@@ -109,7 +109,7 @@ class ServerRunner:
 
         import uvicorn
 
-        from desktop_app.commands.serve import is_loopback
+        from desktop_app.core.loopback import is_loopback
         from desktop_app.core.errors import AtelierError
         from desktop_app.server.app import ServerState, create_app
 

@@ -67,6 +67,7 @@ class GuiImageWorker(QObject):
         elif isinstance(item, dict) and item.get("type") == "loaded":  # the memory meter shows it
             self.ctx.set_loaded("image", f"{item['name']} ({item.get('device', 'cpu')}, {item.get('dtype', '')})",
                                 item.get("pid"))
+            self.ctx.image_engine_taken.emit(item)  # the Studio's footer and broker moves follow
 
     def _settle(self, fut: Future, result=None, exc: BaseException | None = None) -> None:
         if fut.done():
@@ -80,7 +81,7 @@ class GuiImageWorker(QObject):
 
         def fn(state, token):
             from desktop_app.engines.diffusion import protocol as P
-            from desktop_app.ui.studio.jobs import _brokered, _measured, engine_in
+            from desktop_app.ui.studio.jobs import _brokered, _measured, engine_in, note_loaded
 
             try:
                 eng = engine_in(state, None)
@@ -91,13 +92,8 @@ class GuiImageWorker(QObject):
                         req_token.cancel()
                     if ev.type == P.RESULT:
                         out.append((ev.image, dict(ev.get("params") or {})))
-                    elif ev.type == P.LOADED and broker is not None:
-                        from desktop_app.core.memory_broker import demand_for_record
-
-                        state["demand"] = demand = demand_for_record(rec)
-                        broker.loaded("image", demand, str(ev.data.get("plan") or "cpu"), moved=False)
-                        _measured(broker, ev.data.get("memory"))
                     if ev.type == P.LOADED:
+                        note_loaded(state, broker, rec, ev.data)
                         yield {"type": "loaded", "name": getattr(rec, "display_name", None) or rec.id, **ev.data}
                     elif ev.type == P.DONE:
                         _measured(broker, ev.get("memory"))

@@ -89,7 +89,7 @@ class ServerPanel(QDialog):
         host = (host or self.host_edit.text()).strip() or "127.0.0.1"
         port = int(port or self.port_box.value())
         key = (key if key is not None else self.key_edit.text()).strip() or None
-        from desktop_app.commands.serve import is_loopback
+        from desktop_app.core.loopback import is_loopback
 
         if not is_loopback(host) and not key:
             key = secrets.token_urlsafe(24)  # another address: never without a key

@@ -81,12 +81,20 @@ def test_the_app_serves_images_on_the_studios_engine(qtbot, starter_model, tmp_p
     from tests.diffusion import tiny_pipelines as tp
 
     folder = tp.build_sd15(tmp_path_factory.mktemp("srv_tiny") / "tiny-sd15")
+    own = tp.build_sd15(tmp_path_factory.mktemp("srv_own") / "own-sd15")
     win = MainWindow()
     win.ctx.library.add(ModelRecord(id="tiny-sd15", task="image", format="diffusers", path=str(folder),
                                     size_bytes=1000, name="Tiny SD 1.5", family="sd15"))
+    win.ctx.library.add(ModelRecord(id="own-sd15", task="image", format="diffusers", path=str(own),
+                                    size_bytes=1000, name="Own SD 1.5", family="sd15"))
     qtbot.addWidget(win)
     win.show()
     win.start()
+    studio = win.studio_tab
+    qtbot.waitUntil(lambda: "own-sd15" in studio._model_ids, timeout=20_000)
+    with qtbot.waitSignal(studio.controller.load_ended, timeout=60_000):
+        studio.select_model("own-sd15")  # the Studio's own model first: the server's request takes the engine
+    assert str(studio.controller.loaded_path) == str(own)
     panel = win.show_server()
     port = free_port()
     with qtbot.waitSignal(panel.state_changed, timeout=60_000):
@@ -121,6 +129,17 @@ def test_the_app_serves_images_on_the_studios_engine(qtbot, starter_model, tmp_p
         # the Studio's own thread made it: the image slot's engine process is the Studio thread's
         engine = win.ctx.model_thread("image")._worker.state["engine"]
         assert win.ctx.loaded_slots()["image"][1] == engine.pid
+        # the Studio's footer and its idea of what is loaded follow; its next Generate takes its own back
+        qtbot.waitUntil(lambda: "local server loaded Tiny SD 1.5" in studio.status_label.text(), timeout=10_000)
+        assert str(studio.controller.loaded_path) == str(folder)
+        studio.params.prompt.setPlainText("a blue circle")
+        studio.params.steps.setValue(2)
+        studio.params.width_box.setValue(64)
+        studio.params.height_box.setValue(64)
+        with qtbot.waitSignal(studio.generation_finished, timeout=120_000) as gen:
+            studio.generate()
+        assert gen.args == ["done"] and str(studio.controller.loaded_path) == str(own)
+        assert "Own SD 1.5" in win.ctx.loaded_slots()["image"][0]
     finally:
         client.close()
     import json

@@ -84,6 +84,35 @@ def test_cancel_closes_the_connection_at_once():
         time.sleep(0.2)  # the handler thread lets its socket go
 
 
+def test_a_cancel_while_it_connects_does_not_wait_for_the_answer(monkeypatch):
+    """Cancelled before the socket exists (during connect): the watcher closes it once it does."""
+    import http.client
+
+    release = threading.Event()
+    srv, box = serve(lambda: (release.wait(20), (200, _data()))[1])
+    token = CancelToken()
+    real = http.client.HTTPConnection.connect
+
+    def slow_connect(conn):
+        token.cancel()
+        time.sleep(0.5)  # the watcher sees the cancel while there is no socket yet
+        real(conn)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "connect", slow_connect)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(Cancelled):
+            remote_images(box, "m", "slow", token)
+        assert time.monotonic() - t0 < 3
+        with pytest.raises(Cancelled):  # already cancelled: no request at all
+            remote_images(box, "m", "again", token)
+    finally:
+        release.set()
+        srv.shutdown()
+        srv.server_close()
+        time.sleep(0.2)
+
+
 def test_the_model_cache_is_bounded_and_typed(tmp_path):
     from desktop_app.core import remotes
 

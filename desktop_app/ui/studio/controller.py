@@ -106,6 +106,7 @@ class StudioController(QObject):
         ctx.register_mover("image", self.broker_move, restore=self.broker_restore,
                            busy=lambda: self.busy or self.post_busy)
         ctx.remotes_changed.connect(lambda: None if self._shut else self.refresh_models())  # a team server's models
+        ctx.image_engine_taken.connect(self._on_engine_taken)
 
     # ------------------------------------------------------------------ state
     @property
@@ -347,6 +348,15 @@ class StudioController(QObject):
         where = "remote server" if data.get("remote") else f"{data.get('device', 'cpu')}, {data.get('dtype', '')}"
         self.ctx.set_loaded("image", f"{name} ({where})", data.get("pid"))
         self.loaded.emit({**data, "name": name})
+
+    def _on_engine_taken(self, data: dict) -> None:
+        """The local server loaded another model on this engine for a client: what is loaded (for
+        the broker's moves) and the footer follow; the next Generate loads the Studio's own again."""
+        if self._shut or str(data.get("model")) == str(self.loaded_path):
+            return
+        self.loaded_path, self.loaded_native = data.get("model"), None
+        self.status.emit(f"The local server loaded {data.get('name', 'another model')} for a client; "
+                         "Generate loads this tab's model again.")
 
     def _forget_loaded(self) -> None:
         self.ctx.broker.unloaded("image")

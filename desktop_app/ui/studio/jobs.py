@@ -136,16 +136,23 @@ def _brokered(state: dict, broker, rec, spec, token, restore: bool = False):
 def _track(state: dict, broker, items, rec=None):
     """Pass the items on; tell the broker what loaded and what the engine measured."""
     for item in items:
-        if broker is not None and isinstance(item, E.Loaded):
-            from desktop_app.core.memory_broker import demand_for_record
-
-            demand = state.get("demand")
-            if demand is None or demand.id != getattr(rec, "id", None):
-                demand = state["demand"] = demand_for_record(rec) if rec is not None else None
-            if demand is not None:
-                broker.loaded("image", demand, str(item.data.get("plan") or "cpu"), moved=bool(state.get("moved")))
-                _measured(broker, item.data.get("memory"))
+        if isinstance(item, E.Loaded):
+            note_loaded(state, broker, rec, item.data)
         yield item
+
+
+def note_loaded(state: dict, broker, rec, data: dict) -> None:
+    """Tell the broker that ``rec`` loaded (its demand, where the engine put it, what it measured):
+    for the Studio's loads and for the local server's images on the same engine."""
+    if broker is None or rec is None:
+        return
+    from desktop_app.core.memory_broker import demand_for_record
+
+    demand = state.get("demand")
+    if demand is None or demand.id != getattr(rec, "id", None):
+        demand = state["demand"] = demand_for_record(rec)
+    broker.loaded("image", demand, str(data.get("plan") or "cpu"), moved=bool(state.get("moved")))
+    _measured(broker, data.get("memory"))
 
 
 def _measured(broker, memory) -> None:
