@@ -91,9 +91,10 @@ def _key(folder: Path, flags: set[str]) -> str:
     import hashlib
 
     libs = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in folder.glob("*ggml*"))
-    return hashlib.sha256(json.dumps([sorted(flags), libs]).encode()).hexdigest()[:24]
+    return hashlib.sha256(json.dumps([sorted(flags), libs, PROBE_VERSION]).encode()).hexdigest()[:24]
 
 
+PROBE_VERSION = 2  # 2: a Q4_0 model (1 probed with the starter's Q4_1, which missed the AMX path)
 PROBE = (
     "import sys, llama_cpp\n"
     "m = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=64, n_threads=1, verbose=False)\n"
@@ -116,13 +117,68 @@ def probe(variant_file: str, model: Path, timeout: float = 120.0) -> bool:
 
 
 def _probe_model() -> Path | None:
+    """A small random llama with Q4_0 weights (written once into the cache, about 0.5 MB): Q4_0
+    runs the AMX and repacked kernels, which the starter's Q4_1 weights do not reach. Measured on a
+    Sapphire Rapids Xeon: the sapphirerapids variant answered on the starter, then died with SIGILL
+    on every Q4_0 model; this probe refuses it there."""
     try:
-        from desktop_app.core.starter import starter_model_path
+        path = _cache_file().with_name("cpu-variant-probe.gguf")
+        if not path.is_file():
+            _write_probe_model(path)
+        return path
+    except Exception:  # noqa: BLE001 - (no gguf-py) the starter, which at least catches a dead variant
+        try:
+            from desktop_app.core.starter import starter_model_path
 
-        p = starter_model_path()
-        return Path(p) if p else None
-    except Exception:  # noqa: BLE001 - no starter: trust the flags
-        return None
+            p = starter_model_path()
+            return Path(p) if p else None
+        except Exception:  # noqa: BLE001 - no model to probe with: trust the flags
+            return None
+
+
+def _write_probe_model(path: Path, n_embd: int = 256, n_ff: int = 512, n_head: int = 8, n_kv: int = 4) -> None:
+    import gguf
+    import numpy as np
+    from gguf.quants import quantize
+
+    rng = np.random.default_rng(0)
+    tmp = path.with_suffix(".part")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(tmp), "llama")
+    for add, value in ((w.add_context_length, 256), (w.add_embedding_length, n_embd), (w.add_block_count, 1),
+                       (w.add_feed_forward_length, n_ff), (w.add_head_count, n_head), (w.add_head_count_kv, n_kv),
+                       (w.add_layer_norm_rms_eps, 1e-5), (w.add_rope_dimension_count, n_embd // n_head),
+                       (w.add_file_type, 2)):  # MOSTLY_Q4_0
+        add(value)
+    tokens = [b"<unk>", b"<s>", b"</s>"] + [f"<0x{i:02X}>".encode() for i in range(256)]
+    tokens += [f"\u2581w{i}".encode() for i in range(256 - 3)]
+    T = gguf.TokenType
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0] * len(tokens))
+    w.add_token_types([T.UNKNOWN, T.CONTROL, T.CONTROL] + [T.BYTE] * 256 + [T.NORMAL] * (len(tokens) - 259))
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+
+    def q4(name: str, rows: int, cols: int) -> None:
+        data = quantize((rng.standard_normal((rows, cols)) * 0.02).astype(np.float32), gguf.GGMLQuantizationType.Q4_0)
+        w.add_tensor(name, data, raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+
+    kv = n_embd // n_head * n_kv
+    q4("token_embd.weight", len(tokens), n_embd)
+    w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
+    q4("output.weight", len(tokens), n_embd)
+    for name in ("attn_norm", "ffn_norm"):
+        w.add_tensor(f"blk.0.{name}.weight", np.ones(n_embd, dtype=np.float32))
+    for name, rows, cols in (("attn_q", n_embd, n_embd), ("attn_k", kv, n_embd), ("attn_v", kv, n_embd),
+                             ("attn_output", n_embd, n_embd), ("ffn_gate", n_ff, n_embd), ("ffn_up", n_ff, n_embd),
+                             ("ffn_down", n_embd, n_ff)):
+        q4(f"blk.0.{name}.weight", rows, cols)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(tmp, path)
 
 
 def chosen(folder: Path | None = None, flags: set[str] | None = None, run_probe=None) -> str:

@@ -35,7 +35,7 @@ def test_the_best_variant_the_flags_allow(tmp_path):
     assert "skylakex" not in V.ranked(avail, AVX2_EPYC)
 
 
-def test_a_variant_that_dies_is_passed_over_and_the_verdict_is_kept(tmp_path, monkeypatch, starter_model):
+def test_a_variant_that_dies_is_passed_over_and_the_verdict_is_kept(tmp_path, monkeypatch):
     lib = fake_build(tmp_path, V.REQUIRES)
     tried = []
 
@@ -54,6 +54,21 @@ def test_a_variant_that_dies_is_passed_over_and_the_verdict_is_kept(tmp_path, mo
     (lib / "libggml-cpu-x64.so").write_bytes(b"\x7fELF changed")
     V.chosen(lib, SPR, run_probe=probe)
     assert len(tried) > len(first)
+
+
+def test_the_probe_model_is_a_q4_0_gguf_that_llama_cpp_runs():
+    """The probe's own model (Q4_0 weights reach the AMX path; the starter's Q4_1 did not: a
+    sapphirerapids variant answered on the starter and died with SIGILL on Q4_0 models). It is
+    written once; the installed build (whichever) runs the probe on it."""
+    import gguf
+
+    model = V._probe_model()
+    assert model is not None and model.is_file() and model.stat().st_size < 2 * 2**20
+    reader = gguf.GGUFReader(str(model))
+    assert {t.tensor_type for t in reader.tensors if t.name.endswith("attn_q.weight")} == {
+        gguf.GGMLQuantizationType.Q4_0}
+    assert V._probe_model() == model  # kept, not written again
+    assert V.probe(V.chosen() or "none", model)
 
 
 def test_a_build_without_variants_needs_nothing(tmp_path):
