@@ -210,5 +210,6 @@ def llama_cpu_variant(system_info: str, cpu_flags: list[str], dynamic: bool = Fa
     text = " ".join(used)
     if extra:
         text += (f" (this CPU also has {', '.join(extra)}; no variant of this build uses them safely)" if dynamic
-                 else f" (portable build; this CPU also has {', '.join(extra)}, unused)")
+                 else f" (portable build; this CPU also has {', '.join(extra)}, unused: "
+                      "ATELIER_LLAMA_CPU_VARIANTS=1 python3 installers/bootstrap.py builds the variants that use them)")
     return text

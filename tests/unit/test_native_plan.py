@@ -98,7 +98,7 @@ def test_doctor_says_which_cpu_code_llama_cpp_runs():
     info = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | AVX512 = 0 | F16C = 1 | FMA = 1 | OPENMP = 1 | REPACK = 1 |"
     text = llama_cpu_variant(info, ["avx2", "avx512f", "avx512_bf16"])
     assert text.startswith("SSE3 AVX AVX2 F16C FMA") and "OPENMP" not in text
-    assert "this CPU also has avx512f, avx512_bf16, unused" in text
+    assert "this CPU also has avx512f, avx512_bf16, unused" in text and "ATELIER_LLAMA_CPU_VARIANTS=1" in text
     both = "CPU : AVX2 = 1 | AVX512 = 1 | AVX512_BF16 = 1 |"
     assert llama_cpu_variant(both, ["avx512f", "avx512_bf16"]) == "AVX2 AVX512 AVX512_BF16"
     assert llama_cpu_variant("", []) == ""
