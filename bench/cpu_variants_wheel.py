@@ -49,7 +49,9 @@ def run(python: str, model: Path, threads: int, env: dict) -> dict:
     out = subprocess.run([python, "-c", CHILD, str(model), str(threads)], capture_output=True, text=True,
                          timeout=1800, env=env, cwd=str(ROOT))
     if out.returncode != 0:
-        raise SystemExit(f"{python} failed: {out.stderr[-2000:]}")
+        how = f"died with signal {-out.returncode}" if out.returncode < 0 else f"exited {out.returncode}"
+        raise SystemExit(f"{python} {how} (variant {env.get('ATELIER_GGML_CPU_VARIANT') or 'ggml own choice'}): "
+                         f"{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
